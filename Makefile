@@ -1,0 +1,56 @@
+# The two commands a newcomer needs (see README.md):
+#   make demo   - DynamoDB Local + the sync server + the web app on http://127.0.0.1:8000
+#   make test   - the whole test suite (unit, server on DynamoDB Local, end to end in Chromium)
+# Both install what they need first; re-running them is fast when nothing changed.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+WHEELS := web/build/wheels
+PORT ?= 8000
+
+.PHONY: setup demo test bench lint chromium pysync-wheel
+
+setup: $(VENV)/.installed chromium web/node_modules/.installed $(WHEELS)/.installed pysync-wheel
+
+# The venv is rebuilt only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Playwright cannot download browsers here: use Debian's chromium.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Pyodide and DynamoDB Local, pinned by web/package-lock.json.
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Pure-Python wheels for Pyodide (Python 3.14), served by our own server.
+$(WHEELS)/.installed: web/pyodide-requirements.txt $(VENV)/.installed
+	mkdir -p $(WHEELS)
+	$(PY) -m pip download -q --only-binary=:all: --python-version 3.14 --no-deps \
+	  -d $(WHEELS) -r web/pyodide-requirements.txt
+	touch $@
+
+# pysync itself, as a wheel built from the source (rebuilt only when the source changed).
+pysync-wheel: $(VENV)/.installed
+	$(PY) -m server.assets
+
+demo: setup
+	$(PY) -m server --dev --port $(PORT) --data-dir data/dynamodb
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m tests.bench
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy

@@ -1,0 +1,142 @@
+"""What a record may hold, and how it travels as JSON.
+
+A record is a dict of fields. Values are JSON types plus bytes: None, bool, int, float
+(finite), str, bytes, list and dict. Numbers must fit DynamoDB's N type (at most 38
+significant digits, magnitude between 1e-130 and 1e126). Field names starting with "_" are
+reserved for pysync's meta attributes. Bytes travel as {"$bytes": "<base64>"}, so a map whose
+only key is "$bytes" means bytes, and "$bytes" is not allowed as a key in any other map.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeAlias
+
+from pysync.errors import InvalidValue
+
+Value: TypeAlias = Any  # None | bool | int | float | Decimal | str | bytes | list[Value] | dict
+Record: TypeAlias = dict[str, Any]
+
+BYTES_TAG = "$bytes"
+MAX_DEPTH = 32
+MAX_DIGITS = 38
+MAX_KEY_BYTES = 1024 - 65  # DynamoDB sort key limit minus "<collection>#"
+MAX_RECORD_BYTES = 350_000  # leaves room for meta attributes under DynamoDB's 400 KB item limit
+_MAX_EXPONENT = 125
+_MIN_EXPONENT = -130
+
+
+def _check_str(s: str, path: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue("string holds a lone surrogate (not valid UTF-8)", path) from None
+
+
+def _check_number(n: int | float | Decimal, path: str) -> None:
+    if isinstance(n, float) and not math.isfinite(n):
+        raise InvalidValue(f"{n!r} is not a finite number", path)
+    try:
+        d = Decimal(repr(n)) if isinstance(n, float) else Decimal(n)
+    except InvalidOperation:
+        raise InvalidValue(f"{n!r} is not a number", path) from None
+    if not d.is_finite():
+        raise InvalidValue(f"{n!r} is not a finite number", path)
+    if d.is_zero():
+        return
+    digits = d.normalize().as_tuple().digits
+    if len(digits) > MAX_DIGITS:
+        raise InvalidValue(f"number has more than {MAX_DIGITS} significant digits", path)
+    exponent = d.adjusted()
+    if exponent > _MAX_EXPONENT or exponent < _MIN_EXPONENT:
+        raise InvalidValue("number is out of DynamoDB's range (1e-130 .. 1e126)", path)
+
+
+def check_field_name(name: object, path: str = "") -> None:
+    if not isinstance(name, str):
+        raise InvalidValue(f"field names must be strings, not {type(name).__name__}", path)
+    if name == "":
+        raise InvalidValue("field name is empty", path)
+    if name.startswith("_"):
+        raise InvalidValue(f"field name {name!r} is reserved (starts with '_')", path)
+    _check_str(name, path)
+
+
+def _check(value: object, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidValue(f"nested deeper than {MAX_DEPTH} levels", path)
+    if value is None or isinstance(value, (bool, bytes)):
+        return
+    if isinstance(value, (int, float, Decimal)):
+        _check_number(value, path)
+    elif isinstance(value, str):
+        _check_str(value, path)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check(item, f"{path}[{i}]", depth + 1)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidValue(f"map keys must be strings, not {type(k).__name__}", path)
+            if k == BYTES_TAG:
+                raise InvalidValue(f"{BYTES_TAG!r} is reserved as a map key", path)
+            _check_str(k, path)
+            _check(v, f"{path}.{k}" if path else k, depth + 1)
+    elif isinstance(value, (set, frozenset)):
+        raise InvalidValue("sets are not supported: use a list", path)
+    else:
+        raise InvalidValue(f"{type(value).__name__} is not a storable value", path)
+
+
+def check_record(record: object) -> Record:
+    """Validate a whole record (a dict of fields); return it unchanged or raise InvalidValue."""
+    if not isinstance(record, dict):
+        raise InvalidValue(f"a record must be a dict, not {type(record).__name__}")
+    for name, value in record.items():
+        check_field_name(name, str(name))
+        _check(value, name, 1)
+    return record
+
+
+def check_key(key: object) -> str:
+    """Validate a record key: a non-empty string of at most MAX_KEY_BYTES UTF-8 bytes."""
+    if not isinstance(key, str):
+        raise InvalidValue(f"keys must be strings, not {type(key).__name__}")
+    if key == "":
+        raise InvalidValue("key is empty")
+    _check_str(key, "key")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InvalidValue(f"key is longer than {MAX_KEY_BYTES} UTF-8 bytes")
+    return key
+
+
+def to_json(value: Value) -> Any:
+    """A value as plain JSON data: bytes become {"$bytes": base64}, Decimals become numbers."""
+    if isinstance(value, bytes):
+        return {BYTES_TAG: base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def from_json(data: Any) -> Value:
+    """The inverse of to_json: {"$bytes": base64} becomes bytes again."""
+    if isinstance(data, dict):
+        if BYTES_TAG in data:
+            if len(data) != 1 or not isinstance(data[BYTES_TAG], str):
+                raise InvalidValue(f"a {BYTES_TAG!r} wrapper holds exactly one base64 string")
+            try:
+                return base64.b64decode(data[BYTES_TAG], validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidValue(f"{BYTES_TAG!r} is not valid base64") from None
+        return {k: from_json(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [from_json(v) for v in data]
+    return data

@@ -1,0 +1,1 @@
+"""pysync sync server: a stateless ASGI app in front of DynamoDB."""

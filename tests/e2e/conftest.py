@@ -1,0 +1,84 @@
+"""End-to-end fixtures: Debian's Chromium driven by pytest-playwright, against a real server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page
+
+from server.app import create_app
+from server.assets import ensure_pysync_wheel
+from server.config import Settings
+from server.dynamo_local import DynamoDBLocal
+from tests.support import serve
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+BOOT_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def live_server(dynamodb_local: DynamoDBLocal) -> Iterator[str]:
+    ensure_pysync_wheel()
+    settings = Settings(dev=True, dynamodb_endpoint=dynamodb_local.endpoint,
+                        table_prefix=f"e2e{uuid.uuid4().hex[:8]}_")
+    with serve(create_app(settings)) as url:
+        yield url
+
+
+class ForeignRequest(AssertionError):
+    pass
+
+
+def open_test_page(context: BrowserContext, base_url: str) -> Page:
+    """A page on test.html with pysync booted; fails the test on any request to another origin."""
+    page = context.new_page()
+    origin = urlsplit(base_url).netloc
+    foreign: list[str] = []
+
+    def check(request: Any) -> None:
+        netloc = urlsplit(request.url).netloc
+        if request.url.startswith(("data:", "blob:")) or netloc == origin:
+            return
+        foreign.append(request.url)
+
+    page.on("request", check)
+    page.goto(f"{base_url}/test.html")
+    page.wait_for_function("window.pysyncTest !== undefined", timeout=BOOT_TIMEOUT_MS)
+    page.evaluate("window.pysyncTest.ready")  # rejects, and so fails here, if the boot failed
+    page.set_default_timeout(60_000)
+    page.__dict__["foreign_requests"] = foreign
+    return page
+
+
+@pytest.fixture
+def app_page(context: BrowserContext, live_server: str) -> Iterator[Page]:
+    page = open_test_page(context, live_server)
+    yield page
+    foreign = page.__dict__["foreign_requests"]
+    if foreign:
+        raise ForeignRequest(f"the page requested other origins: {foreign}")
+
+
+def run_py(page: Page, code: str) -> Any:
+    """Run Python in the page (top-level await allowed); return its last expression as JSON."""
+    return page.evaluate("code => window.pysyncTest.run(code)", code)
+
+
+__all__ = ["Browser", "open_test_page", "run_py"]
