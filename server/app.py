@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.config import Settings
+from server.context import ServerContext
 from server.static import static_routes
+from server.tables import ensure_tables
 
 
 async def health(request: Request) -> Response:
@@ -16,8 +22,15 @@ async def health(request: Request) -> Response:
 
 
 def create_app(settings: Settings) -> Starlette:
+    ctx = ServerContext.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(ensure_tables, ctx.dynamodb, settings.table_prefix)
+        yield
+
     routes: list[BaseRoute] = [Route("/v1/health", health)]
     routes += static_routes()  # last: it mounts "/"
-    app = Starlette(routes=routes)
-    app.state.settings = settings
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.ctx = ctx
     return app

@@ -1,0 +1,33 @@
+"""The boto3 DynamoDB clients the server uses: DynamoDB Local, or real AWS."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from server.config import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+
+# Pooled connections for concurrent requests; botocore retries are ours to control
+# (throttling is retried with backoff by the server, then answered 503).
+_CONFIG = Config(max_pool_connections=64, retries={"max_attempts": 1, "mode": "standard"})
+
+
+def _kwargs(settings: Settings) -> dict[str, str]:
+    if settings.dynamodb_endpoint is None:
+        return {"region_name": settings.region}  # credentials from the standard AWS chain
+    return {"region_name": settings.region, "endpoint_url": settings.dynamodb_endpoint,
+            "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+def dynamodb_client(settings: Settings) -> DynamoDBClient:
+    return boto3.client("dynamodb", config=_CONFIG, **_kwargs(settings))  # type: ignore[call-overload,no-any-return]
+
+
+def streams_client(settings: Settings) -> DynamoDBStreamsClient:
+    return boto3.client("dynamodbstreams", config=_CONFIG, **_kwargs(settings))  # type: ignore[call-overload,no-any-return]

@@ -1,0 +1,92 @@
+"""The DynamoDB tables pysync uses, and their idempotent creation.
+
+- items   pk=scope (S), sk="<collection>#<key>" (S); stream NEW_AND_OLD_IMAGES; TTL on _ttl.
+          The records themselves: fields as top-level attributes plus the _ meta attributes.
+- clients pk (S), sk (S): per-client state (owner, last_mutation_id) and mutation receipts.
+- log     pk=scope (S), sk=position (N): each scope's ordered change log; TTL on ttl.
+- feed    pk (S), sk (S): stream shard leases and checkpoints, written by the change feed.
+
+All tables are PAY_PER_REQUEST. `ensure_tables` creates the missing ones and waits for them;
+it never alters or deletes an existing table, so running it on every start is safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    suffix: str
+    sort_key_type: Literal["S", "N"] = "S"
+    stream: bool = False
+    ttl_attribute: str | None = None
+
+
+ITEMS = TableSpec("items", stream=True, ttl_attribute="_ttl")
+CLIENTS = TableSpec("clients", ttl_attribute="ttl")
+LOG = TableSpec("log", sort_key_type="N", ttl_attribute="ttl")
+FEED = TableSpec("feed")
+ALL_TABLES = (ITEMS, CLIENTS, LOG, FEED)
+
+
+@dataclass(frozen=True)
+class TableNames:
+    items: str
+    clients: str
+    log: str
+    feed: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> TableNames:
+        return cls(*(prefix + spec.suffix for spec in ALL_TABLES))
+
+
+def _create_args(name: str, spec: TableSpec) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": spec.sort_key_type},
+        ],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if spec.stream:
+        args["StreamSpecification"] = {
+            "StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"
+        }
+    return args
+
+
+def ensure_tables(client: DynamoDBClient, prefix: str) -> TableNames:
+    """Create whichever of pysync's tables are missing; return their names."""
+    names = TableNames.with_prefix(prefix)
+    created: list[tuple[str, TableSpec]] = []
+    for spec in ALL_TABLES:
+        name = prefix + spec.suffix
+        try:
+            client.create_table(**_create_args(name, spec))
+            created.append((name, spec))
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+    for name, spec in created:
+        client.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+        if spec.ttl_attribute:
+            client.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+            )
+    return names
