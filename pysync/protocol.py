@@ -1,26 +1,133 @@
 """Wire protocol v1: the messages of /v1/push and /v1/pull, shared by client and server.
 
 Parsing is strict: a message that does not have the documented shape raises ProtocolError
-with a machine-readable code, so the server can answer 400 (whole request) or `rejected`
-(one mutation) without guessing. See docs/protocol.md for the contract.
+with a machine-readable code. The rule (docs/api.md): a problem with the envelope (not JSON,
+wrong protocol, bad client_id, a mutation without a usable id, ids not consecutive) makes the
+whole request a 400; a problem inside one mutation that has a usable id (unknown op, bad key,
+bad value...) makes that mutation `rejected`, so the queue never sticks, and the mutations
+after it are still processed in order.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import secrets
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from pysync.errors import InvalidValue, ProtocolError
+from pysync.hlc import ClockError, Stamp
 from pysync.schema import COLLECTION_NAME
 from pysync.values import Record, check_key, check_record, from_json, to_json
 
 PROTOCOL_VERSION = 1
 MAX_MUTATIONS_PER_PUSH = 500
+# Opaque to the server, chosen by the client (a UUID in practice).
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# Integers longer than this are parsed as Decimal: int() of a huge digit string is slow (and
+# refused past 4300 digits), and no valid value has more than 38 significant digits anyway.
+_MAX_INT_CHARS = 40
 
 Op = Literal["put", "patch", "delete"]
 OPS: tuple[Op, ...] = ("put", "patch", "delete")
 Status = Literal["applied", "conflict", "rejected", "duplicate"]
 
+_PUSH_FIELDS = frozenset({"protocol", "client_id", "mutations"})
+_MUTATION_FIELDS = frozenset({"id", "collection", "key", "op", "value", "base_version", "hlc"})
+# DynamoDB's attribute-value type descriptors, with the JSON shape each one holds.
+_DYNAMODB_TYPES: dict[str, type | tuple[type, ...]] = {
+    "S": str, "N": str, "B": str, "BOOL": bool, "NULL": bool, "M": dict, "L": list,
+    "SS": list, "NS": list, "BS": list,
+}
+
+
+def _show(value: object, limit: int = 40) -> str:
+    """A short repr for error messages: never echo a huge or unprintable input back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- JSON text: strict parsing, exact numbers --------------------------------------------
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {_show(dup)}")
+    return obj
+
+
+def _parse_int(text: str) -> int | Decimal:
+    return int(text) if len(text) <= _MAX_INT_CHARS else Decimal(text)
+
+
+def loads(data: bytes | str, *, decimals: bool = True) -> Any:
+    """Parse JSON strictly; ProtocolError("malformed_json") for anything that is not I-JSON.
+
+    Refused: invalid UTF-8, NaN/Infinity, duplicate keys (which one would win is up to the
+    parser), nesting deep enough to exhaust the parser. Fractions become Decimal (exact) when
+    `decimals`, so a number is stored exactly as sent.
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, parse_float=Decimal if decimals else float,
+                          parse_int=_parse_int, parse_constant=_refuse_constant,
+                          object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError:
+        raise ProtocolError("malformed_json", "the body is not valid UTF-8") from None
+    except RecursionError:
+        raise ProtocolError("malformed_json", "the JSON is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError is a ValueError
+        raise ProtocolError("malformed_json", f"invalid JSON: {e}") from None
+
+
+def _encode_number(value: object) -> str:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} cannot be written as JSON")
+        return str(value)  # exact; "1E+2" style exponents are valid JSON
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(data: Any) -> str:
+    """JSON text with every Decimal written exactly (json.dumps would refuse them, and going
+    through float would round them).
+
+    Decimals are swapped for unique placeholder strings, the C encoder does the rest, and the
+    placeholders are replaced by the exact digits. If the placeholder tag happened to occur in
+    the data, a fresh tag is drawn, so the result never depends on luck.
+    """
+    while True:
+        text = _dumps_with_tag(data, "\x00" + secrets.token_hex(8))
+        if text is not None:
+            return text
+
+
+def _dumps_with_tag(data: Any, tag: str) -> str | None:
+    numbers: list[str] = []
+
+    def default(value: object) -> str:
+        numbers.append(_encode_number(value))
+        return f"{tag}{len(numbers) - 1}"
+
+    text = json.dumps(data, default=default, allow_nan=False, ensure_ascii=False,
+                      separators=(",", ":"))
+    if not numbers:
+        return text
+    escaped = json.dumps(tag)[1:-1]
+    if text.count(escaped) != len(numbers):
+        return None
+    return re.sub('"' + re.escape(escaped) + r'(\d+)"', lambda m: numbers[int(m.group(1))], text)
+
+
+# --- messages ------------------------------------------------------------------------------
 
 def _require(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], code: str) -> Any:
     if name not in obj:
@@ -40,6 +147,41 @@ def _optional_int(obj: dict[str, Any], name: str, code: str) -> int | None:
     return value
 
 
+def _mutation_id(obj: object) -> int | None:
+    """The mutation's id if it has a usable one (an integer >= 1), else None."""
+    if not isinstance(obj, dict):
+        return None
+    mid = obj.get("id")
+    if isinstance(mid, int) and not isinstance(mid, bool) and mid >= 1:
+        return mid
+    return None
+
+
+def _refuse_typed_json(value: object) -> None:
+    """Refuse a record that is one DynamoDB attribute value, e.g. {"S": "x"} or {"M": {...}}.
+
+    That shape is what a client sends when it marshals with DynamoDB's type descriptors by
+    mistake; storing it would give a record with one field "S". Only the whole record is
+    checked: a field whose value is a map with a key "S" is ordinary data.
+    """
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, inner),) = value.items()
+        kind = _DYNAMODB_TYPES.get(name)
+        if kind is not None and isinstance(inner, kind):
+            raise InvalidValue(
+                f"the value looks like DynamoDB typed JSON ({{{name!r}: ...}}): "
+                "send plain JSON; a one-field record named after a DynamoDB type is refused"
+            )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why the server refuses one mutation (its `rejected` result's error)."""
+
+    code: str
+    message: str
+
+
 @dataclass(frozen=True)
 class Mutation:
     id: int
@@ -49,6 +191,10 @@ class Mutation:
     value: Record | None = None
     base_version: int | None = None
     hlc: str | None = None
+    # Set by PushRequest.from_json when the mutation has a usable id but is otherwise invalid:
+    # only `id` is meaningful then, and the server answers `rejected` with this error while
+    # still counting the mutation as processed.
+    rejection: Rejection | None = None
 
     @classmethod
     def from_json(cls, obj: object) -> Mutation:
@@ -58,15 +204,23 @@ class Mutation:
         mid = _require(obj, "id", int, "invalid_mutation")
         if mid < 1:
             raise ProtocolError("invalid_mutation", "mutation ids start at 1")
+        unknown = sorted(set(obj) - _MUTATION_FIELDS)
+        if unknown:
+            raise ProtocolError("invalid_mutation", f"unknown field {_show(unknown[0])}")
         collection = _require(obj, "collection", str, "invalid_mutation")
         if not COLLECTION_NAME.match(collection):
-            raise ProtocolError("invalid_mutation", f"bad collection name {collection!r}")
+            raise ProtocolError("invalid_mutation", f"bad collection name {_show(collection)}")
         op = _require(obj, "op", str, "invalid_mutation")
         if op not in OPS:
-            raise ProtocolError("invalid_mutation", f"unknown op {op!r}")
+            raise ProtocolError("invalid_mutation", f"unknown op {_show(op)}")
         hlc = obj.get("hlc")
-        if hlc is not None and not isinstance(hlc, str):
-            raise ProtocolError("invalid_mutation", "field 'hlc' must be null or a string")
+        if hlc is not None:
+            if not isinstance(hlc, str):
+                raise ProtocolError("invalid_mutation", "field 'hlc' must be null or a string")
+            try:
+                Stamp.parse(hlc)
+            except ClockError:
+                raise ProtocolError("invalid_mutation", f"malformed hlc {_show(hlc)}") from None
         base_version = _optional_int(obj, "base_version", "invalid_mutation")
         try:
             key = check_key(obj.get("key"))
@@ -75,10 +229,16 @@ class Mutation:
                 if obj.get("value") is not None:
                     raise InvalidValue("a delete carries no value")
             else:
-                value = check_record(from_json(obj.get("value")))
+                raw = obj.get("value")
+                _refuse_typed_json(raw)
+                value = check_record(from_json(raw))
         except InvalidValue as e:
             raise ProtocolError("invalid_value", str(e)) from None
         return cls(mid, collection, key, op, value, base_version, hlc)
+
+    @classmethod
+    def rejected(cls, mid: int, code: str, message: str) -> Mutation:
+        return cls(mid, "", "", "put", rejection=Rejection(code, message))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -101,6 +261,44 @@ class PushRequest:
             "client_id": self.client_id,
             "mutations": [m.to_json() for m in self.mutations],
         }
+
+    @classmethod
+    def from_json(cls, obj: object, max_mutations: int = MAX_MUTATIONS_PER_PUSH) -> PushRequest:
+        """Parse a push body. Envelope problems raise ProtocolError (a whole-request 400, or
+        413 "too_many_mutations"); a bad mutation with a usable id comes back with
+        `rejection` set, in its place."""
+        if not isinstance(obj, dict):
+            raise ProtocolError("invalid_request", "the body must be a JSON object")
+        protocol = obj.get("protocol")
+        if type(protocol) is not int or protocol != PROTOCOL_VERSION:
+            raise ProtocolError("unsupported_protocol",
+                                f"this server speaks protocol {PROTOCOL_VERSION}")
+        unknown = sorted(set(obj) - _PUSH_FIELDS)
+        if unknown:
+            raise ProtocolError("invalid_request", f"unknown field {_show(unknown[0])}")
+        client_id = obj.get("client_id")
+        if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+            raise ProtocolError("invalid_request",
+                                "client_id must be 1..128 of letters, digits and _ . : -")
+        raw = obj.get("mutations")
+        if not isinstance(raw, list):
+            raise ProtocolError("invalid_request", "mutations must be a list")
+        if len(raw) > max_mutations:
+            raise ProtocolError("too_many_mutations",
+                                f"at most {max_mutations} mutations per push")
+        mutations: list[Mutation] = []
+        for i, item in enumerate(raw):
+            mid = _mutation_id(item)
+            if mid is None:
+                raise ProtocolError("invalid_request",
+                                    f"mutation {i} has no integer id >= 1")
+            if mutations and mid != mutations[-1].id + 1:
+                raise ProtocolError("invalid_request", "mutation ids must be consecutive")
+            try:
+                mutations.append(Mutation.from_json(item))
+            except ProtocolError as e:
+                mutations.append(Mutation.rejected(mid, e.code, e.message))
+        return cls(client_id, tuple(mutations))
 
 
 @dataclass(frozen=True)

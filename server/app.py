@@ -11,8 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from server.api import api_routes
 from server.config import Settings
 from server.context import ServerContext
+from server.cors import cors_middleware
+from server.http import exception_handlers
 from server.static import static_routes
 from server.tables import ensure_tables
 
@@ -30,7 +33,9 @@ def create_app(settings: Settings) -> Starlette:
         yield
 
     routes: list[BaseRoute] = [Route("/v1/health", health)]
+    routes += api_routes(settings)
     routes += static_routes()  # last: it mounts "/"
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(),
+                    middleware=cors_middleware(settings))
     app.state.ctx = ctx
     return app

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 
+from pysync.protocol import MAX_MUTATIONS_PER_PUSH
 from pysync.schema import Schema
+
+# Only asymmetric algorithms may verify OIDC tokens: a symmetric one would let anybody who
+# knows the public key (it is public) forge tokens (the HS/RS confusion attack).
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                   "ES256", "ES384", "ES512", "EdDSA"})
+MIN_SECRET_BYTES = 32
+
+
+def _random_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
 @dataclass(frozen=True)
@@ -17,6 +33,36 @@ class Settings:
     region: str = "us-east-1"
     table_prefix: str = "pysync_"
     schema: Schema = field(default_factory=Schema)
+    # Auth (docs/api.md). The dev issuer signs HS256 tokens with jwt_secret; set
+    # PYSYNC_JWT_SECRET so several dev server processes accept each other's tokens.
+    jwt_secret: str = field(default_factory=_random_secret, repr=False)
+    jwt_audience: str = "pysync"
+    # OIDC (e.g. Amazon Cognito): tokens signed by a key of jwks_url, with this issuer.
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("RS256",)
+    dev_token_ttl_s: int = 12 * 3600
+    # Request limits of /v1/push.
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_mutations: int = MAX_MUTATIONS_PER_PUSH
+    # Per-user token bucket, in process: `rate_limit_per_s` requests/s, bursts up to
+    # `rate_limit_burst`. 0 disables it.
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 100
+    # CORS allow-list; empty means same-origin only. "*" never goes with credentials.
+    cors_origins: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"jwt_secret must be at least {MIN_SECRET_BYTES} bytes")
+        bad = set(self.jwt_algorithms) - ASYMMETRIC_ALGORITHMS
+        if bad or not self.jwt_algorithms:
+            raise ValueError(f"jwt_algorithms must be asymmetric algorithms, not {sorted(bad)}")
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ValueError("CORS: '*' cannot be combined with credentials")
+        if self.max_body_bytes < 1024 or self.max_mutations < 1:
+            raise ValueError("max_body_bytes must be >= 1024 and max_mutations >= 1")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -26,6 +72,20 @@ class Settings:
             "dynamodb_endpoint": env.get("PYSYNC_DYNAMODB_ENDPOINT") or None,
             "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             "table_prefix": env.get("PYSYNC_TABLE_PREFIX", "pysync_"),
+            "jwt_audience": env.get("PYSYNC_JWT_AUDIENCE", "pysync"),
+            "jwks_url": env.get("PYSYNC_JWKS_URL") or None,
+            "jwt_issuer": env.get("PYSYNC_JWT_ISSUER") or None,
+            "jwt_algorithms": _csv(env.get("PYSYNC_JWT_ALGORITHMS")) or ("RS256",),
+            "cors_origins": _csv(env.get("PYSYNC_CORS_ORIGINS")),
+            "cors_allow_credentials": env.get("PYSYNC_CORS_CREDENTIALS", "") == "1",
         }
+        if env.get("PYSYNC_JWT_SECRET"):
+            values["jwt_secret"] = env["PYSYNC_JWT_SECRET"]
+        for name, var, kind in (("max_body_bytes", "PYSYNC_MAX_BODY_BYTES", int),
+                                ("max_mutations", "PYSYNC_MAX_MUTATIONS", int),
+                                ("rate_limit_per_s", "PYSYNC_RATE_LIMIT_PER_S", float),
+                                ("rate_limit_burst", "PYSYNC_RATE_LIMIT_BURST", int)):
+            if env.get(var):
+                values[name] = kind(env[var])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,59 @@
+"""The push API routes: POST /v1/push and, in dev mode only, POST /v1/dev/token.
+
+A push goes: authenticate (401) -> rate limit (429) -> content type (415) -> size (413) ->
+strict JSON (400) -> envelope (400/413) -> apply_push (403/409/503) -> 200. Authentication
+comes first so an anonymous caller never makes the server read or parse a body.
+Errors are raised as pysync errors and answered by server/http.py's exception handlers.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from pysync.errors import AuthError, ProtocolError
+from pysync.protocol import PushRequest
+from server.auth import authenticate, check_user, verifier_of
+from server.config import Settings
+from server.context import context_of
+from server.http import JSONBody, read_json
+from server.push import apply_push
+from server.ratelimit import rate_limiter_of
+
+DEV_TOKEN_BODY_LIMIT = 4096
+
+
+async def push(request: Request) -> Response:
+    principal = await authenticate(request)
+    rate_limiter_of(request).take(principal.user)
+    settings = context_of(request).settings
+    body = await read_json(request, settings.max_body_bytes)
+    parsed = PushRequest.from_json(body, settings.max_mutations)
+    result = await apply_push(context_of(request), principal.user, principal.scope, parsed)
+    return JSONBody(result.to_json())
+
+
+async def dev_token(request: Request) -> Response:
+    if not context_of(request).settings.dev:
+        # Indistinguishable from a route that does not exist.
+        raise ProtocolError("not_found", "not found")
+    body = await read_json(request, DEV_TOKEN_BODY_LIMIT)
+    if not isinstance(body, dict) or set(body) != {"user"}:
+        raise ProtocolError("invalid_request", 'the body must be {"user": "<name>"}')
+    try:
+        user = check_user(body["user"])
+    except AuthError as e:
+        raise ProtocolError("invalid_request", f"user: {e.message}") from None
+    verifier = verifier_of(request)
+    return JSONBody({"token": verifier.issue_dev_token(user), "user": user,
+                     "expires_in": verifier.settings.dev_token_ttl_s})
+
+
+def api_routes(settings: Settings) -> list[BaseRoute]:
+    # settings is accepted for symmetry with the other route factories; the handlers read
+    # the app's own settings from the ServerContext.
+    return [
+        Route("/v1/push", push, methods=["POST"]),
+        Route("/v1/dev/token", dev_token, methods=["POST"]),
+    ]

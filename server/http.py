@@ -1,0 +1,175 @@
+"""HTTP plumbing of the API: strict request bodies, exact JSON responses, error answers.
+
+Every error a client can cause is answered {"error": {"code": ..., "message": ...}} with the
+status of its code; a bug is logged and answered a generic 500 without any detail.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+
+from pysync.errors import (
+    AuthError,
+    AuthUnavailable,
+    ClientForbidden,
+    MutationGap,
+    ProtocolError,
+    RateLimited,
+    StoreUnavailable,
+)
+from pysync.protocol import dumps, loads
+
+log = logging.getLogger("pysync.server")
+
+JSON_MEDIA_TYPE = "application/json"
+
+# Status of each whole-request error code (ProtocolError.code); unlisted codes are 400.
+STATUS_OF_CODE: dict[str, int] = {
+    "malformed_json": 400,
+    "invalid_request": 400,
+    "unsupported_protocol": 400,
+    "not_found": 404,
+    "body_too_large": 413,
+    "too_many_mutations": 413,
+    "unsupported_media_type": 415,
+}
+
+
+class JSONBody(Response):
+    """A JSON response whose Decimals are written exactly (never through a binary float)."""
+
+    media_type = JSON_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode("utf-8")
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
+    return JSONBody({"error": {"code": code, "message": message, **extra}}, status,
+                    headers=dict(headers or {}))
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    # Retry-After is whole seconds; rounding down would invite a retry that fails again.
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared application/json (charset utf-8 at most)."""
+    media_type, _, params = request.headers.get("content-type", "").partition(";")
+    if media_type.strip().lower() != JSON_MEDIA_TYPE:
+        raise ProtocolError("unsupported_media_type", "the body must be application/json")
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "charset" and value.strip('" ').lower() not in ("utf-8", "utf8"):
+            raise ProtocolError("unsupported_media_type", "the body must be UTF-8")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it exceeds `limit` bytes.
+
+    A declared Content-Length over the limit is refused before reading anything; the stream
+    is counted as it arrives too, since a chunked body declares no length.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ProtocolError("invalid_request", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise ProtocolError("body_too_large", f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ProtocolError("body_too_large", f"the body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ProtocolError("invalid_request", "the client went away mid-body") from None
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """415 / 413 / 400 checks, then the body parsed strictly (pysync.protocol.loads)."""
+    require_json(request)
+    return loads(await read_body(request, limit))
+
+
+# Exception -> response. Each handler answers one documented error; nothing leaks a trace.
+
+async def _protocol_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProtocolError)
+    return error_response(STATUS_OF_CODE.get(exc.code, 400), exc.code, exc.message)
+
+
+async def _auth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthError)
+    challenge = "Bearer" if exc.code == "missing_token" else 'Bearer error="invalid_token"'
+    return error_response(401, exc.code, exc.message, {"WWW-Authenticate": challenge})
+
+
+async def _auth_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthUnavailable)
+    return error_response(503, "auth_unavailable", "the token cannot be checked right now",
+                          retry_after(exc.retry_after))
+
+
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    return error_response(429, "rate_limited", str(exc), retry_after(exc.retry_after))
+
+
+async def _mutation_gap(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MutationGap)
+    return error_response(409, "mutation_gap", str(exc), expected=exc.expected)
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    return error_response(403, "forbidden", "this client_id belongs to another user")
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreUnavailable)
+    return error_response(503, "store_unavailable", "the data store is busy, retry later",
+                          retry_after(exc.retry_after))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/v1/"):
+        return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, exc.detail, exc.headers)
+
+
+async def _bug(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path,
+              exc_info=(type(exc), exc, exc.__traceback__))
+    return error_response(500, "internal_error", "internal server error")
+
+
+Handler = Callable[[Request, Exception], Any]
+
+
+def exception_handlers() -> dict[Any, Handler]:
+    """Starlette exception_handlers for the whole app (other helpers' routes included)."""
+    return {
+        ProtocolError: _protocol_error,
+        AuthError: _auth_error,
+        AuthUnavailable: _auth_unavailable,
+        RateLimited: _rate_limited,
+        MutationGap: _mutation_gap,
+        ClientForbidden: _forbidden,
+        StoreUnavailable: _store_unavailable,
+        HTTPException: _http_exception,
+        Exception: _bug,
+    }
