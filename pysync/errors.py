@@ -22,6 +22,10 @@ class SchemaError(PysyncError):
     """A collection or index that the schema does not declare, or a schema that is malformed."""
 
 
+class NotFound(PysyncError, LookupError):
+    """A patch of a record that does not exist (or is deleted) locally. Nothing was written."""
+
+
 class StorageError(PysyncError):
     """The local database (IndexedDB) failed."""
 
@@ -32,6 +36,10 @@ class StorageFull(StorageError):
 
 class TransactionAborted(StorageError):
     """An IndexedDB transaction was aborted: none of its writes happened."""
+
+
+class ConstraintViolation(TransactionAborted):
+    """A write broke a unique index (IndexedDB's ConstraintError): none of its writes happened."""
 
 
 class DatabaseClosed(StorageError):
