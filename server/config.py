@@ -52,6 +52,18 @@ class Settings:
     # CORS allow-list; empty means same-origin only. "*" never goes with credentials.
     cors_origins: tuple[str, ...] = ()
     cors_allow_credentials: bool = False
+    # Change feed, pull and events (docs/feed.md). The feed thread runs only when
+    # feed_enabled (python -m server: on unless PYSYNC_FEED=0; tests turn it on themselves).
+    feed_enabled: bool = False
+    feed_poll_s: float = 0.25
+    lease_s: float = 10.0
+    shard_refresh_s: float = 10.0
+    # A cursor older than log_retention_s resets; tombstones outlive it (tombstone_retention_s).
+    log_retention_s: float = 7 * 24 * 3600
+    tombstone_retention_s: float = 30 * 24 * 3600
+    events_poll_s: float = 0.5
+    heartbeat_s: float = 15.0
+    ticket_ttl_s: float = 30.0
 
     def __post_init__(self) -> None:
         if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
@@ -63,6 +75,8 @@ class Settings:
             raise ValueError("CORS: '*' cannot be combined with credentials")
         if self.max_body_bytes < 1024 or self.max_mutations < 1:
             raise ValueError("max_body_bytes must be >= 1024 and max_mutations >= 1")
+        if self.tombstone_retention_s <= self.log_retention_s:
+            raise ValueError("tombstone_retention_s must be longer than log_retention_s")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -79,6 +93,14 @@ class Settings:
             "cors_origins": _csv(env.get("PYSYNC_CORS_ORIGINS")),
             "cors_allow_credentials": env.get("PYSYNC_CORS_CREDENTIALS", "") == "1",
         }
+        values["feed_enabled"] = env.get("PYSYNC_FEED", "1") != "0"
+        for name, var in (("feed_poll_s", "PYSYNC_FEED_POLL_S"), ("lease_s", "PYSYNC_LEASE_S"),
+                          ("log_retention_s", "PYSYNC_LOG_RETENTION_S"),
+                          ("tombstone_retention_s", "PYSYNC_TOMBSTONE_RETENTION_S"),
+                          ("events_poll_s", "PYSYNC_EVENTS_POLL_S"),
+                          ("heartbeat_s", "PYSYNC_HEARTBEAT_S")):
+            if env.get(var):
+                values[name] = float(env[var])
         if env.get("PYSYNC_JWT_SECRET"):
             values["jwt_secret"] = env["PYSYNC_JWT_SECRET"]
         for name, var, kind in (("max_body_bytes", "PYSYNC_MAX_BODY_BYTES", int),

@@ -3,8 +3,11 @@
 - items   pk=scope (S), sk="<collection>#<key>" (S); stream NEW_AND_OLD_IMAGES; TTL on _ttl.
           The records themselves: fields as top-level attributes plus the _ meta attributes.
 - clients pk (S), sk (S): per-client state (owner, last_mutation_id) and mutation receipts.
-- log     pk=scope (S), sk=position (N): each scope's ordered change log; TTL on ttl.
-- feed    pk (S), sk (S): stream shard leases and checkpoints, written by the change feed.
+- log     pk=scope (S), sk=position (N): each scope's ordered change log (sk=0: the scope's
+          anchor, its head); TTL on ttl. See server/changelog.py.
+- feed    pk (S), sk (S): shard leases and checkpoints ("lease#<stream arn>", shard id),
+          per-item log markers ("m#<scope>", item key; TTL), the store epoch ("meta",
+          "epoch") and SSE tickets ("ticket", id; TTL). TTL on ttl. See docs/feed.md.
 
 All tables are PAY_PER_REQUEST. `ensure_tables` creates the missing ones and waits for them;
 it never alters or deletes an existing table, so running it on every start is safe.
@@ -32,7 +35,7 @@ class TableSpec:
 ITEMS = TableSpec("items", stream=True, ttl_attribute="_ttl")
 CLIENTS = TableSpec("clients", ttl_attribute="ttl")
 LOG = TableSpec("log", sort_key_type="N", ttl_attribute="ttl")
-FEED = TableSpec("feed")
+FEED = TableSpec("feed", ttl_attribute="ttl")
 ALL_TABLES = (ITEMS, CLIENTS, LOG, FEED)
 
 
