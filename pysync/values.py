@@ -3,7 +3,9 @@
 A record is a dict of fields. Values are JSON types plus bytes: None, bool, int, float
 (finite), str, bytes, list and dict. Numbers must fit DynamoDB's N type (at most 38
 significant digits, magnitude between 1e-130 and 1e126). Field names starting with "_" are
-reserved for pysync's meta attributes. Bytes travel as {"$bytes": "<base64>"}, so a map whose
+reserved for pysync's meta attributes, and "pk" / "sk" are the DynamoDB key attributes (a
+field with one of those names would overwrite the item's key). A record's DynamoDB size must
+stay under MAX_RECORD_BYTES. Bytes travel as {"$bytes": "<base64>"}, so a map whose
 only key is "$bytes" means bytes, and "$bytes" is not allowed as a key in any other map.
 """
 
@@ -27,6 +29,9 @@ MAX_KEY_BYTES = 1024 - 65  # DynamoDB sort key limit minus "<collection>#"
 MAX_RECORD_BYTES = 350_000  # leaves room for meta attributes under DynamoDB's 400 KB item limit
 _MAX_EXPONENT = 125
 _MIN_EXPONENT = -130
+# The items table's key attributes: records are stored with their fields as top-level
+# attributes, so these names cannot be fields.
+KEY_ATTRIBUTES = frozenset({"pk", "sk"})
 
 
 def _check_str(s: str, path: str) -> None:
@@ -36,7 +41,8 @@ def _check_str(s: str, path: str) -> None:
         raise InvalidValue("string holds a lone surrogate (not valid UTF-8)", path) from None
 
 
-def _check_number(n: int | float | Decimal, path: str) -> None:
+def _check_number(n: int | float | Decimal, path: str) -> int:
+    """Check `n` fits DynamoDB's N type; return its stored size in bytes."""
     if isinstance(n, float) and not math.isfinite(n):
         raise InvalidValue(f"{n!r} is not a finite number", path)
     try:
@@ -46,13 +52,16 @@ def _check_number(n: int | float | Decimal, path: str) -> None:
     if not d.is_finite():
         raise InvalidValue(f"{n!r} is not a finite number", path)
     if d.is_zero():
-        return
-    digits = d.normalize().as_tuple().digits
+        return 2
+    # Not d.normalize(): it rounds to the context's 28 digits and would hide a 39th.
+    digits = "".join(map(str, d.as_tuple().digits)).strip("0")
     if len(digits) > MAX_DIGITS:
         raise InvalidValue(f"number has more than {MAX_DIGITS} significant digits", path)
     exponent = d.adjusted()
     if exponent > _MAX_EXPONENT or exponent < _MIN_EXPONENT:
         raise InvalidValue("number is out of DynamoDB's range (1e-130 .. 1e126)", path)
+    # DynamoDB: about one byte per two significant digits, plus one.
+    return (len(digits) + 1) // 2 + 1
 
 
 def check_field_name(name: object, path: str = "") -> None:
@@ -62,42 +71,62 @@ def check_field_name(name: object, path: str = "") -> None:
         raise InvalidValue("field name is empty", path)
     if name.startswith("_"):
         raise InvalidValue(f"field name {name!r} is reserved (starts with '_')", path)
+    if name == BYTES_TAG:
+        raise InvalidValue(f"{BYTES_TAG!r} is reserved (the bytes wrapper)", path)
+    if name in KEY_ATTRIBUTES:
+        raise InvalidValue(f"field name {name!r} is reserved (a DynamoDB key attribute)", path)
     _check_str(name, path)
 
 
-def _check(value: object, path: str, depth: int) -> None:
+def _check(value: object, path: str, depth: int) -> int:
+    """Validate one value; return its size as DynamoDB counts it (bytes)."""
     if depth > MAX_DEPTH:
         raise InvalidValue(f"nested deeper than {MAX_DEPTH} levels", path)
-    if value is None or isinstance(value, (bool, bytes)):
-        return
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, bytes):
+        return len(value)
     if isinstance(value, (int, float, Decimal)):
-        _check_number(value, path)
-    elif isinstance(value, str):
+        return _check_number(value, path)
+    if isinstance(value, str):
         _check_str(value, path)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check(item, f"{path}[{i}]", depth + 1)
-    elif isinstance(value, dict):
+        return len(value.encode("utf-8"))
+    if isinstance(value, (list, tuple)):
+        return 3 + sum(1 + _check(item, f"{path}[{i}]", depth + 1)
+                       for i, item in enumerate(value))
+    if isinstance(value, dict):
+        size = 3
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InvalidValue(f"map keys must be strings, not {type(k).__name__}", path)
             if k == BYTES_TAG:
                 raise InvalidValue(f"{BYTES_TAG!r} is reserved as a map key", path)
             _check_str(k, path)
-            _check(v, f"{path}.{k}" if path else k, depth + 1)
-    elif isinstance(value, (set, frozenset)):
+            size += 1 + len(k.encode("utf-8")) + _check(v, f"{path}.{k}" if path else k,
+                                                        depth + 1)
+        return size
+    if isinstance(value, (set, frozenset)):
         raise InvalidValue("sets are not supported: use a list", path)
-    else:
-        raise InvalidValue(f"{type(value).__name__} is not a storable value", path)
+    raise InvalidValue(f"{type(value).__name__} is not a storable value", path)
+
+
+def record_size(record: Record) -> int:
+    """The record's size as a DynamoDB item (field names + values), without pysync's meta."""
+    return sum(len(name.encode("utf-8")) + _check(value, name, 1)
+               for name, value in record.items())
 
 
 def check_record(record: object) -> Record:
     """Validate a whole record (a dict of fields); return it unchanged or raise InvalidValue."""
     if not isinstance(record, dict):
         raise InvalidValue(f"a record must be a dict, not {type(record).__name__}")
+    size = 0
     for name, value in record.items():
         check_field_name(name, str(name))
-        _check(value, name, 1)
+        size += len(name.encode("utf-8")) + _check(value, name, 1)
+    if size > MAX_RECORD_BYTES:
+        raise InvalidValue(f"the record is {size} bytes as a DynamoDB item; "
+                           f"at most {MAX_RECORD_BYTES} are allowed")
     return record
 
 
@@ -114,20 +143,28 @@ def check_key(key: object) -> str:
 
 
 def to_json(value: Value) -> Any:
-    """A value as plain JSON data: bytes become {"$bytes": base64}, Decimals become numbers."""
+    """A value as plain JSON data: bytes become {"$bytes": base64}.
+
+    Integral Decimals (what DynamoDB gives back for every number) become ints; other
+    Decimals stay Decimal, to be written exactly by pysync.protocol.dumps (json.dumps refuses
+    them rather than round them through a binary float).
+    """
     if isinstance(value, bytes):
         return {BYTES_TAG: base64.b64encode(value).decode("ascii")}
     if isinstance(value, dict):
         return {k: to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
     return value
 
 
-def from_json(data: Any) -> Value:
+def from_json(data: Any, _depth: int = 0) -> Value:
     """The inverse of to_json: {"$bytes": base64} becomes bytes again."""
+    if _depth > MAX_DEPTH + 1:
+        # Bounded so that hostile nesting is refused instead of exhausting the stack.
+        raise InvalidValue(f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(data, dict):
         if BYTES_TAG in data:
             if len(data) != 1 or not isinstance(data[BYTES_TAG], str):
@@ -136,7 +173,7 @@ def from_json(data: Any) -> Value:
                 return base64.b64decode(data[BYTES_TAG], validate=True)
             except (binascii.Error, ValueError):
                 raise InvalidValue(f"{BYTES_TAG!r} is not valid base64") from None
-        return {k: from_json(v) for k, v in data.items()}
+        return {k: from_json(v, _depth + 1) for k, v in data.items()}
     if isinstance(data, list):
-        return [from_json(v) for v in data]
+        return [from_json(v, _depth + 1) for v in data]
     return data
