@@ -1,8 +1,10 @@
 """pysync: an offline-first local database on IndexedDB, synced with DynamoDB."""
 
 from pysync.errors import (
+    ConstraintViolation,
     DatabaseClosed,
     InvalidValue,
+    NotFound,
     ProtocolError,
     PysyncError,
     SchemaError,
@@ -12,13 +14,20 @@ from pysync.errors import (
 )
 from pysync.hlc import HybridClock, Stamp
 from pysync.schema import Collection, Index, Schema, Strategy
+from pysync.store import Change, Database, Doc, LocalCollection, delete_database, open_database
 
 __all__ = [
+    "Change",
     "Collection",
+    "ConstraintViolation",
+    "Database",
     "DatabaseClosed",
+    "Doc",
     "HybridClock",
     "Index",
     "InvalidValue",
+    "LocalCollection",
+    "NotFound",
     "ProtocolError",
     "PysyncError",
     "Schema",
@@ -28,4 +37,6 @@ __all__ = [
     "StorageFull",
     "Strategy",
     "TransactionAborted",
+    "delete_database",
+    "open_database",
 ]

@@ -1,0 +1,158 @@
+"""The outbox: pending local mutations, in order, coalesced per record. Pure logic, no I/O.
+
+Each entry has a local order key (`order`, from meta's next_order) and, once taken for
+sending, a wire id (`wire_id`, from meta's next_mutation_id). Wire ids are assigned when an
+entry is first taken, not when it is written, because coalescing removes entries and the
+server wants consecutive ids (409 mutation_gap otherwise).
+
+Coalescing rules: a new local edit merges into the record's pending entry if there is one
+that has never been taken for sending; otherwise it becomes a new entry.
+
+    pending  + new     -> result
+    put      + put     -> put (new value)
+    put      + patch   -> put (value with the patch applied)
+    put      + delete  -> nothing, if the server has never seen the record; else delete
+    patch    + put     -> put (new value)
+    patch    + patch   -> patch (both patches' fields, the later value winning)
+    patch    + delete  -> delete
+    delete   + put     -> put (new value)
+    delete   + patch   -> refused before this point (NotFound: the record is deleted)
+    delete   + delete  -> delete (unchanged)
+
+A merged entry keeps the pending entry's order key and base_version and takes the new edit's
+HLC stamp. An entry with a wire id is never merged into: the server may already have it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pysync.errors import NotFound
+from pysync.protocol import Mutation, Op
+from pysync.values import Record, from_json, to_json
+
+
+@dataclass(frozen=True)
+class Entry:
+    order: int
+    collection: str
+    key: str
+    op: Op
+    value: Record | None  # put: the whole value; patch: the fields it sets; delete: None
+    base_version: int | None
+    hlc: str
+    # Written while an earlier entry of the same record was in flight: its base_version is
+    # the version that entry produces, known only once it is acknowledged (set at take).
+    chained: bool = False
+    wire_id: int | None = None
+    in_flight: bool = False
+
+    def to_mutation(self) -> Mutation:
+        if self.wire_id is None:
+            raise ValueError("an entry gets its wire id when it is taken for sending")
+        return Mutation(self.wire_id, self.collection, self.key, self.op, self.value,
+                        self.base_version, self.hlc)
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "o": self.order, "r": [self.collection, self.key], "op": self.op,
+            "v": None if self.value is None else json.dumps(to_json(self.value)),
+            "b": self.base_version, "h": self.hlc, "ch": self.chained,
+        }
+        if self.wire_id is None:
+            row["q"] = self.order  # the `pending` index: entries not yet taken, in order
+        else:
+            row["m"] = self.wire_id  # the `wire` index
+            row["f"] = self.in_flight
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Entry:
+        v = row.get("v")
+        return cls(row["o"], row["r"][0], row["r"][1], row["op"],
+                   None if v is None else from_json(json.loads(v)), row.get("b"), row["h"],
+                   bool(row.get("ch")), row.get("m"), bool(row.get("f")))
+
+
+def coalesce(pending: Entry, op: Op, value: Record | None, hlc: str,
+             server_knows: bool) -> Entry | None:
+    """Merge a new edit into a pending entry; None means the two cancel out."""
+    if pending.wire_id is not None:
+        raise ValueError("never merge into an entry that was taken for sending")
+    if op == "put":
+        return replace(pending, op="put", value=value, hlc=hlc)
+    if op == "patch":
+        if pending.op == "delete" or pending.value is None or value is None:
+            raise NotFound(f"{pending.collection}/{pending.key} is deleted: patch refused")
+        return replace(pending, value={**pending.value, **value}, hlc=hlc)
+    if pending.op == "delete":
+        return pending
+    if not server_knows:
+        return None
+    return replace(pending, op="delete", value=None, hlc=hlc)
+
+
+def apply_op(current: Record | None, op: Op, value: Record | None) -> Record | None:
+    """A record after one mutation; None is deleted. Patch sets top-level fields."""
+    if op == "delete":
+        return None
+    if value is None:
+        raise ValueError(f"a {op} carries a value")
+    if op == "put":
+        return dict(value)
+    if current is None:
+        raise NotFound("patch of a deleted record")
+    return {**current, **value}
+
+
+def rebase(confirmed: Record | None, entries: list[Entry]) -> Record | None:
+    """The visible record: the confirmed copy with the still-pending entries replayed in order.
+
+    A patch over a record that the server has deleted meanwhile is dropped from the view (the
+    server will reject it, which removes it from the outbox too).
+    """
+    current = confirmed
+    for e in sorted(entries, key=lambda e: e.order):
+        if e.op == "patch" and current is None:
+            continue
+        current = apply_op(current, e.op, e.value)
+    return current
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What `take` decided: the batch to send, the entries to rewrite, the next wire id."""
+
+    batch: list[Entry]
+    updated: list[Entry]
+    next_mutation_id: int
+
+
+def take(in_flight: list[Entry], pending: list[Entry], next_mutation_id: int, limit: int,
+         versions: dict[tuple[str, str], int | None]) -> Taken:
+    """Choose the next batch: unacknowledged entries first (same ids, same content), then
+    pending entries in order, each given the next wire id.
+
+    A record with an unacknowledged entry keeps its pending entry back until that
+    acknowledgement, so that a chained entry's base_version is the version it produced.
+    `versions` is each record's confirmed version, the base of chained entries.
+    """
+    batch = sorted(in_flight, key=lambda e: e.wire_id or 0)
+    updated = [replace(e, in_flight=True) for e in batch if not e.in_flight]
+    busy = {(e.collection, e.key) for e in batch}
+    for e in sorted(pending, key=lambda e: e.order):
+        if len(batch) >= limit:
+            break
+        record = (e.collection, e.key)
+        if record in busy:
+            continue
+        base = versions.get(record) if e.chained else e.base_version
+        e = replace(e, wire_id=next_mutation_id, in_flight=True, base_version=base,
+                    chained=False)
+        next_mutation_id += 1
+        busy.add(record)
+        batch.append(e)
+        updated.append(e)
+    return Taken(batch, updated, next_mutation_id)

@@ -1,0 +1,220 @@
+"""Record rows of the `records` store and how local writes, server changes and push results
+change them. Pure logic, no I/O: the store reads rows in a transaction, calls these, and
+writes what they return in the same transaction.
+
+A row holds the record as the app sees it (`value`, with pending local edits applied), the
+server's copy as last confirmed (`version`, `server_value`), how many outbox entries touch it
+(`entries`) and, if one of them can still be merged into, a description of it (`pending`):
+a local write needs only the row to coalesce, never a read of the outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pysync.errors import NotFound
+from pysync.indexkeys import index_keys, unique_keys
+from pysync.outbox import Entry, apply_op, coalesce, rebase
+from pysync.protocol import MutationResult, Op, ServerRecord
+from pysync.schema import Collection
+from pysync.values import Record, from_json, to_json
+
+
+def _dump(value: Record | None) -> str | None:
+    return None if value is None else json.dumps(to_json(value), separators=(",", ":"))
+
+
+def _load(text: str | None) -> Record | None:
+    return None if text is None else from_json(json.loads(text))
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The record's outbox entry that has not been taken for sending (so may be merged into)."""
+
+    order: int
+    op: Op
+    fields: tuple[str, ...] | None  # a patch's fields; their values are in the row's value
+    base_version: int | None
+    chained: bool
+    hlc: str
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    collection: str
+    key: str
+    value: Record | None  # what the app sees; None: deleted
+    stamps: dict[str, str]  # per-field HLC of `value`
+    version: int | None = None  # the server's version last confirmed; None: never seen
+    server_value: Record | None = None  # the confirmed copy; None: absent or deleted there
+    server_hlc: str | None = None
+    entries: int = 0  # outbox entries of this record, taken for sending or not
+    pending: Pending | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self.entries - (1 if self.pending else 0)
+
+    @property
+    def server_knows(self) -> bool:
+        """True if the server has (or may have, once in flight entries land) a live record."""
+        return self.server_value is not None or self.in_flight > 0
+
+    def pending_entry(self) -> Entry | None:
+        p = self.pending
+        if p is None:
+            return None
+        value: Record | None = None
+        if p.op == "put":
+            value = self.value
+        elif p.op == "patch" and self.value is not None:
+            value = {f: self.value[f] for f in p.fields or ()}
+        return Entry(p.order, self.collection, self.key, p.op, value, p.base_version, p.hlc,
+                     p.chained)
+
+    def to_row(self, collection: Collection) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "k": [self.collection, self.key], "v": _dump(self.value), "fh": self.stamps,
+            "sv": self.version, "sh": self.server_hlc, "n": self.entries,
+        }
+        if self.value is not None:
+            row["l"] = [self.collection, self.key]
+            row["ix"] = index_keys(collection, self.key, self.value)
+            unique = unique_keys(collection, self.value)
+            if unique:
+                row["ux"] = unique
+        if self.entries:
+            row["sb"] = _dump(self.server_value)
+        if self.pending:
+            p = self.pending
+            row["p"] = {"o": p.order, "op": p.op, "f": p.fields, "b": p.base_version,
+                        "ch": p.chained, "h": p.hlc}
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RecordRow:
+        value = _load(row.get("v"))
+        p = row.get("p")
+        return cls(
+            row["k"][0], row["k"][1], value, row.get("fh") or {}, row.get("sv"),
+            _load(row.get("sb")) if row.get("n") else value, row.get("sh"), row.get("n") or 0,
+            Pending(p["o"], p["op"], tuple(p["f"]) if p["f"] is not None else None, p["b"],
+                    bool(p["ch"]), p["h"]) if p else None,
+        )
+
+
+def _stamped(stamps: dict[str, str], op: Op, value: Record | None, hlc: str) -> dict[str, str]:
+    if op == "delete" or value is None:
+        return {}
+    if op == "put":
+        return dict.fromkeys(value, hlc)
+    return {**stamps, **dict.fromkeys(value, hlc)}
+
+
+def _settle(row: RecordRow) -> RecordRow | None:
+    """A row with no outbox entry left: its value is the confirmed one; a deleted record the
+    server never saw leaves nothing behind."""
+    if row.entries:
+        return row
+    if row.value is None and row.version is None:
+        return None
+    return replace(row, pending=None)
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    row: RecordRow | None  # None: remove the row
+    put_entry: Entry | None = None  # add or overwrite this outbox entry
+    drop_entry: int | None = None  # remove the outbox entry with this order key
+    used_order: bool = False  # the new order key was consumed
+    changed: bool = True
+
+
+def local_write(row: RecordRow | None, collection: str, key: str, op: Op,
+                value: Record | None, hlc: str, new_order: int) -> WriteOutcome:
+    """One local put / patch / delete: the new row and what happens to the outbox."""
+    if row is None:
+        row = RecordRow(collection, key, None, {})
+    if row.value is None and op == "patch":
+        raise NotFound(f"{collection}/{key} does not exist: patch refused")
+    if row.value is None and op == "delete":
+        return WriteOutcome(row if row.version is not None or row.entries else None,
+                            changed=False)
+    visible = apply_op(row.value, op, value)
+    stamps = _stamped(row.stamps, op, value, hlc)
+    row = replace(row, value=visible, stamps=stamps)
+    pending = row.pending_entry()
+    if pending is not None:
+        merged = coalesce(pending, op, value, hlc, row.server_knows)
+        if merged is None:
+            row = replace(row, entries=row.entries - 1, pending=None)
+            return WriteOutcome(_settle(row), drop_entry=pending.order)
+        assert row.pending is not None  # pending_entry() found it
+        fields = tuple(merged.value) if merged.op == "patch" and merged.value else None
+        row = replace(row, pending=replace(row.pending, op=merged.op, fields=fields, hlc=hlc))
+        return WriteOutcome(row, put_entry=merged)
+    chained = row.in_flight > 0
+    base = None if chained else row.version
+    entry = Entry(new_order, collection, key, op, value, base, hlc, chained)
+    fields = tuple(value) if op == "patch" and value else None
+    row = replace(row, entries=row.entries + 1,
+                  pending=Pending(new_order, op, fields, base, chained, hlc))
+    return WriteOutcome(row, put_entry=entry, used_order=True)
+
+
+def _server_stamps(value: Record | None, hlc: str | None) -> dict[str, str]:
+    return dict.fromkeys(value, hlc) if value is not None and hlc else {}
+
+
+def _replay(row: RecordRow, entries: list[Entry]) -> RecordRow:
+    """The visible value and stamps: the confirmed copy with `entries` replayed over it."""
+    value = rebase(row.server_value, entries)
+    stamps = _server_stamps(row.server_value, row.server_hlc)
+    for e in sorted(entries, key=lambda e: e.order):
+        stamps = _stamped(stamps, e.op, e.value, e.hlc)
+    if value is None:
+        stamps = {}
+    return replace(row, value=value, stamps=stamps)
+
+
+def server_change(row: RecordRow | None, change: ServerRecord,
+                  entries: list[Entry]) -> RecordRow | None:
+    """A record from a pull (or a conflict). Idempotent: an older version changes nothing.
+
+    Pending local edits (`entries`, read from the outbox) stay visible over the change.
+    Returns the row to store, or None when there is nothing to store.
+    """
+    if row is not None and row.version is not None and change.version < row.version:
+        return row
+    if row is None:
+        row = RecordRow(change.collection, change.key, None, {})
+    value = None if change.deleted else change.value
+    row = replace(row, version=change.version, server_value=value, server_hlc=change.hlc)
+    return _replay(row, entries)
+
+
+def acknowledged(row: RecordRow, entry: Entry, result: MutationResult,
+                 remaining: list[Entry]) -> RecordRow | None:
+    """The row once the server has answered for `entry`; `remaining` are the record's other
+    outbox entries. Returns None when the row should be removed."""
+    confirmed, version, hlc = row.server_value, row.version, row.server_hlc
+    if result.status in ("applied", "duplicate"):
+        # A patch over a copy we never had: the server has the whole record; the pull brings it.
+        with contextlib.suppress(NotFound):
+            confirmed = apply_op(confirmed, entry.op, entry.value)
+        hlc = entry.hlc
+        if result.status == "applied" and result.version is not None:
+            version = result.version
+    elif result.status == "conflict" and result.server is not None:
+        s = result.server
+        if version is None or s.version >= version:
+            confirmed = None if s.deleted else s.value
+            version, hlc = s.version, s.hlc
+    row = replace(row, server_value=confirmed, version=version, server_hlc=hlc,
+                  entries=max(row.entries - 1, 0))
+    others = [e for e in remaining if e.order != entry.order]
+    return _settle(_replay(row, others))

@@ -1,0 +1,655 @@
+"""The app-facing local-first API: a Database of collections on the browser's IndexedDB.
+
+    db = await pysync.open_database("todo-app:alice", SCHEMA)
+    todos = db.collection("todos")
+    await todos.put("t1", {"title": "Milk", "done": False})
+    await todos.patch("t1", {"done": True})
+    open_items = await todos.query("by_done", equals=False)
+
+Every write stores the records and their outbox entries in one IndexedDB transaction: all or
+nothing. Reads see pending local edits. See docs/local-store.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pysync import idb
+from pysync.errors import DatabaseClosed, InvalidValue, SchemaError
+from pysync.hlc import ClockError, HybridClock, Stamp, wall_clock_ms
+from pysync.indexkeys import index_range, key_range
+from pysync.outbox import Entry, take
+from pysync.protocol import (
+    MAX_MUTATIONS_PER_PUSH,
+    MutationResult,
+    Op,
+    PushRequest,
+    PushResponse,
+    ServerRecord,
+)
+from pysync.rows import RecordRow, acknowledged, local_write, server_change
+from pysync.schema import Collection, Schema
+from pysync.values import MAX_RECORD_BYTES, Record, check_key, check_record, from_json, to_json
+
+log = logging.getLogger("pysync.store")
+
+LAYOUT_VERSION = 1
+RECORDS, OUTBOX, META = "records", "outbox", "meta"
+# pysync's own IndexedDB layout. App indexes live in the computed multiEntry `ix` / `ux`
+# keys, so declaring a new app index needs no IndexedDB upgrade, only a re-index at open.
+UPGRADES: dict[int, list[idb.Step]] = {
+    1: [
+        ("createStore", RECORDS, {"keyPath": "k"}),
+        ("createIndex", RECORDS, "live", "l", {}),
+        ("createIndex", RECORDS, "ix", "ix", {"multiEntry": True}),
+        ("createIndex", RECORDS, "ux", "ux", {"multiEntry": True, "unique": True}),
+        ("createStore", OUTBOX, {"keyPath": "o"}),
+        ("createIndex", OUTBOX, "pending", "q", {}),
+        ("createIndex", OUTBOX, "wire", "m", {"unique": True}),
+        ("createIndex", OUTBOX, "record", "r", {}),
+        ("createStore", META, {"keyPath": "k"}),
+    ],
+}
+_UNSET: Any = object()
+
+Origin = Literal["local", "tab", "server"]
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A record as a query returns it."""
+
+    key: str
+    value: Record
+    version: int | None  # the server's version last confirmed; None if never synced
+    pending: bool  # local edits not yet acknowledged by the server
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a watcher receives: a record that changed, and where the change came from."""
+
+    collection: str
+    key: str
+    value: Record | None  # None: deleted
+    origin: Origin
+
+
+Watcher = Callable[[list[Change]], Any]
+
+
+def _meta(k: str, v: Any) -> dict[str, Any]:
+    return {"k": k, "v": v}
+
+
+def _meta_value(row: Any, default: Any = None) -> Any:
+    return default if row is None else row.get("v", default)
+
+
+def _fingerprint(schema: Schema) -> str:
+    return json.dumps([[c.name, [[i.name, list(i.fields), i.unique] for i in c.indexes]]
+                       for c in schema])
+
+
+def _doc(row: dict[str, Any]) -> Doc:
+    r = RecordRow.from_row(row)
+    assert r.value is not None  # queries go through indexes that hold live records only
+    return Doc(r.key, r.value, r.version, r.entries > 0)
+
+
+def _check_size(key: str, value: Record) -> None:
+    size = len(json.dumps(to_json(value), separators=(",", ":")).encode("utf-8"))
+    if size > MAX_RECORD_BYTES:
+        raise InvalidValue(f"record is {size} bytes as JSON, over {MAX_RECORD_BYTES}", key)
+
+
+class Database:
+    """One local database: a Schema's collections, the outbox and the sync metadata."""
+
+    def __init__(self, name: str, schema: Schema, db: idb.Database, client_id: str,
+                 clock: HybridClock) -> None:
+        self.name = name
+        self.schema = schema
+        self.client_id = client_id
+        self._db = db
+        self._clock = clock
+        self._watchers: list[tuple[str | None, Watcher]] = []
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._channel = idb.Channel(f"pysync:{name}", self._on_tab_message)
+        self.outbox = Outbox(self)
+
+    @classmethod
+    async def open(cls, name: str, schema: Schema,
+                   clock: Callable[[], int] = wall_clock_ms) -> Database:
+        """Open (creating or upgrading) the database; re-index if the schema's indexes changed.
+
+        `clock` is the wall clock in ms that stamps writes (a parameter for simulations).
+        """
+        holder: list[Database] = []
+
+        def on_close(reason: str) -> None:
+            log.warning("database %r closed (%s)", name, reason)
+            if holder:
+                holder[0]._channel.close()
+
+        db = await idb.Database.open(name, LAYOUT_VERSION, UPGRADES, on_close)
+        fingerprint = _fingerprint(schema)
+        found: dict[str, Any] = {}
+
+        def reindex(rows: list[Any]) -> None:
+            out = []
+            for row in rows[0]:
+                r = RecordRow.from_row(row)
+                out.append(r.to_row(_declared(schema, r.collection)))
+            tx.write([(RECORDS, "put", out), (META, "put", [_meta("indexes", fingerprint)])])
+
+        def init(rows: list[Any]) -> None:
+            client_id, last, indexes = (_meta_value(r) for r in rows)
+            writes: list[dict[str, Any]] = []
+            if client_id is None:
+                client_id = uuid.uuid4().hex
+                writes += [_meta("client_id", client_id), _meta("next_order", 1),
+                           _meta("next_mutation_id", 1)]
+            tx.write([(META, "put", writes)])
+            found.update(client_id=client_id, clock=last)
+            if indexes != fingerprint:
+                tx.read([idb.get_all(RECORDS)], reindex)
+
+        tx = db.transaction([RECORDS, META], "readwrite")
+        tx.read([idb.get(META, k) for k in ("client_id", "clock", "indexes")], init)
+        try:
+            await tx.done()
+        except BaseException:
+            db.close()
+            raise
+        last = Stamp.parse(found["clock"]) if found["clock"] else None
+        self = cls(name, schema, db, found["client_id"],
+                   HybridClock(found["client_id"], clock, last))
+        holder.append(self)
+        return self
+
+    # --- app API -----------------------------------------------------------------------
+
+    def collection(self, name: str) -> LocalCollection:
+        return LocalCollection(self, self.schema.get(name))
+
+    __getitem__ = collection
+
+    def watch(self, callback: Watcher, collection: str | None = None) -> Callable[[], None]:
+        """Call `callback(changes)` after every committed change: local writes, writes from
+        another tab of this origin, and server changes. Returns a function that unsubscribes."""
+        if collection is not None:
+            self.schema.get(collection)
+        item = (collection, callback)
+        self._watchers.append(item)
+
+        def unsubscribe() -> None:
+            if item in self._watchers:
+                self._watchers.remove(item)
+
+        return unsubscribe
+
+    def close(self) -> None:
+        if not self._db.closed:
+            self._channel.close()
+        self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    # --- transactions --------------------------------------------------------------------
+
+    def _tx(self, stores: Sequence[str], mode: idb.Mode) -> idb.Transaction:
+        if self._db.closed:
+            raise DatabaseClosed(f"database {self.name!r} is closed")
+        return self._db.transaction(stores, mode)
+
+    async def _read(self, requests: Sequence[idb.Read]) -> list[Any]:
+        tx = self._tx([RECORDS], "readonly")
+        box: list[list[Any]] = []
+        tx.read(requests, box.append)
+        await tx.done()
+        return box[0]
+
+    def _observe(self, stored: Any) -> None:
+        """Merge another tab's (or a past session's) clock, so stamps keep increasing."""
+        if not stored:
+            return
+        with contextlib.suppress(ClockError):
+            self._clock.observe(Stamp.parse(stored))
+
+    async def _write(self, collection: Collection, ops: list[tuple[Op, str, Record | None]]
+                     ) -> None:
+        keys = list(dict.fromkeys(key for _, key, _ in ops))
+        changes: list[Change] = []
+        tx = self._tx([RECORDS, OUTBOX, META], "readwrite")
+
+        def then(results: list[Any]) -> None:
+            self._observe(_meta_value(results[0]))
+            first_order = order = _meta_value(results[1], 1)
+            rows = {k: RecordRow.from_row(r) if r else None for k, r in zip(keys, results[2:],
+                                                                               strict=True)}
+            entries: dict[int, Entry] = {}
+            dropped: set[int] = set()
+            stamp = ""
+            for op, key, value in ops:
+                stamp = str(self._clock.now())
+                out = local_write(rows[key], collection.name, key, op, value, stamp, order)
+                if out.used_order:
+                    order += 1
+                rows[key] = out.row
+                if out.put_entry is not None:
+                    entries[out.put_entry.order] = out.put_entry
+                if out.drop_entry is not None:
+                    entries.pop(out.drop_entry, None)
+                    dropped.add(out.drop_entry)
+                if out.changed:
+                    changes.append(Change(collection.name, key,
+                                          out.row.value if out.row else None, "local"))
+            new = [e.to_row() for o, e in entries.items() if o >= first_order]
+            merged = [e.to_row() for o, e in entries.items() if o < first_order]
+            tx.write([
+                (RECORDS, "put", [r.to_row(collection) for r in rows.values() if r]),
+                (RECORDS, "delete", [[collection.name, k] for k, r in rows.items() if r is None]),
+                # `add`, not `put`: a new entry must never overwrite another one.
+                (OUTBOX, "add", new),
+                (OUTBOX, "put", merged),
+                (OUTBOX, "delete", [o for o in dropped if o < first_order]),
+                (META, "put", [_meta("clock", stamp or str(self._clock.now())),
+                               _meta("next_order", order)]),
+            ])
+
+        tx.read([idb.get(META, "clock"), idb.get(META, "next_order"),
+                 *(idb.get(RECORDS, [collection.name, k]) for k in keys)], then)
+        await tx.done()
+        self._publish(changes)
+
+    # --- watchers ------------------------------------------------------------------------
+
+    def _notify(self, changes: list[Change]) -> None:
+        for collection, callback in list(self._watchers):
+            mine = [c for c in changes if collection is None or c.collection == collection]
+            if not mine:
+                continue
+            try:
+                result = callback(mine)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            except Exception:
+                log.exception("a watcher failed")
+
+    def _publish(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        self._notify(changes)
+        message = {"hlc": str(self._clock.now()), "changes": [
+            [c.collection, c.key, None if c.value is None else to_json(c.value), c.origin]
+            for c in changes]}
+        self._channel.post(json.dumps(message))
+
+    def _on_tab_message(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+            self._observe(message.get("hlc"))
+            changes = [Change(c, k, None if v is None else from_json(v),
+                              "server" if origin == "server" else "tab")
+                       for c, k, v, origin in message["changes"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed message from another tab")
+            return
+        self._notify(changes)
+
+    # --- server changes (the sync client's entry point) -----------------------------------
+
+    async def apply_server_changes(self, changes: Sequence[ServerRecord],
+                                   extra_meta: Mapping[str, Any] | None = None) -> None:
+        """Store a pull's records in one transaction (with `extra_meta`, e.g. the cursor).
+
+        Idempotent (an older version than the one stored changes nothing) and pending local
+        edits stay visible over the incoming values until the server acknowledges them.
+        Internal: for the sync client.
+        """
+        keyed = [([c.collection, c.key], c) for c in changes]
+        notes: list[Change] = []
+        tx = self._tx([RECORDS, OUTBOX, META], "readwrite")
+
+        def compute(rows: list[RecordRow | None], entries: dict[int, list[Entry]]) -> None:
+            out: dict[tuple[str, str], dict[str, Any]] = {}
+            current: dict[tuple[str, str], RecordRow | None] = {}
+            for i, (k, change) in enumerate(keyed):
+                record = (k[0], k[1])
+                row = current.get(record, rows[i])
+                if change.hlc:
+                    self._observe(change.hlc)
+                new = server_change(row, change, entries.get(i, []))
+                if new is None or new == row:
+                    continue
+                current[record] = new
+                out[record] = new.to_row(_declared(self.schema, change.collection))
+                if row is None or new.value != row.value:
+                    notes.append(Change(change.collection, change.key, new.value, "server"))
+            meta = [_meta(k, v) for k, v in (extra_meta or {}).items()]
+            meta.append(_meta("clock", str(self._clock.now())))
+            tx.write([(RECORDS, "put", list(out.values())), (META, "put", meta)])
+
+        def with_rows(results: list[Any]) -> None:
+            rows = [RecordRow.from_row(r) if r else None for r in results]
+            busy = [i for i, r in enumerate(rows) if r is not None and r.entries]
+            if not busy:
+                compute(rows, {})
+                return
+
+            def with_entries(found: list[Any]) -> None:
+                entries = {i: [Entry.from_row(e) for e in es] for i, es in zip(busy, found,
+                                                                                 strict=True)}
+                compute(rows, entries)
+
+            tx.read([idb.get_all(OUTBOX, "record", (keyed[i][0], False), (keyed[i][0], False))
+                     for i in busy], with_entries)
+
+        tx.read([idb.get(RECORDS, k) for k, _ in keyed], with_rows)
+        await tx.done()
+        self._publish(notes)
+
+    async def get_meta(self, key: str) -> Any:
+        tx = self._tx([META], "readonly")
+        box: list[Any] = []
+        tx.read([idb.get(META, key)], box.append)
+        await tx.done()
+        return _meta_value(box[0][0])
+
+
+def _declared(schema: Schema, name: str) -> Collection:
+    """The declaration of a collection, or a bare one for data a newer schema dropped."""
+    return schema.get(name) if name in schema else Collection(name)
+
+
+class LocalCollection:
+    """The records of one collection. Get one with `db.collection(name)`."""
+
+    def __init__(self, db: Database, decl: Collection) -> None:
+        self.db = db
+        self.decl = decl
+        self.name = decl.name
+
+    # --- writes --------------------------------------------------------------------------
+
+    async def put(self, key: str, value: Record) -> None:
+        """Create or replace a record."""
+        await self.put_many([(key, value)])
+
+    async def put_many(self, items: Mapping[str, Record] | Iterable[tuple[str, Record]]
+                       ) -> None:
+        """Create or replace many records in one transaction."""
+        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+        ops: list[tuple[Op, str, Record | None]] = []
+        for key, value in pairs:
+            check_key(key)
+            check_record(value)
+            _check_size(key, value)
+            ops.append(("put", key, value))
+        if ops:
+            await self.db._write(self.decl, ops)
+
+    async def patch(self, key: str, fields: Record) -> None:
+        """Set some top-level fields of an existing record (NotFound if there is none)."""
+        check_key(key)
+        check_record(fields)
+        if not fields:
+            raise InvalidValue("a patch sets at least one field", key)
+        _check_size(key, fields)
+        await self.db._write(self.decl, [("patch", key, fields)])
+
+    async def delete(self, key: str) -> None:
+        """Delete a record; deleting a record that does not exist does nothing."""
+        await self.delete_many([key])
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        ops: list[tuple[Op, str, Record | None]] = [("delete", check_key(k), None)
+                                                    for k in keys]
+        if ops:
+            await self.db._write(self.decl, ops)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> Record | None:
+        """The record's value (with pending local edits), or None."""
+        return (await self.get_many([key]))[0]
+
+    async def get_many(self, keys: Sequence[str]) -> list[Record | None]:
+        for k in keys:
+            check_key(k)
+        if not keys:
+            return []
+        rows = await self.db._read([idb.get(RECORDS, [self.name, k]) for k in keys])
+        return [RecordRow.from_row(r).value if r else None for r in rows]
+
+    def _range(self, index: str | None, equals: Any, lower: Any, upper: Any,
+               lower_open: bool, upper_open: bool) -> tuple[str, idb.Bound, idb.Bound]:
+        if index is None:
+            for bound in (equals, lower, upper):
+                if bound is not _UNSET and bound is not None:
+                    check_key(bound)
+            if equals is not _UNSET:
+                lower = upper = equals
+                lower_open = upper_open = False
+            lo, hi = key_range(self.name, lower=None if lower is _UNSET else lower,
+                               upper=None if upper is _UNSET else upper,
+                               lower_open=lower_open, upper_open=upper_open)
+            return "live", lo, hi
+        decl = self.decl.index(index)
+        for v in (equals, lower, upper):
+            if v is not _UNSET:
+                for part in v if isinstance(v, tuple) else (v,):
+                    if isinstance(part, (dict, list)):
+                        check_record({"v": part})
+                    elif part is not None and not isinstance(part, (bool, int, float, str,
+                                                                     bytes)):
+                        raise InvalidValue(f"{type(part).__name__} is not a query value")
+        lo, hi = index_range(self.decl, decl, equals=equals, lower=lower, upper=upper,
+                             lower_open=lower_open, upper_open=upper_open)
+        return "ix", lo, hi
+
+    async def query(self, index: str | None = None, *, equals: Any = _UNSET,
+                    lower: Any = _UNSET, upper: Any = _UNSET, lower_open: bool = False,
+                    upper_open: bool = False, limit: int | None = None,
+                    reverse: bool = False) -> list[Doc]:
+        """Records in index order (or key order without an index), within the bounds.
+
+        For a compound index, `equals` / `lower` / `upper` take a tuple: a prefix of the
+        index's fields.
+        """
+        if limit is not None and limit < 0:
+            raise InvalidValue("limit must be >= 0")
+        ix, lo, hi = self._range(index, equals, lower, upper, lower_open, upper_open)
+        if limit == 0:
+            return []
+        rows = await self.db._read([idb.get_all(RECORDS, ix, lo, hi, limit, reverse)])
+        return [_doc(r) for r in rows[0]]
+
+    async def count(self, index: str | None = None, *, equals: Any = _UNSET,
+                    lower: Any = _UNSET, upper: Any = _UNSET, lower_open: bool = False,
+                    upper_open: bool = False) -> int:
+        ix, lo, hi = self._range(index, equals, lower, upper, lower_open, upper_open)
+        return int((await self.db._read([idb.count(RECORDS, ix, lo, hi)]))[0])
+
+    async def pages(self, index: str | None = None, *, size: int = 100, equals: Any = _UNSET,
+                    lower: Any = _UNSET, upper: Any = _UNSET, lower_open: bool = False,
+                    upper_open: bool = False, reverse: bool = False
+                    ) -> AsyncIterator[list[Doc]]:
+        """Iterate in pages of `size`, each page its own short transaction; resumes after
+        the last key seen, so writes between pages neither repeat nor skip a record."""
+        if size < 1:
+            raise InvalidValue("page size must be >= 1")
+        ix, lo, hi = self._range(index, equals, lower, upper, lower_open, upper_open)
+        while True:
+            rows = (await self.db._read([idb.get_all(RECORDS, ix, lo, hi, size, reverse)]))[0]
+            if not rows:
+                return
+            yield [_doc(r) for r in rows]
+            if len(rows) < size:
+                return
+            last = rows[-1]
+            if ix == "live":
+                position = last["l"]
+            else:
+                position = next(k for k in last["ix"] if k[:2] == [self.name, index])
+            if reverse:
+                hi = (position, True)
+            else:
+                lo = (position, True)
+
+    def watch(self, callback: Watcher) -> Callable[[], None]:
+        return self.db.watch(callback, self.name)
+
+
+class Outbox:
+    """The pending mutations, for the sync client: take a batch, acknowledge, release."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def take(self, limit: int = MAX_MUTATIONS_PER_PUSH) -> PushRequest:
+        """The next push: unacknowledged mutations first (same ids, same content), then
+        pending ones given consecutive wire ids from meta's next_mutation_id, marked in
+        flight, in the same transaction."""
+        if limit < 1:
+            raise InvalidValue("limit must be >= 1")
+        db = self._db
+        tx = db._tx([RECORDS, OUTBOX, META], "readwrite")
+        box: list[list[Entry]] = []
+
+        def first(results: list[Any]) -> None:
+            next_id = _meta_value(results[0], 1)
+            in_flight = [Entry.from_row(e) for e in results[1]]
+            pending = [Entry.from_row(e) for e in results[2]]
+            records = list(dict.fromkeys((e.collection, e.key) for e in pending))
+
+            def second(rows: list[Any]) -> None:
+                by_record = {rec: RecordRow.from_row(r) for rec, r in zip(records, rows,
+                                                                          strict=True) if r}
+                versions = {rec: r.version for rec, r in by_record.items()}
+                taken = take(in_flight, pending, next_id, limit, versions)
+                changed_rows = []
+                for e in taken.updated:
+                    row = by_record.get((e.collection, e.key))
+                    if row is not None and row.pending and row.pending.order == e.order:
+                        changed_rows.append(RecordRow(**{**row.__dict__, "pending": None}))
+                tx.write([
+                    (OUTBOX, "put", [e.to_row() for e in taken.updated]),
+                    (RECORDS, "put", [r.to_row(_declared(db.schema, r.collection))
+                                      for r in changed_rows]),
+                    (META, "put", [_meta("next_mutation_id", taken.next_mutation_id)]),
+                ])
+                box.append(taken.batch)
+
+            tx.read([idb.get(RECORDS, list(rec)) for rec in records], second)
+
+        tx.read([idb.get(META, "next_mutation_id"), idb.get_all(OUTBOX, "wire"),
+                 idb.get_all(OUTBOX, "pending", limit=limit * 4)], first)
+        await tx.done()
+        return PushRequest(db.client_id, tuple(e.to_mutation() for e in box[0]))
+
+    async def acknowledge(self, response: PushResponse) -> list[MutationResult]:
+        """Apply a push response: entries up to last_mutation_id leave the outbox; a conflict
+        stores the server's record, a rejection reverts the local edit (pending later edits
+        stay visible over both)."""
+        db = self._db
+        results = {r.id: r for r in response.results}
+        notes: list[Change] = []
+        tx = db._tx([RECORDS, OUTBOX, META], "readwrite")
+
+        def first(found: list[Any]) -> None:
+            acked = sorted((Entry.from_row(e) for e in found[1]), key=lambda e: e.wire_id or 0)
+            next_id = max(_meta_value(found[0], 1), response.last_mutation_id + 1)
+            records = list(dict.fromkeys((e.collection, e.key) for e in acked))
+
+            def second(rows: list[Any]) -> None:
+                current = {rec: RecordRow.from_row(r) if r else None
+                           for rec, r in zip(records, rows, strict=True)}
+                for e in acked:
+                    rec = (e.collection, e.key)
+                    row = current[rec]
+                    result = results.get(e.wire_id or 0) or MutationResult(e.wire_id or 0,
+                                                                            "duplicate")
+                    if result.server is not None and result.server.hlc:
+                        db._observe(result.server.hlc)
+                    if row is None:
+                        continue
+                    later = [p] if (p := row.pending_entry()) else []
+                    new = acknowledged(row, e, result, later)
+                    current[rec] = new
+                    after = new.value if new else None
+                    if after != row.value:
+                        notes.append(Change(e.collection, e.key, after, "server"))
+                tx.write([
+                    (OUTBOX, "delete", [e.order for e in acked]),
+                    (RECORDS, "put", [r.to_row(_declared(db.schema, r.collection))
+                                      for r in current.values() if r]),
+                    (RECORDS, "delete", [list(rec) for rec, r in current.items() if r is None]),
+                    (META, "put", [_meta("next_mutation_id", next_id)]),
+                ])
+
+            tx.read([idb.get(RECORDS, list(rec)) for rec in records], second)
+
+        tx.read([idb.get(META, "next_mutation_id"),
+                 idb.get_all(OUTBOX, "wire", upper=(response.last_mutation_id, False))], first)
+        await tx.done()
+        db._publish(notes)
+        return [results[i] for i in sorted(results)]
+
+    async def release(self) -> None:
+        """After a failed send: the batch is no longer in flight. Its entries keep their wire
+        ids and content (the request may have reached the server) and are sent first again."""
+        tx = self._db._tx([OUTBOX], "readwrite")
+
+        def then(results: list[Any]) -> None:
+            rows = [Entry.from_row(e) for e in results[0]]
+            tx.write([(OUTBOX, "put", [Entry(**{**e.__dict__, "in_flight": False}).to_row()
+                                       for e in rows if e.in_flight])])
+
+        tx.read([idb.get_all(OUTBOX, "wire")], then)
+        await tx.done()
+
+    async def entries(self) -> list[Entry]:
+        """Every outbox entry, in order (for tests and diagnostics)."""
+        rows = await self._read_outbox()
+        return [Entry.from_row(r) for r in rows]
+
+    async def _read_outbox(self) -> list[Any]:
+        tx = self._db._tx([OUTBOX], "readonly")
+        box: list[list[Any]] = []
+        tx.read([idb.get_all(OUTBOX)], box.append)
+        await tx.done()
+        return box[0][0]  # type: ignore[no-any-return]
+
+    async def count(self) -> int:
+        tx = self._db._tx([OUTBOX], "readonly")
+        box: list[list[Any]] = []
+        tx.read([idb.count(OUTBOX)], box.append)
+        await tx.done()
+        return int(box[0][0])
+
+
+async def open_database(name: str, schema: Schema,
+                        clock: Callable[[], int] = wall_clock_ms) -> Database:
+    """Open the local database `name` (one per app and user, e.g. "todos:alice")."""
+    if not isinstance(name, str) or not name:
+        raise InvalidValue("a database name is a non-empty string")
+    if not isinstance(schema, Schema):
+        raise SchemaError("open_database needs a pysync.Schema")
+    return await Database.open(name, schema, clock)
+
+
+delete_database = idb.delete_database
