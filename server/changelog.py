@@ -1,0 +1,240 @@
+"""Each scope's ordered change log in DynamoDB: append (the feed) and read (the pull).
+
+Log table layout (pk = scope, sk = position, N):
+- sk = 0 is the scope's *anchor*: `head` (the last position written), `at` (when). It never
+  expires, so positions never restart, and it is what other processes poll for pokes.
+- sk = 1, 2, ... are the changes: `k` (item key), `v` (version), `d` (deleted), `f` (the
+  record's fields, typed M), `h` (HLC), `w` (writer), `at`, `ttl` (log retention).
+
+Append is one TransactWriteItems per batch of one scope: put the entries at head+1..head+n
+(attribute_not_exists), move the anchor from head to head+n (condition head = old), and for
+each entry raise the item's *marker* in the feed table (pk = "m#<scope>", sk = item key)
+to its version (condition: lower or absent). Positions therefore only appear together with
+the anchor that covers them: no hole a reader could skip, whoever appends concurrently (two
+shards, two processes, Lambda). A re-delivered stream record fails its marker condition and
+is dropped: the log holds each (item, version) once while the marker lives (2 days, well past
+the stream's 24 h). Readers read the anchor first, then only positions <= head, consecutive.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from server.changes import LogEntry
+from server.tables import TableNames
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+ANCHOR = 0
+MARKER_TTL_S = 2 * 24 * 3600
+MAX_TX_ITEMS = 100
+MAX_TX_BYTES = 3_500_000  # TransactWriteItems takes 4 MB; leave room for keys and overhead
+RETRYABLE = frozenset({"TransactionConflict", "ProvisionedThroughputExceededException",
+                       "ThrottlingException", "RequestLimitExceeded", "InternalServerError"})
+MAX_ATTEMPTS = 50
+
+
+class AppendFailed(RuntimeError):
+    """The log could not be appended to after many attempts (the caller retries later)."""
+
+
+def marker_pk(scope: str) -> str:
+    return "m#" + scope
+
+
+def approx_size(value: Any) -> int:
+    """A generous estimate of an attribute value's stored size, for transaction chunking."""
+    if isinstance(value, dict):
+        return sum(len(k) + approx_size(v) for k, v in value.items()) + 3
+    if isinstance(value, (list, tuple)):
+        return sum(approx_size(v) for v in value) + 3
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    return len(str(value).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Anchor:
+    head: int
+    at: float
+
+
+class ChangeLog:
+    def __init__(self, client: DynamoDBClient, tables: TableNames, retention_s: float,
+                 clock: Any = time.time) -> None:
+        self.client = client
+        self.tables = tables
+        self.retention_s = retention_s
+        self.clock = clock
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def anchor(self, scope: str) -> Anchor:
+        out = self.client.get_item(TableName=self.tables.log, ConsistentRead=True,
+                                   Key={"pk": {"S": scope}, "sk": {"N": "0"}})
+        item = out.get("Item")
+        if not item:
+            return Anchor(0, 0.0)
+        return Anchor(int(item["head"]["N"]), float(item.get("at", {}).get("N", "0")))
+
+    def heads(self, scopes: Sequence[str]) -> dict[str, int]:
+        """Current heads of many scopes (BatchGetItem, strongly consistent)."""
+        heads = dict.fromkeys(scopes, 0)
+        todo = list(scopes)
+        while todo:
+            chunk, todo = todo[:100], todo[100:]
+            request: dict[str, Any] = {self.tables.log: {
+                "Keys": [{"pk": {"S": s}, "sk": {"N": "0"}} for s in chunk],
+                "ConsistentRead": True, "ProjectionExpression": "pk, head"}}
+            while request:
+                out = self.client.batch_get_item(RequestItems=request)
+                for item in out.get("Responses", {}).get(self.tables.log, []):
+                    heads[item["pk"]["S"]] = int(item["head"]["N"])
+                request = dict(out.get("UnprocessedKeys") or {})
+        return heads
+
+    def read(self, scope: str, after: int, head: int, limit: int) -> list[dict[str, Any]]:
+        """Entries after `after`, up to `head` (read from the anchor first), consecutive only."""
+        if head <= after:
+            return []
+        out = self.client.query(
+            TableName=self.tables.log, ConsistentRead=True, Limit=limit,
+            KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={":p": {"S": scope}, ":a": {"N": str(after + 1)},
+                                       ":b": {"N": str(head)}},
+        )
+        entries: list[dict[str, Any]] = []
+        expected = after + 1
+        for item in out.get("Items", []):
+            if int(item["sk"]["N"]) != expected:
+                break  # never skip a position (a trimmed one makes the caller reset)
+            entries.append(item)
+            expected += 1
+        return entries
+
+    # ---- appending -----------------------------------------------------------------------
+
+    def append(self, scope: str, entries: Sequence[LogEntry]) -> int:
+        """Append `entries` (in order) to `scope`'s log, dropping duplicates; return the head."""
+        pending = list(entries)
+        head = -1
+        attempt = 0
+        while pending:
+            anchor = self.anchor(scope)
+            head = anchor.head
+            chunk = self._chunk(pending)
+            now = self.clock()
+            items = self._transaction(scope, head, chunk, now)
+            try:
+                self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+                pending = pending[len(chunk):]
+                head += len(chunk)
+                attempt = 0
+                continue
+            except ClientError as e:
+                code = e.response["Error"]["Code"]
+                if code == "TransactionCanceledException":
+                    reasons: list[Any] = list(e.response.get("CancellationReasons", []))
+                    dupes = {i for i, entry in enumerate(chunk)
+                             if self._reason(reasons, 2 * i + 1) == "ConditionalCheckFailed"}
+                    if dupes:
+                        # Markers say these (item, version)s are logged already: re-delivery.
+                        pending = [e for i, e in enumerate(chunk) if i not in dupes] + \
+                            pending[len(chunk):]
+                        continue
+                elif code not in RETRYABLE:
+                    raise
+            attempt += 1  # another appender moved the head, or a transient fault
+            if attempt >= MAX_ATTEMPTS:
+                raise AppendFailed(f"could not append to the log of {scope!r}")
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))
+        return head if head >= 0 else self.anchor(scope).head
+
+    @staticmethod
+    def _reason(reasons: list[Any], index: int) -> str | None:
+        if index < len(reasons):
+            code = reasons[index].get("Code")
+            return code if isinstance(code, str) else None
+        return None
+
+    @staticmethod
+    def _chunk(pending: list[LogEntry]) -> list[LogEntry]:
+        chunk: list[LogEntry] = []
+        size = 0
+        for entry in pending:
+            entry_size = approx_size(entry.fields) + 300
+            if chunk and (2 * len(chunk) + 3 > MAX_TX_ITEMS or size + entry_size > MAX_TX_BYTES):
+                break
+            chunk.append(entry)
+            size += entry_size
+        return chunk
+
+    def _transaction(self, scope: str, head: int, chunk: list[LogEntry],
+                     now: float) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        at = {"N": f"{now:.3f}"}
+        ttl = {"N": str(int(now + self.retention_s + 24 * 3600))}
+        for i, e in enumerate(chunk):
+            entry: dict[str, Any] = {
+                "pk": {"S": scope}, "sk": {"N": str(head + 1 + i)}, "k": {"S": e.item_key},
+                "v": {"N": str(e.version)}, "d": {"BOOL": e.deleted}, "at": at, "ttl": ttl,
+            }
+            if not e.deleted:
+                entry["f"] = {"M": e.fields}
+            if e.hlc:
+                entry["h"] = {"S": e.hlc}
+            if e.writer:
+                entry["w"] = {"S": e.writer}
+            items.append({"Put": {"TableName": self.tables.log, "Item": entry,
+                                  "ConditionExpression": "attribute_not_exists(pk)"}})
+            items.append({"Update": {
+                "TableName": self.tables.feed,
+                "Key": {"pk": {"S": marker_pk(scope)}, "sk": {"S": e.item_key}},
+                "UpdateExpression": "SET v = :v, #t = :t",
+                "ConditionExpression": "attribute_not_exists(v) OR v < :v",
+                "ExpressionAttributeNames": {"#t": "ttl"},
+                "ExpressionAttributeValues": {":v": {"N": str(e.version)},
+                                              ":t": {"N": str(int(now + MARKER_TTL_S))}},
+            }})
+        new_head = {"N": str(head + len(chunk))}
+        update: dict[str, Any] = {
+            "TableName": self.tables.log,
+            "Key": {"pk": {"S": scope}, "sk": {"N": str(ANCHOR)}},
+            "UpdateExpression": "SET head = :h, #at = :at",
+            "ExpressionAttributeNames": {"#at": "at"},
+            "ExpressionAttributeValues": {":h": new_head, ":at": at},
+        }
+        if head == 0:
+            update["ConditionExpression"] = "attribute_not_exists(head) OR head = :old"
+        else:
+            update["ConditionExpression"] = "head = :old"
+        update["ExpressionAttributeValues"][":old"] = {"N": str(head)}
+        items.append({"Update": update})
+        return items
+
+
+# ---- the store epoch ---------------------------------------------------------------------
+# One number for the whole store, in the feed table. The feed raises it when stream records
+# were lost (trimmed before they were read); cursors carry it, so every cursor then resets.
+
+EPOCH_KEY = {"pk": {"S": "meta"}, "sk": {"S": "epoch"}}
+
+
+def bump_epoch(client: DynamoDBClient, tables: TableNames) -> int:
+    out = client.update_item(TableName=tables.feed, Key=EPOCH_KEY,
+                             UpdateExpression="ADD n :one",
+                             ExpressionAttributeValues={":one": {"N": "1"}},
+                             ReturnValues="UPDATED_NEW")
+    return int(out["Attributes"]["n"]["N"])
+
+
+def read_epoch(client: DynamoDBClient, tables: TableNames) -> int:
+    item = client.get_item(TableName=tables.feed, Key=EPOCH_KEY, ConsistentRead=True).get("Item")
+    return int(item["n"]["N"]) if item else 0

@@ -1,0 +1,266 @@
+"""The change feed: tail every shard of the items table's stream into the per-scope logs.
+
+One background thread per server process. Each pass: (re)discover shards now and then, take
+the lease of every shard it can (server/leases.py), and for each owned shard read one batch
+(GetRecords), ingest it (server/ingest.py: log appends, stamps), and only then checkpoint.
+A child shard is read only after its parent's checkpoint is SHARD_END (or the parent has left
+the stream), so an item's changes are logged in order across shard splits.
+
+Faults:
+- ExpiredIteratorException: a new iterator after the checkpoint; records re-read are dropped
+  by the log's markers (server/changelog.py).
+- TrimmedDataAccessException (the checkpoint is older than the stream's 24 h): changes were
+  lost for good, so the feed bumps the store *epoch*; every cursor then answers
+  {"reset": true} and clients re-read a snapshot. It resumes at TRIM_HORIZON.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from server.changelog import ChangeLog, bump_epoch
+from server.ingest import Ingestor
+from server.leases import SHARD_END, Leases
+from server.tables import TableNames
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+
+log = logging.getLogger("pysync.feed")
+
+OnAppend = Callable[[dict[str, int]], None]  # scope -> new head
+
+
+def eligible_shards(shards: list[dict[str, Any]], checkpoints: dict[str, str]) -> list[str]:
+    """Shards to read now: not finished, and whose parent (if still listed) is finished."""
+    present = {s["ShardId"] for s in shards}
+    out = []
+    for shard in shards:
+        shard_id = shard["ShardId"]
+        if checkpoints.get(shard_id) == SHARD_END:
+            continue
+        parent = shard.get("ParentShardId")
+        if parent and parent in present and checkpoints.get(parent) != SHARD_END:
+            continue
+        out.append(shard_id)
+    return out
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Feed:
+    def __init__(self, dynamodb: DynamoDBClient, streams: DynamoDBStreamsClient,
+                 tables: TableNames, *, log_retention_s: float, tombstone_retention_s: float,
+                 poll_s: float = 0.25, lease_s: float = 10.0, shard_refresh_s: float = 10.0,
+                 batch_size: int = 1000, owner: str | None = None,
+                 on_append: OnAppend | None = None) -> None:
+        self.dynamodb = dynamodb
+        self.streams = streams
+        self.tables = tables
+        self.poll_s = poll_s
+        self.lease_s = lease_s
+        self.shard_refresh_s = shard_refresh_s
+        self.batch_size = batch_size
+        self.owner = owner or worker_id()
+        self.on_append = on_append
+        self.changelog = ChangeLog(dynamodb, tables, log_retention_s)
+        self.ingestor = Ingestor(dynamodb, tables, self.changelog, tombstone_retention_s)
+        self._stream_arn: str | None = None
+        self._leases: Leases | None = None
+        self._shards: list[dict[str, Any]] = []
+        self._checkpoints: dict[str, str] = {}
+        self._refreshed_at = float("-inf")
+        self._held: dict[str, float] = {}  # shard id -> lease expiry (epoch s)
+        self._iterators: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Feed:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="pysync-feed", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, release: bool = True) -> None:
+        """Stop the thread; release the leases so another process can take over at once."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if release and self._leases is not None:
+            for shard_id in list(self._held):
+                try:
+                    self._leases.release(shard_id)
+                except Exception:
+                    log.warning("could not release the lease of %s", shard_id, exc_info=True)
+        self._held.clear()
+        self._iterators.clear()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                handled = self.step()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("feed pass failed")
+                handled = 0
+                self._stop.wait(min(5.0, self.poll_s * 2 ** min(failures, 6)))
+            if handled == 0:
+                self._stop.wait(self.poll_s)
+
+    # ---- one pass ------------------------------------------------------------------------
+
+    @property
+    def leases(self) -> Leases:
+        if self._leases is None:
+            arn = self.stream_arn()
+            self._leases = Leases(self.dynamodb, self.tables.feed, arn, self.owner, self.lease_s)
+        return self._leases
+
+    def stream_arn(self) -> str:
+        if self._stream_arn is None:
+            table = self.dynamodb.describe_table(TableName=self.tables.items)["Table"]
+            arn = table.get("LatestStreamArn")
+            if not arn:
+                raise RuntimeError(f"table {self.tables.items} has no stream")
+            self._stream_arn = arn
+        return self._stream_arn
+
+    def _refresh(self) -> None:
+        shards: list[dict[str, Any]] = []
+        start: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"StreamArn": self.stream_arn()}
+            if start:
+                kwargs["ExclusiveStartShardId"] = start
+            desc = self.streams.describe_stream(**kwargs)["StreamDescription"]
+            shards += [dict(s) for s in desc.get("Shards", [])]
+            start = desc.get("LastEvaluatedShardId")
+            if not start:
+                break
+        self._shards = shards
+        self._checkpoints = self.leases.checkpoints()
+        self._refreshed_at = time.monotonic()
+
+    def step(self) -> int:
+        """Read one batch from every shard this worker may work; return the records handled."""
+        if time.monotonic() - self._refreshed_at > self.shard_refresh_s:
+            self._refresh()
+        handled = 0
+        for shard_id in eligible_shards(self._shards, self._checkpoints):
+            if self._stop.is_set():
+                break
+            if not self._hold(shard_id):
+                continue
+            handled += self._read(shard_id)
+        return handled
+
+    def _hold(self, shard_id: str) -> bool:
+        until = self._held.get(shard_id)
+        if until is not None and until - time.time() > self.lease_s / 2:
+            return True
+        lease = self.leases.acquire(shard_id)
+        if lease is None:
+            self._drop(shard_id)
+            return False
+        if until is None or until <= time.time():  # (re)taken: resume from the checkpoint
+            self._iterators.pop(shard_id, None)
+            if lease.checkpoint:
+                self._checkpoints[shard_id] = lease.checkpoint
+            else:
+                self._checkpoints.pop(shard_id, None)
+        self._held[shard_id] = lease.until_ms / 1000
+        return True
+
+    def _drop(self, shard_id: str) -> None:
+        self._held.pop(shard_id, None)
+        self._iterators.pop(shard_id, None)
+
+    def _iterator(self, shard_id: str) -> str | None:
+        arn = self.stream_arn()
+        ckpt = self._checkpoints.get(shard_id)
+        try:
+            if ckpt:
+                out = self.streams.get_shard_iterator(
+                    StreamArn=arn, ShardId=shard_id, ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                    SequenceNumber=ckpt)
+            else:
+                out = self.streams.get_shard_iterator(
+                    StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")
+            return out.get("ShardIterator")
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            if code == "TrimmedDataAccessException":
+                self._data_lost(shard_id)
+                out = self.streams.get_shard_iterator(
+                    StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")
+                return out.get("ShardIterator")
+            if code == "ResourceNotFoundException":  # the shard left the stream
+                if ckpt != SHARD_END:
+                    self._data_lost(shard_id)
+                self._checkpoint(shard_id, SHARD_END)
+                return None
+            raise
+
+    def _data_lost(self, shard_id: str) -> None:
+        log.error("stream records of shard %s were trimmed before the feed read them: "
+                  "bumping the store epoch, every client will reset", shard_id)
+        bump_epoch(self.dynamodb, self.tables)
+
+    def _checkpoint(self, shard_id: str, seq: str) -> bool:
+        if not self.leases.checkpoint(shard_id, seq):
+            self._drop(shard_id)
+            return False
+        self._checkpoints[shard_id] = seq
+        return True
+
+    def _read(self, shard_id: str) -> int:
+        iterator = self._iterators.pop(shard_id, None) or self._iterator(shard_id)
+        if iterator is None:
+            return 0
+        try:
+            out = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            if code == "ExpiredIteratorException":
+                return 0  # the next pass starts a new iterator from the checkpoint
+            if code == "TrimmedDataAccessException":
+                self._data_lost(shard_id)
+                self._iterators[shard_id] = self.streams.get_shard_iterator(
+                    StreamArn=self.stream_arn(), ShardId=shard_id,
+                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                return 0
+            raise
+        records: list[dict[str, Any]] = out.get("Records", [])  # type: ignore[assignment]
+        if records:
+            result = self.ingestor.ingest(records)
+            if result.heads and self.on_append is not None:
+                self.on_append(result.heads)
+            done = len(records) if result.failed_at is None else result.failed_at
+            if done and not self._checkpoint(
+                    shard_id, str(records[done - 1]["dynamodb"]["SequenceNumber"])):
+                return len(records)
+            if result.failed_at is not None:
+                return len(records)  # no iterator kept: re-read from the checkpoint
+        next_iterator = out.get("NextShardIterator")
+        if next_iterator:
+            self._iterators[shard_id] = next_iterator
+        else:
+            self._checkpoint(shard_id, SHARD_END)
+        return len(records)

@@ -1,0 +1,114 @@
+"""Turn a batch of items-table stream records into log appends: shared by the feed and Lambda.
+
+Records are handled in order. Log entries are grouped per scope (order kept within a scope;
+scopes are independent) and each scope is appended in one go. Writes by other programs are
+stamped in place, deletes by other programs become tombstones (server/changes.py); their
+own stream records come back later and are logged then.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from pysync.hlc import HybridClock
+from server.changelog import ChangeLog
+from server.changes import LogEntry, StampForeign, TombstoneForeign, classify
+from server.tables import TableNames
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+log = logging.getLogger("pysync.feed")
+
+EXTERNAL_WRITER = "external"  # `_w` of versions the feed gave to other programs' writes
+_clock = HybridClock("feed")
+
+
+@dataclass
+class IngestResult:
+    heads: dict[str, int] = field(default_factory=dict)  # scope -> head after the append
+    # The first record (by index) of each scope whose append failed: a Lambda reports the
+    # lowest one as a batch item failure, the feed does not checkpoint past it.
+    failed_at: int | None = None
+
+
+class Ingestor:
+    def __init__(self, client: DynamoDBClient, tables: TableNames, changelog: ChangeLog,
+                 tombstone_retention_s: float) -> None:
+        self.client = client
+        self.tables = tables
+        self.changelog = changelog
+        self.tombstone_retention_s = tombstone_retention_s
+
+    def ingest(self, records: Sequence[dict[str, Any]]) -> IngestResult:
+        by_scope: dict[str, list[tuple[int, LogEntry]]] = {}
+        result = IngestResult()
+        for index, record in enumerate(records):
+            action = classify(record)
+            try:
+                if isinstance(action, LogEntry):
+                    by_scope.setdefault(action.scope, []).append((index, action))
+                elif isinstance(action, StampForeign):
+                    self._stamp(action)
+                elif isinstance(action, TombstoneForeign):
+                    self._tombstone(action)
+            except Exception:
+                log.exception("could not stamp a write by another program")
+                result.failed_at = index if result.failed_at is None else min(
+                    result.failed_at, index)
+        for scope, items in by_scope.items():
+            try:
+                result.heads[scope] = self.changelog.append(scope, [e for _, e in items])
+            except Exception:
+                log.exception("could not append to the log of %s", scope)
+                first = items[0][0]
+                result.failed_at = first if result.failed_at is None else min(
+                    result.failed_at, first)
+        return result
+
+    def _stamp(self, action: StampForeign) -> None:
+        hlc = {"S": str(_clock.now())}
+        fh = dict(action.fh)
+        for name in action.changed_fields:
+            fh[name] = hlc
+        values: dict[str, Any] = {":v": {"N": str(action.version)}, ":h": hlc,
+                                  ":w": {"S": EXTERNAL_WRITER}, ":fh": {"M": fh}}
+        if action.expected_version is None:
+            condition = "attribute_exists(pk) AND attribute_not_exists(#v)"
+        else:
+            condition = "#v = :e"
+            values[":e"] = {"N": str(action.expected_version)}
+        self._conditional(lambda: self.client.update_item(
+            TableName=self.tables.items,
+            Key={"pk": {"S": action.scope}, "sk": {"S": action.item_key}},
+            UpdateExpression="SET #v = :v, #h = :h, #w = :w, #fh = :fh",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#v": "_v", "#h": "_hlc", "#w": "_w", "#fh": "_fh"},
+            ExpressionAttributeValues=values,
+        ))
+
+    def _tombstone(self, action: TombstoneForeign) -> None:
+        item: dict[str, Any] = {
+            "pk": {"S": action.scope}, "sk": {"S": action.item_key},
+            "_v": {"N": str(action.version)}, "_del": {"BOOL": True},
+            "_hlc": {"S": str(_clock.now())}, "_w": {"S": EXTERNAL_WRITER},
+            "_ttl": {"N": str(int(time.time() + self.tombstone_retention_s))},
+        }
+        self._conditional(lambda: self.client.put_item(
+            TableName=self.tables.items, Item=item,
+            ConditionExpression="attribute_not_exists(pk)"))
+
+    @staticmethod
+    def _conditional(write: Any) -> None:
+        try:
+            write()
+        except ClientError as e:
+            # The item changed again since this record: that newer write has its own record.
+            if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise

@@ -1,0 +1,175 @@
+"""Helpers for the feed, pull and events tests: fresh tables on DynamoDB Local, raw writes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from server.config import Settings
+from server.context import ServerContext
+from server.dynamo_local import DynamoDBLocal
+from server.feed import Feed
+from server.tables import ensure_tables
+
+FAST = {"feed_poll_s": 0.01, "events_poll_s": 0.05, "heartbeat_s": 0.5, "lease_s": 2.0,
+        "shard_refresh_s": 0.5}
+
+
+def fresh_settings(local: DynamoDBLocal, **overrides: Any) -> Settings:
+    """Settings on a table prefix nobody else uses, with short poll intervals."""
+    values: dict[str, Any] = {"dev": True, "dynamodb_endpoint": local.endpoint,
+                              "table_prefix": f"f{uuid.uuid4().hex[:10]}_",
+                              "jwt_secret": "x" * 40, **FAST}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Store:
+    """A ServerContext on fresh tables plus raw-write helpers (what "another program" does)."""
+
+    ctx: ServerContext
+
+    @classmethod
+    def create(cls, local: DynamoDBLocal, **overrides: Any) -> Store:
+        ctx = ServerContext.from_settings(fresh_settings(local, **overrides))
+        ensure_tables(ctx.dynamodb, ctx.settings.table_prefix)
+        return cls(ctx)
+
+    def with_settings(self, **overrides: Any) -> Store:
+        settings = replace(self.ctx.settings, **overrides)
+        return Store(ServerContext.from_settings(settings))
+
+    def feed(self, **kwargs: Any) -> Feed:
+        s = self.ctx.settings
+        args: dict[str, Any] = {"log_retention_s": s.log_retention_s,
+                                "tombstone_retention_s": s.tombstone_retention_s,
+                                "poll_s": s.feed_poll_s, "lease_s": s.lease_s,
+                                "shard_refresh_s": s.shard_refresh_s}
+        args.update(kwargs)
+        return Feed(self.ctx.dynamodb, self.ctx.streams, self.ctx.tables, **args)
+
+    def put(self, scope: str, collection: str, key: str, **fields: Any) -> None:
+        """A plain boto3 put, typed by hand: no pysync meta unless given as `_v=...`."""
+        item: dict[str, Any] = {"pk": {"S": scope}, "sk": {"S": f"{collection}#{key}"}}
+        for name, value in fields.items():
+            item[name] = typed(value)
+        self.ctx.dynamodb.put_item(TableName=self.ctx.tables.items, Item=item)
+
+    def update(self, scope: str, collection: str, key: str, **fields: Any) -> None:
+        names = {f"#a{i}": n for i, n in enumerate(fields)}
+        values = {f":a{i}": typed(v) for i, v in enumerate(fields.values())}
+        self.ctx.dynamodb.update_item(
+            TableName=self.ctx.tables.items,
+            Key={"pk": {"S": scope}, "sk": {"S": f"{collection}#{key}"}},
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+    def delete(self, scope: str, collection: str, key: str) -> None:
+        self.ctx.dynamodb.delete_item(
+            TableName=self.ctx.tables.items,
+            Key={"pk": {"S": scope}, "sk": {"S": f"{collection}#{key}"}})
+
+    def item(self, scope: str, collection: str, key: str) -> dict[str, Any] | None:
+        return self.ctx.dynamodb.get_item(
+            TableName=self.ctx.tables.items, ConsistentRead=True,
+            Key={"pk": {"S": scope}, "sk": {"S": f"{collection}#{key}"}}).get("Item")
+
+    def log(self, scope: str) -> list[dict[str, Any]]:
+        """Every log entry of `scope` (not the anchor), in position order."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.ctx.tables.log, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :p AND sk > :z",
+            "ExpressionAttributeValues": {":p": {"S": scope}, ":z": {"N": "0"}}}
+        while True:
+            out = self.ctx.dynamodb.query(**kwargs)
+            items += out["Items"]
+            if "LastEvaluatedKey" not in out:
+                return items
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    def stream_records(self) -> list[dict[str, Any]]:
+        """Every record currently in the items table's stream (all shards, from the start)."""
+        streams = self.ctx.streams
+        arn = self.ctx.dynamodb.describe_table(
+            TableName=self.ctx.tables.items)["Table"]["LatestStreamArn"]
+        records: list[dict[str, Any]] = []
+        for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+            it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            while it:
+                out = streams.get_records(ShardIterator=it, Limit=1000)
+                records += out["Records"]
+                if not out["Records"]:
+                    break
+                it = out.get("NextShardIterator")
+        return records
+
+
+def typed(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, (int, float)):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bytes):
+        return {"B": value}
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, list):
+        return {"L": [typed(v) for v in value]}
+    if isinstance(value, dict):
+        return {"M": {k: typed(v) for k, v in value.items()}}
+    if isinstance(value, set):
+        return {"SS": sorted(value)}
+    raise TypeError(value)
+
+
+def entries_summary(entries: list[dict[str, Any]]) -> list[tuple[int, str, int, bool]]:
+    """(position, item key, version, deleted) of log entries."""
+    return [(int(e["sk"]["N"]), e["k"]["S"], int(e["v"]["N"]), e["d"]["BOOL"]) for e in entries]
+
+
+def drain(feed: Feed, quiet_passes: int = 3, timeout: float = 20.0) -> None:
+    """Run feed passes in this thread until a few passes in a row find nothing new."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < quiet_passes:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the feed did not go quiet")
+        quiet = quiet + 1 if feed.step() == 0 else 0
+        time.sleep(0.02)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(interval)
+
+
+def step_until(feed: Feed, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Run feed passes in this thread until `predicate()` holds."""
+    def check() -> Any:
+        feed.step()
+        return predicate()
+    return wait_for(check, timeout)
+
+
+@contextmanager
+def running(feed: Feed) -> Iterator[Feed]:
+    feed.start()
+    try:
+        yield feed
+    finally:
+        feed.stop()
