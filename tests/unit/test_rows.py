@@ -1,0 +1,128 @@
+"""Record rows: local writes, push results and server changes. Pure logic on CPython."""
+
+from __future__ import annotations
+
+from pysync.outbox import Entry
+from pysync.protocol import MutationResult, ServerRecord
+from pysync.rows import RecordRow, acknowledged, local_write, server_change
+from pysync.schema import Collection, Index
+
+TODOS = Collection("todos", indexes=(Index("by_done", "done"),
+                                     Index("by_title", "title", unique=True)))
+
+
+def written(row: RecordRow | None, op: str, value: dict | None, order: int = 1,
+            hlc: str = "h1") -> tuple[RecordRow | None, Entry | None]:
+    out = local_write(row, "todos", "t1", op, value, hlc, order)  # type: ignore[arg-type]
+    return out.row, out.put_entry
+
+
+def synced(value: dict, version: int = 3) -> RecordRow:
+    row = server_change(None, ServerRecord("todos", "t1", version, False, value, "s1"), [])
+    assert row is not None
+    return row
+
+
+def test_a_new_put_makes_a_pending_row_and_an_entry() -> None:
+    row, e = written(None, "put", {"title": "Milk"})
+    assert row is not None and e is not None
+    assert (row.value, row.entries, row.version, e.op, e.base_version) == \
+        ({"title": "Milk"}, 1, None, "put", None)
+
+
+def test_every_field_is_stamped_by_its_write() -> None:
+    row, _ = written(None, "put", {"a": 1, "b": 2}, hlc="h1")
+    assert row is not None
+    row, _ = written(row, "patch", {"b": 3}, hlc="h2")
+    assert row is not None and row.stamps == {"a": "h1", "b": "h2"}
+
+
+def test_an_edit_of_a_synced_record_is_based_on_its_version() -> None:
+    _, e = written(synced({"title": "Milk"}, version=3), "patch", {"done": True})
+    assert e is not None and e.base_version == 3
+
+
+def test_deleting_an_unsynced_new_record_leaves_no_row() -> None:
+    row, _ = written(None, "put", {"title": "Milk"})
+    out = local_write(row, "todos", "t1", "delete", None, "h2", 2)
+    assert out.row is None and out.drop_entry == 1
+
+
+def test_deleting_a_synced_record_keeps_a_pending_tombstone() -> None:
+    row, e = written(synced({"title": "Milk"}), "delete", None)
+    assert row is not None and e is not None
+    assert row.value is None and e.op == "delete" and row.server_value == {"title": "Milk"}
+
+
+def test_applied_ack_confirms_the_write_with_the_new_version() -> None:
+    row, e = written(None, "put", {"title": "Milk"})
+    assert row is not None and e is not None
+    done = acknowledged(row, e, MutationResult(1, "applied", version=1), [])
+    assert done is not None
+    assert (done.value, done.version, done.entries, done.pending) == \
+        ({"title": "Milk"}, 1, 0, None)
+
+
+def test_rejected_ack_reverts_to_the_confirmed_copy() -> None:
+    row, e = written(synced({"title": "Milk"}), "patch", {"title": "Eggs"})
+    assert row is not None and e is not None
+    done = acknowledged(row, e, MutationResult(1, "rejected", error_code="x"), [])
+    assert done is not None and done.value == {"title": "Milk"} and done.entries == 0
+
+
+def test_conflict_stores_the_server_record_under_later_local_edits() -> None:
+    row, first = written(synced({"title": "Milk", "n": 1}), "patch", {"n": 2}, order=1)
+    assert row is not None and first is not None
+    # the first entry goes on the wire; a second edit is then a separate pending entry
+    row = RecordRow(**{**row.__dict__, "pending": None})
+    row, second = written(row, "patch", {"title": "Eggs"}, order=2, hlc="h2")
+    assert row is not None and second is not None and second.chained
+    server = ServerRecord("todos", "t1", 5, False, {"title": "Bread", "n": 9}, "s5")
+    done = acknowledged(row, first, MutationResult(1, "conflict", server=server), [second])
+    assert done is not None
+    assert (done.value, done.version, done.entries) == ({"title": "Eggs", "n": 9}, 5, 1)
+
+
+def test_an_older_server_version_changes_nothing() -> None:
+    row = synced({"title": "Milk"}, version=4)
+    stale = ServerRecord("todos", "t1", 3, False, {"title": "Old"}, "s3")
+    assert server_change(row, stale, []) == row
+
+
+def test_pending_local_edits_stay_visible_over_a_server_change() -> None:
+    row, e = written(synced({"title": "Milk", "done": False}), "patch", {"done": True})
+    assert row is not None and e is not None
+    change = ServerRecord("todos", "t1", 4, False, {"title": "Oat milk", "done": False}, "s4")
+    after = server_change(row, change, [e])
+    assert after is not None
+    assert (after.value, after.version, after.server_value) == \
+        ({"title": "Oat milk", "done": True}, 4, {"title": "Oat milk", "done": False})
+
+
+def test_a_server_delete_under_a_pending_patch_hides_the_record() -> None:
+    row, e = written(synced({"title": "Milk"}), "patch", {"done": True})
+    assert row is not None and e is not None
+    gone = ServerRecord("todos", "t1", 4, True, None, "s4")
+    after = server_change(row, gone, [e])
+    assert after is not None and after.value is None and after.entries == 1
+
+
+def test_a_row_survives_its_stored_form() -> None:
+    row, _ = written(synced({"title": "Milk", "b": b"\x01"}), "patch", {"done": True})
+    assert row is not None
+    assert RecordRow.from_row(row.to_row(TODOS)) == row
+
+
+def test_a_live_row_carries_one_index_key_per_index_and_unique_keys() -> None:
+    stored = synced({"title": "Milk", "done": False}).to_row(TODOS)
+    assert stored["l"] == ["todos", "t1"]
+    assert stored["ix"] == [["todos", "by_done", 2, 0, "t1"],
+                            ["todos", "by_title", 4, "Milk", "t1"]]
+    assert stored["ux"] == [["todos", "by_title", 4, "Milk"]]
+
+
+def test_a_deleted_row_is_in_no_index() -> None:
+    row, _ = written(synced({"title": "Milk"}), "delete", None)
+    assert row is not None
+    stored = row.to_row(TODOS)
+    assert "l" not in stored and "ix" not in stored and "ux" not in stored
