@@ -29,6 +29,7 @@ MAX_KEY_BYTES = 1024 - 65  # DynamoDB sort key limit minus "<collection>#"
 MAX_RECORD_BYTES = 350_000  # leaves room for meta attributes under DynamoDB's 400 KB item limit
 _MAX_EXPONENT = 125
 _MIN_EXPONENT = -130
+_SMALL_INT = 10**18
 # The items table's key attributes: records are stored with their fields as top-level
 # attributes, so these names cannot be fields.
 KEY_ATTRIBUTES = frozenset({"pk", "sk"})
@@ -43,6 +44,8 @@ def _check_str(s: str, path: str) -> None:
 
 def _check_number(n: int | float | Decimal, path: str) -> int:
     """Check `n` fits DynamoDB's N type; return its stored size in bytes."""
+    if type(n) is int and -_SMALL_INT < n < _SMALL_INT:
+        return len(str(abs(n))) // 2 + 2  # the common case, without a Decimal
     if isinstance(n, float) and not math.isfinite(n):
         raise InvalidValue(f"{n!r} is not a finite number", path)
     try:
