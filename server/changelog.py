@@ -60,6 +60,10 @@ def approx_size(value: Any) -> int:
     return len(str(value).encode("utf-8"))
 
 
+def _marker_keys(chunk: Sequence[LogEntry]) -> list[str]:
+    return list(dict.fromkeys(e.item_key for e in chunk))
+
+
 @dataclass(frozen=True)
 class Anchor:
     head: int
@@ -142,12 +146,15 @@ class ChangeLog:
                 code = e.response["Error"]["Code"]
                 if code == "TransactionCanceledException":
                     reasons: list[Any] = list(e.response.get("CancellationReasons", []))
-                    dupes = {i for i, entry in enumerate(chunk)
-                             if self._reason(reasons, 2 * i + 1) == "ConditionalCheckFailed"}
-                    if dupes:
-                        # Markers say these (item, version)s are logged already: re-delivery.
-                        pending = [e for i, e in enumerate(chunk) if i not in dupes] + \
-                            pending[len(chunk):]
+                    keys = _marker_keys(chunk)
+                    failed = [k for i, k in enumerate(keys)
+                              if self._reason(reasons, len(chunk) + i) == "ConditionalCheckFailed"]
+                    if failed:
+                        # Markers say some of these (item, version)s are logged already:
+                        # re-delivered records. Drop exactly those and try again.
+                        logged = {k: self._marker(scope, k) for k in failed}
+                        kept = [e for e in chunk if e.version > logged.get(e.item_key, -1)]
+                        pending = kept + pending[len(chunk):]
                         continue
                 elif code not in RETRYABLE:
                     raise
@@ -164,6 +171,12 @@ class ChangeLog:
             return code if isinstance(code, str) else None
         return None
 
+    def _marker(self, scope: str, item_key: str) -> int:
+        item = self.client.get_item(
+            TableName=self.tables.feed, ConsistentRead=True,
+            Key={"pk": {"S": marker_pk(scope)}, "sk": {"S": item_key}}).get("Item")
+        return int(item["v"]["N"]) if item else -1
+
     @staticmethod
     def _chunk(pending: list[LogEntry]) -> list[LogEntry]:
         chunk: list[LogEntry] = []
@@ -171,6 +184,7 @@ class ChangeLog:
         for entry in pending:
             entry_size = approx_size(entry.fields) + 300
             if chunk and (2 * len(chunk) + 3 > MAX_TX_ITEMS or size + entry_size > MAX_TX_BYTES):
+                # (at most one entry put and one marker update per entry, plus the anchor)
                 break
             chunk.append(entry)
             size += entry_size
@@ -194,13 +208,18 @@ class ChangeLog:
                 entry["w"] = {"S": e.writer}
             items.append({"Put": {"TableName": self.tables.log, "Item": entry,
                                   "ConditionExpression": "attribute_not_exists(pk)"}})
+        # One marker update per item (a transaction touches an item once): it moves from
+        # below the item's lowest version in the chunk to its highest.
+        for item_key in _marker_keys(chunk):
+            versions = [e.version for e in chunk if e.item_key == item_key]
             items.append({"Update": {
                 "TableName": self.tables.feed,
-                "Key": {"pk": {"S": marker_pk(scope)}, "sk": {"S": e.item_key}},
+                "Key": {"pk": {"S": marker_pk(scope)}, "sk": {"S": item_key}},
                 "UpdateExpression": "SET v = :v, #t = :t",
-                "ConditionExpression": "attribute_not_exists(v) OR v < :v",
+                "ConditionExpression": "attribute_not_exists(v) OR v < :low",
                 "ExpressionAttributeNames": {"#t": "ttl"},
-                "ExpressionAttributeValues": {":v": {"N": str(e.version)},
+                "ExpressionAttributeValues": {":v": {"N": str(max(versions))},
+                                              ":low": {"N": str(min(versions))},
                                               ":t": {"N": str(int(now + MARKER_TTL_S))}},
             }})
         new_head = {"N": str(head + len(chunk))}
