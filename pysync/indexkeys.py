@@ -34,12 +34,12 @@ IndexKey: TypeAlias = list[Any]
 MISSING, NULL, BOOL, NUMBER, STRING, BYTES, LIST, MAP = range(8)
 # An empty array sorts after every number and string in IndexedDB: "just past this prefix".
 HIGH: list[Any] = []
-_ABSENT = object()
+ABSENT: Any = object()  # "no bound" / "field missing"
 
 
 def encode_field(value: object) -> list[Any]:
     """One field as a (tag, native key) pair."""
-    if value is _ABSENT:
+    if value is ABSENT:
         return [MISSING, 0]
     if value is None:
         return [NULL, 0]
@@ -64,7 +64,7 @@ def _encode_values(values: Sequence[object]) -> list[Any]:
 
 
 def projection(index: Index, value: Record) -> list[Any]:
-    return _encode_values([value.get(f, _ABSENT) for f in index.fields])
+    return _encode_values([value.get(f, ABSENT) for f in index.fields])
 
 
 def index_keys(collection: Collection, key: str, value: Record) -> list[IndexKey]:
@@ -73,9 +73,13 @@ def index_keys(collection: Collection, key: str, value: Record) -> list[IndexKey
 
 
 def unique_keys(collection: Collection, value: Record) -> list[IndexKey]:
-    """The multiEntry `ux` keys (no record key: two records with one projection clash)."""
+    """The multiEntry `ux` keys (no record key: two records with one projection clash).
+
+    Like SQL's NULL, a missing or null field takes no part in a unique constraint.
+    """
     return [[collection.name, i.name, *projection(i, value)]
-            for i in collection.indexes if i.unique]
+            for i in collection.indexes
+            if i.unique and all(value.get(f) is not None for f in i.fields)]
 
 
 def _prefix(index: Index, values: object) -> list[Any]:
@@ -91,8 +95,8 @@ def _prefix(index: Index, values: object) -> list[Any]:
 Bound: TypeAlias = tuple[IndexKey, bool]  # (key, open)
 
 
-def index_range(collection: Collection, index: Index, *, equals: object = _ABSENT,
-                lower: object = _ABSENT, upper: object = _ABSENT, lower_open: bool = False,
+def index_range(collection: Collection, index: Index, *, equals: object = ABSENT,
+                lower: object = ABSENT, upper: object = ABSENT, lower_open: bool = False,
                 upper_open: bool = False) -> tuple[Bound, Bound]:
     """The IndexedDB key range over `ix` for a query on one index.
 
@@ -100,15 +104,15 @@ def index_range(collection: Collection, index: Index, *, equals: object = _ABSEN
     of the index's fields; a prefix matches every record that starts with it.
     """
     base: list[Any] = [collection.name, index.name]
-    if equals is not _ABSENT:
+    if equals is not ABSENT:
         lower = upper = equals
         lower_open = upper_open = False
-    if lower is _ABSENT:
+    if lower is ABSENT:
         lo: Bound = (base, False)
     else:
         p = base + _prefix(index, lower)
         lo = ([*p, HIGH], True) if lower_open else (p, False)
-    if upper is _ABSENT:
+    if upper is ABSENT:
         hi: Bound = ([*base, HIGH], False)
     else:
         p = base + _prefix(index, upper)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pysync import idb
 from pysync.errors import DatabaseClosed, InvalidValue, SchemaError
 from pysync.hlc import ClockError, HybridClock, Stamp, wall_clock_ms
-from pysync.indexkeys import index_range, key_range
+from pysync.indexkeys import ABSENT, index_range, key_range
 from pysync.outbox import Entry, take
 from pysync.protocol import (
     MAX_MUTATIONS_PER_PUSH,
@@ -58,7 +58,7 @@ UPGRADES: dict[int, list[idb.Step]] = {
         ("createStore", META, {"keyPath": "k"}),
     ],
 }
-_UNSET: Any = object()
+_UNSET: Any = ABSENT
 
 Origin = Literal["local", "tab", "server"]
 
