@@ -1,9 +1,113 @@
-"""POST /v1/push, the core: apply a client's mutations to DynamoDB exactly once."""
+"""POST /v1/push, the core: apply a client's mutations to DynamoDB exactly once.
+
+How (docs/server.md has the why and the measurements):
+1. Bind the client to the user and read its last processed mutation id `lmid`.
+2. Ids <= lmid are `duplicate`; the rest must continue at lmid + 1, else MutationGap.
+3. The new mutations go in chunks touching at most 99 records. For each chunk: read its
+   records (one strongly consistent BatchGetItem), compute every outcome in memory in id
+   order (pysync.merge), then ONE TransactWriteItems: each changed record put on condition
+   that it is still what was read, plus the client item's `lmid` moved from the value we
+   read to the chunk's last id. Either all of it happens or none.
+4. A retry after a lost response or a crash finds `lmid` moved: duplicates, nothing
+   written again. Two racing requests of one client: the loser's transaction fails on
+   `lmid`, it re-reads and answers duplicates. A record written concurrently by someone
+   else fails its condition: the chunk is re-read and recomputed.
+"""
 
 from __future__ import annotations
 
-from pysync.protocol import PushRequest, PushResponse
+import asyncio
+import itertools
+import random
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pysync.errors import MutationGap, StoreUnavailable
+from pysync.hlc import ClockError, HybridClock, Stamp, wall_clock_ms
+from pysync.merge import Applied, Change, Conflict, RecordState, Rejected, apply_change
+from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
+from pysync.schema import Schema, Strategy
+from server.clients import bind_client_sync, client_key
 from server.context import ServerContext
+from server.records import (
+    MAX_ITEM_BYTES,
+    Item,
+    StoredRecord,
+    decode_item,
+    encode_item,
+    item_key,
+    item_size,
+    server_record,
+    sort_key,
+    split_sort_key,
+)
+from server.retry import DEFAULT_BACKOFF, cancellation_codes, error_code, with_retries
+
+# A stamp further ahead of the server's clock than this is replaced by the server's own
+# stamp (clamped), so one device with a fast clock cannot win every conflict.
+MAX_CLOCK_SKEW_MS = 60_000
+MAX_RECORDS_PER_TRANSACTION = 99  # + the client item = DynamoDB's limit of 100 actions
+MAX_TRANSACTION_BYTES = 3_500_000  # DynamoDB's limit is 4 MB per transaction
+MAX_CONTENTION_ROUNDS = 8
+
+
+class _ServerClock:
+    """The process's HLC, shared by the worker threads that apply pushes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clock = HybridClock(f"server-{secrets.token_hex(4)}")
+
+    def now(self) -> str:
+        with self._lock:
+            return str(self._clock.now())
+
+    def after(self, stamp: str) -> str:
+        """A stamp newer than both `stamp` and the server's clock."""
+        with self._lock:
+            return str(self._clock.observe(Stamp.parse(stamp)))
+
+    def accept(self, text: str | None) -> str:
+        """The stamp a mutation competes with: its own, the server's if null or too far
+        ahead. Raises ClockError if malformed."""
+        if text is None:
+            return self.now()
+        stamp = Stamp.parse(text)
+        if stamp.wall_ms > wall_clock_ms() + MAX_CLOCK_SKEW_MS:
+            return self.now()
+        with self._lock:
+            self._clock.observe(stamp)
+        return text
+
+
+SERVER_CLOCK = _ServerClock()
+
+
+class _Raced(Exception):
+    """Another request of the same client moved its lmid first."""
+
+
+def strategy_of(schema: Schema, collection: str) -> Strategy | None:
+    """The collection's strategy; any collection is `merge` while the schema is empty."""
+    if not schema.collections:
+        return "merge"
+    return schema.get(collection).strategy if collection in schema else None
+
+
+def check_sequence(mutations: Sequence[Mutation], last: int) -> None:
+    """Ids must be consecutive; the first one above `last` must be `last + 1`."""
+    for prev, cur in itertools.pairwise(mutations):
+        if cur.id != prev.id + 1:
+            raise MutationGap(last + 1)
+    new = [m for m in mutations if m.id > last]
+    if new and new[0].id != last + 1:
+        raise MutationGap(last + 1)
 
 
 async def apply_push(
@@ -14,4 +118,210 @@ async def apply_push(
     Raises MutationGap (nothing applied), ClientForbidden, StoreUnavailable (retry later;
     whatever was applied is recorded and a retry will not apply it again).
     """
-    raise NotImplementedError
+    return await asyncio.to_thread(apply_push_sync, ctx, user, scope, request)
+
+
+def apply_push_sync(ctx: ServerContext, user: str, scope: str,
+                    request: PushRequest) -> PushResponse:
+    mutations = request.mutations
+    last = bind_client_sync(ctx, request.client_id, user)
+    check_sequence(mutations, last)
+    results: dict[int, MutationResult] = {}
+    pending = [m for m in mutations if m.id > last]
+    while pending:
+        chunk = _first_chunk(pending)
+        try:
+            done = _apply_chunk(ctx, user, scope, request.client_id, last, chunk)
+            results.update(done)
+            last = max(done)  # may be short of chunk[-1] when the chunk had to be split
+        except _Raced:
+            last = bind_client_sync(ctx, request.client_id, user)
+        pending = [m for m in pending if m.id > last]
+    ordered = tuple(results.get(m.id) or MutationResult(m.id, "duplicate") for m in mutations)
+    return PushResponse(last, ordered)
+
+
+def _first_chunk(pending: Sequence[Mutation]) -> list[Mutation]:
+    records: set[tuple[str, str]] = set()
+    chunk: list[Mutation] = []
+    for m in pending:
+        records.add((m.collection, m.key))
+        if len(records) > MAX_RECORDS_PER_TRANSACTION:
+            break
+        chunk.append(m)
+    return chunk
+
+
+@dataclass
+class _Computed:
+    results: dict[int, MutationResult]
+    writes: list[tuple[Item, StoredRecord]]  # new item, and the record as it was read
+
+
+def _apply_chunk(ctx: ServerContext, user: str, scope: str, client_id: str, last: int,
+                 chunk: list[Mutation]) -> dict[int, MutationResult]:
+    for round_ in range(MAX_CONTENTION_ROUNDS):
+        stored = _read_records(ctx, scope, chunk)
+        computed = _compute(ctx.settings.schema, scope, client_id, chunk, stored)
+        size = sum(item_size(item) for item, _ in computed.writes)
+        if size > MAX_TRANSACTION_BYTES and len(chunk) > 1:
+            return _apply_chunk(ctx, user, scope, client_id, last, chunk[: len(chunk) // 2])
+        if _commit(ctx, user, client_id, last, chunk[-1].id, computed.writes):
+            return computed.results
+        # A record changed between our read and our write: read again.
+        time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**round_))
+    raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
+
+
+def _read_records(ctx: ServerContext, scope: str,
+                  chunk: Sequence[Mutation]) -> dict[str, StoredRecord]:
+    keys = {sort_key(m.collection, m.key): (m.collection, m.key) for m in chunk}
+    found: dict[str, Item] = {}
+    todo: list[Item] = [item_key(scope, c, k) for c, k in keys.values()]
+    table = ctx.tables.items
+    client: Any = ctx.dynamodb  # the stubs' TypedDicts add nothing over our own Item alias
+    for attempt in range(DEFAULT_BACKOFF.attempts):
+        request = {table: {"Keys": todo, "ConsistentRead": True}}
+        answer: dict[str, Any] = with_retries(
+            lambda r=request: client.batch_get_item(RequestItems=r))  # type: ignore[misc]
+        for item in answer.get("Responses", {}).get(table, []):
+            found[item["sk"]["S"]] = item
+        todo = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        if not todo:
+            break
+        time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**attempt))
+    else:
+        raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
+    return {sk: decode_item(found.get(sk), *split_sort_key(sk)) for sk in keys}
+
+
+def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> RecordState:
+    """The state a mutation competes with when another program wrote the record.
+
+    The foreign write becomes a pysync version: `_v + 1` if it kept the meta, else a fresh
+    version taken from the server clock's milliseconds, above any counter the record can
+    have reached, so it never collides with a version a client already holds. A client
+    whose base_version names that version has seen the write: the foreign fields keep their
+    stamps and its edit competes normally. Otherwise the foreign write is newer than the
+    mutation: its fields get a server stamp after the mutation's, so the mutation loses on
+    them (merge), entirely (lww), or on version mismatch (version).
+    """
+    state = record.state
+    version = state.version
+    if record.stored_version is None:
+        version = max(Stamp.parse(SERVER_CLOCK.now()).wall_ms, version + 1)
+    if base_version is not None and base_version == version:
+        return replace(state, version=version)
+    newer = SERVER_CLOCK.after(stamp)
+    stamps = dict(state.stamps)
+    for name in record.foreign_fields:
+        stamps[name] = newer
+    return replace(state, version=version, hlc=newer, stamps=stamps)
+
+
+def _compute(schema: Schema, scope: str, client_id: str, chunk: Sequence[Mutation],
+             stored: dict[str, StoredRecord]) -> _Computed:
+    states: dict[str, RecordState] = {}
+    writers: dict[str, str] = {}
+    results: dict[int, MutationResult] = {}
+    for m in chunk:
+        sk = sort_key(m.collection, m.key)
+        strategy = strategy_of(schema, m.collection)
+        if strategy is None:
+            results[m.id] = _rejected(m, "unknown_collection",
+                                      f"the schema has no collection {m.collection!r}")
+            continue
+        try:
+            stamp = SERVER_CLOCK.accept(m.hlc)
+        except ClockError as e:
+            results[m.id] = _rejected(m, "invalid_hlc", str(e))
+            continue
+        current = states.get(sk)
+        if current is None:
+            current = stored[sk].state
+            if stored[sk].foreign:
+                # Adoption is written even if this mutation loses, so the record's version
+                # stops moving and the client can name it in its next try.
+                current = _adopt(stored[sk], m.base_version, stamp)
+                states[sk] = current
+                writers[sk] = f"{client_id}:{m.id}"
+        outcome = apply_change(strategy, current, Change(m.op, m.value, m.base_version, stamp))
+        if isinstance(outcome, Rejected):
+            results[m.id] = _rejected(m, outcome.code, outcome.message)
+        elif isinstance(outcome, Conflict):
+            results[m.id] = MutationResult(m.id, "conflict", server=server_record(
+                StoredRecord(m.collection, m.key, current)))
+        elif isinstance(outcome, Applied):
+            new = outcome.state
+            if new is not current:
+                candidate = encode_item(scope, m.collection, m.key, new, f"{client_id}:{m.id}")
+                if item_size(candidate) > MAX_ITEM_BYTES:
+                    results[m.id] = _rejected(
+                        m, "too_large", "the record would exceed DynamoDB's 400 KB item limit")
+                    continue
+                writers[sk] = f"{client_id}:{m.id}"
+            states[sk] = new
+            results[m.id] = MutationResult(m.id, "applied", version=new.version)
+    writes = [
+        (encode_item(scope, *split_sort_key(sk), state, writers[sk]), stored[sk])
+        for sk, state in states.items() if sk in writers
+    ]
+    return _Computed(results, writes)
+
+
+def _rejected(m: Mutation, code: str, message: str) -> MutationResult:
+    return MutationResult(m.id, "rejected", error_code=code, error_message=message)
+
+
+def _put_action(table: str, item: Item, was: StoredRecord) -> dict[str, Any]:
+    action: dict[str, Any] = {"TableName": table, "Item": item}
+    if not was.state.exists:
+        action["ConditionExpression"] = "attribute_not_exists(pk)"
+    elif was.stored_version is None:
+        action["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(#v)"
+        action["ExpressionAttributeNames"] = {"#v": "_v"}
+    else:
+        action["ConditionExpression"] = "#v = :v"
+        action["ExpressionAttributeNames"] = {"#v": "_v"}
+        action["ExpressionAttributeValues"] = {":v": {"N": str(was.stored_version)}}
+    return {"Put": action}
+
+
+def _client_update(table: str, client_id: str, user: str, last: int, new_last: int
+                   ) -> dict[str, Any]:
+    return {
+        "TableName": table, "Key": client_key(client_id),
+        "UpdateExpression": "SET lmid = :new",
+        "ConditionExpression": "lmid = :last AND #o = :user",
+        "ExpressionAttributeNames": {"#o": "owner"},
+        "ExpressionAttributeValues": {":new": {"N": str(new_last)}, ":last": {"N": str(last)},
+                                      ":user": {"S": user}},
+    }
+
+
+def _commit(ctx: ServerContext, user: str, client_id: str, last: int, new_last: int,
+            writes: list[tuple[Item, StoredRecord]]) -> bool:
+    """Write the chunk; False if a record changed since it was read. Raises _Raced if
+    another request of this client got there first."""
+    update = _client_update(ctx.tables.clients, client_id, user, last, new_last)
+    client: Any = ctx.dynamodb
+    try:
+        if not writes:
+            with_retries(lambda: client.update_item(**update))
+            return True
+        actions = [_put_action(ctx.tables.items, item, was) for item, was in writes]
+        actions.append({"Update": update})
+        with_retries(lambda: client.transact_write_items(TransactItems=actions))
+        return True
+    except ClientError as e:
+        code = error_code(e)
+        if code == "ConditionalCheckFailedException":
+            raise _Raced from None
+        if code != "TransactionCanceledException":
+            raise
+        reasons = cancellation_codes(e)
+        if reasons and reasons[-1] == "ConditionalCheckFailed":
+            raise _Raced from None
+        if "ConditionalCheckFailed" in reasons:
+            return False
+        raise

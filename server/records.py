@@ -1,0 +1,200 @@
+"""Items of the items table <-> records, with pysync's meta attributes (docs/server.md).
+
+An item is `pk` (scope), `sk` ("<collection>#<key>"), the record's fields as top-level
+attributes, and the meta attributes:
+
+  _v    N     version, +1 on every pysync write
+  _hlc  S     newest HLC stamp that touched the record
+  _fh   M     merge collections: field -> stamp of the write that set (or removed) it
+  _h    M     field -> short hash of the value pysync wrote; lets pysync see which fields
+              another program changed, added or removed behind its back
+  _del  BOOL  tombstone (fields gone, item kept so stale writes can lose to it)
+  _ttl  N     tombstone expiry (epoch seconds; DynamoDB TTL removes it)
+  _w    S     last pysync writer, "<client_id>:<mutation_id>"
+
+Items written by other programs (no meta, or fields that do not match `_h`) are "foreign":
+see `StoredRecord` and server.push's adoption rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, cast
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+
+from pysync.merge import ABSENT, RecordState
+from pysync.protocol import ServerRecord
+
+META_ATTRIBUTES = frozenset({"_v", "_hlc", "_fh", "_h", "_del", "_ttl", "_w"})
+KEY_ATTRIBUTES = frozenset({"pk", "sk"})
+TOMBSTONE_TTL_SECONDS = 30 * 24 * 3600
+MAX_ITEM_BYTES = 400 * 1024
+
+Item = dict[str, Any]  # a DynamoDB item in wire form: {"attr": {"S": "..."}, ...}
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def sort_key(collection: str, key: str) -> str:
+    return f"{collection}#{key}"
+
+
+def split_sort_key(sk: str) -> tuple[str, str]:
+    collection, _, key = sk.partition("#")
+    return collection, key
+
+
+def item_key(scope: str, collection: str, key: str) -> Item:
+    return {"pk": {"S": scope}, "sk": {"S": sort_key(collection, key)}}
+
+
+def to_native(value: Any) -> Any:
+    """A record value in the form DynamoDB stores: floats become Decimal (never binary)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: to_native(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_native(v) for v in value]
+    return value
+
+
+def from_native(value: Any) -> Any:
+    """A value read from DynamoDB as a record value: Binary -> bytes, sets -> sorted lists
+    (other programs may write sets; records have none)."""
+    if isinstance(value, Binary):
+        return bytes(cast(Any, value))  # Binary implements __bytes__; its stub does not say
+    if isinstance(value, (set, frozenset)):
+        return sorted(from_native(v) for v in value)
+    if isinstance(value, dict):
+        return {k: from_native(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_native(v) for v in value]
+    return value
+
+
+def _canonical(value: Any) -> Any:
+    if value is None:
+        return "z"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, (int, float, Decimal)):
+        d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        return ["n", "0" if d.is_zero() else str(d.normalize())]
+    if isinstance(value, str):
+        return ["s", value]
+    if isinstance(value, (bytes, bytearray, Binary)):
+        return ["b", bytes(cast(Any, value)).hex()]
+    if isinstance(value, Mapping):
+        return ["m", [[k, _canonical(value[k])] for k in sorted(value)]]
+    if isinstance(value, (set, frozenset)):
+        return ["l", sorted((_canonical(v) for v in value), key=json.dumps)]
+    return ["l", [_canonical(v) for v in value]]
+
+
+def field_hash(value: Any) -> str:
+    """A short digest of a field's value, equal for values DynamoDB stores identically."""
+    text = json.dumps(_canonical(value), separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=6).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One item of the items table, decoded. `state` already counts a foreign write that
+    kept the meta: its version is `_v + 1`, and the fields it changed, added or removed are
+    in `foreign_fields`. An item with no meta at all (`stored_version` None) has every field
+    foreign and version 0 until adopted (server.push gives it a fresh version)."""
+
+    collection: str
+    key: str
+    state: RecordState
+    foreign_fields: frozenset[str] = frozenset()
+    stored_version: int | None = None  # _v as stored (None: no item or no meta)
+
+    @property
+    def foreign(self) -> bool:
+        return bool(self.foreign_fields) or (self.state.exists and self.stored_version is None)
+
+
+def decode_item(item: Mapping[str, Any] | None, collection: str, key: str) -> StoredRecord:
+    if not item:
+        return StoredRecord(collection, key, ABSENT)
+    attrs = {name: _deserializer.deserialize(v) for name, v in item.items()
+             if name not in KEY_ATTRIBUTES}
+    fields = {k: from_native(v) for k, v in attrs.items() if not k.startswith("_")}
+    stored_v = attrs.get("_v")
+    hashes: Mapping[str, str] = attrs.get("_h") or {}
+    deleted = bool(attrs.get("_del", False)) and not fields
+    foreign = frozenset(
+        [name for name, value in fields.items() if hashes.get(name) != field_hash(value)]
+        + [name for name in hashes if name not in fields and not deleted]
+    )
+    # A foreign change that kept the meta (an UpdateItem) counts as one more version; an
+    # item without meta has no version until pysync adopts it (server.push).
+    version = int(stored_v) + (1 if foreign else 0) if stored_v is not None else 0
+    state = RecordState(
+        fields=fields, version=version, hlc=str(attrs.get("_hlc") or ""),
+        stamps={k: str(v) for k, v in (attrs.get("_fh") or {}).items()},
+        deleted=deleted, exists=True,
+    )
+    return StoredRecord(collection, key, state, foreign,
+                        int(stored_v) if stored_v is not None else None)
+
+
+def encode_item(scope: str, collection: str, key: str, state: RecordState, writer: str,
+                now: float | None = None) -> Item:
+    native: dict[str, Any] = {}
+    for name, value in state.fields.items():
+        native[name] = to_native(value)
+    native["_v"] = state.version
+    native["_hlc"] = state.hlc
+    native["_h"] = {name: field_hash(value) for name, value in native.items()
+                    if not name.startswith("_")}
+    if state.stamps:
+        native["_fh"] = dict(state.stamps)
+    native["_del"] = state.deleted
+    if state.deleted:
+        native["_ttl"] = int((now if now is not None else time.time()) + TOMBSTONE_TTL_SECONDS)
+    native["_w"] = writer
+    item = item_key(scope, collection, key)
+    item.update({name: _serializer.serialize(value) for name, value in native.items()})
+    return item
+
+
+def server_record(record: StoredRecord) -> ServerRecord:
+    s = record.state
+    return ServerRecord(record.collection, record.key, s.version, s.deleted,
+                        None if s.deleted else dict(s.fields), s.hlc or None)
+
+
+def _value_size(av: Mapping[str, Any]) -> int:
+    ((kind, v),) = av.items()
+    if kind == "S":
+        return len(v.encode("utf-8"))
+    if kind == "N":
+        return len(v) + 1
+    if kind == "B":
+        return len(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(_value_size({kind[0]: x}) for x in v)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(x) for x in v)
+    return 3 + sum(1 + len(k.encode("utf-8")) + _value_size(x) for k, x in v.items())  # M
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """An upper estimate of an item's size as DynamoDB counts it against the 400 KB limit."""
+    return sum(len(name.encode("utf-8")) + _value_size(av) for name, av in item.items())

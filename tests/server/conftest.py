@@ -1,0 +1,84 @@
+"""Fixtures for server tests: a ServerContext on the session's DynamoDB Local.
+
+Each test module gets its own table prefix (its own tables); each test gets its own scope
+and client id, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pysync.schema import Collection, Schema
+from server.config import Settings
+from server.context import ServerContext
+from server.dynamo_local import DynamoDBLocal
+from server.tables import ensure_tables
+
+TEST_SCHEMA = Schema(
+    Collection("notes"),  # merge
+    Collection("docs", strategy="lww"),
+    Collection("accounts", strategy="version"),
+)
+
+
+@pytest.fixture(scope="module")
+def server_settings(dynamodb_local: DynamoDBLocal) -> Settings:
+    settings = Settings(dynamodb_endpoint=dynamodb_local.endpoint,
+                        table_prefix=f"t{uuid.uuid4().hex[:10]}_", schema=TEST_SCHEMA)
+    ensure_tables(ServerContext.from_settings(settings).dynamodb, settings.table_prefix)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def ctx(server_settings: Settings) -> ServerContext:
+    return ServerContext.from_settings(server_settings)
+
+
+@pytest.fixture
+def fresh_ctx(server_settings: Settings) -> Iterator[ServerContext]:
+    """A context with its own boto3 clients, for tests that hook into botocore events."""
+    yield ServerContext.from_settings(server_settings)
+
+
+@pytest.fixture
+def scope() -> str:
+    return f"u#{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def client_id() -> str:
+    return uuid.uuid4().hex
+
+
+def read_stream(ctx: ServerContext, scope: str) -> list[dict[str, Any]]:
+    """Every stream record of the items table for `scope`, in order.
+
+    Writes a sentinel item in the scope, then reads all shards from TRIM_HORIZON until the
+    sentinel shows up, so every earlier write of the test has been seen.
+    """
+    sentinel = f"~sentinel#{uuid.uuid4().hex}"
+    ctx.dynamodb.put_item(TableName=ctx.tables.items,
+                          Item={"pk": {"S": scope}, "sk": {"S": sentinel}})
+    arn = ctx.dynamodb.describe_table(TableName=ctx.tables.items)["Table"]["LatestStreamArn"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        records: list[dict[str, Any]] = []
+        shards = ctx.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        for shard in shards:
+            it = ctx.streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON",
+            ).get("ShardIterator")
+            while it:
+                page = ctx.streams.get_records(ShardIterator=it, Limit=1000)
+                batch = page["Records"]
+                records += [dict(r) for r in batch if r["dynamodb"]["Keys"]["pk"]["S"] == scope]
+                it = page.get("NextShardIterator") if batch else None
+        if any(r["dynamodb"]["Keys"]["sk"]["S"] == sentinel for r in records):
+            return [r for r in records if r["dynamodb"]["Keys"]["sk"]["S"] != sentinel]
+        time.sleep(0.05)
+    raise AssertionError("the sentinel never reached the stream")
