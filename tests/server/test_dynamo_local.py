@@ -1,0 +1,78 @@
+"""The embedded DynamoDB Local: start, stop, persistence with a data dir, idempotent tables."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pysync.errors import SchemaError
+from server.__main__ import load_schema, parser, settings_from
+from server.dynamo_local import DynamoDBLocal, local_client
+from server.tables import ensure_tables
+from tests.server.conftest import TEST_SCHEMA
+
+pytestmark = pytest.mark.dynamodb
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_data_survives_a_restart_with_a_data_dir_and_stop_ends_the_process(
+        tmp_path: Path) -> None:
+    with DynamoDBLocal(data_dir=tmp_path) as first:
+        client = local_client(first.endpoint)
+        names = ensure_tables(client, "demo_")
+        client.put_item(TableName=names.items, Item={"pk": {"S": "u#a"}, "sk": {"S": "n#1"},
+                                                     "title": {"S": "kept"}})
+        port = first.port
+    assert not port_open(port)
+    with DynamoDBLocal(data_dir=tmp_path) as second:
+        client = local_client(second.endpoint)
+        assert ensure_tables(client, "demo_") == names  # tables exist: nothing to create
+        item = client.get_item(TableName=names.items,
+                               Key={"pk": {"S": "u#a"}, "sk": {"S": "n#1"}})["Item"]
+        assert item["title"] == {"S": "kept"}
+
+
+def test_table_creation_is_idempotent_and_sets_streams_and_ttl(
+        dynamodb_local: DynamoDBLocal) -> None:
+    client = local_client(dynamodb_local.endpoint)
+    prefix = f"idem{uuid.uuid4().hex[:8]}_"
+    names = ensure_tables(client, prefix)
+    assert ensure_tables(client, prefix) == names
+    items = client.describe_table(TableName=names.items)["Table"]
+    assert items["StreamSpecification"] == {"StreamEnabled": True,
+                                            "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    ttl = client.describe_time_to_live(TableName=names.items)["TimeToLiveDescription"]
+    assert ttl.get("AttributeName") == "_ttl"
+    listed = set(client.list_tables(ExclusiveStartTableName=prefix[:-1])["TableNames"])
+    assert {names.items, names.clients, names.log, names.feed} <= listed
+
+
+def test_schema_option_loads_module_attr() -> None:
+    assert load_schema("tests.server.conftest:TEST_SCHEMA") is TEST_SCHEMA
+    args = parser().parse_args(["--schema", "tests.server.conftest:TEST_SCHEMA",
+                                "--table-prefix", "x_"])
+    settings = settings_from(args, "http://127.0.0.1:1")
+    assert settings.schema is TEST_SCHEMA and settings.table_prefix == "x_"
+
+
+@pytest.mark.parametrize("spec", ["no_such_module:X", "tests.server.conftest:nothing",
+                                  "tests.server.conftest:pytest"])
+def test_a_bad_schema_option_is_a_schema_error(spec: str) -> None:
+    with pytest.raises(SchemaError):
+        load_schema(spec)
+
+
+def test_the_server_exits_with_a_clear_message_on_a_bad_schema() -> None:
+    done = subprocess.run([sys.executable, "-m", "server", "--schema", "nope:X"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "cannot import 'nope'" in done.stderr and "Traceback" not in done.stderr
