@@ -81,7 +81,7 @@ _HELPER_JS = r"""
         else throw new Error(`unknown write ${verb}`);
       }
     }
-    // [[kind, store, index, query, limit, reverse], ...]; kind: get | all | count.
+    // [[kind, store, index, query, limit, reverse], ...]; kind: get | all | keys | count.
     // Calls back once, with every result, inside the last request's success event.
     read(requestsJson, callback) {
       const reqs = JSON.parse(requestsJson);
@@ -105,6 +105,9 @@ _HELPER_JS = r"""
         if (range === "empty") { settle(i, kind === "count" ? 0 : []); return; }
         if (kind === "count") {
           const r = src.count(range);
+          r.onsuccess = () => settle(i, r.result);
+        } else if (kind === "keys") {
+          const r = src.getAllKeys(range, limit === null ? undefined : limit);
           r.onsuccess = () => settle(i, r.result);
         } else if (!reverse) {
           const r = src.getAll(range, limit === null ? undefined : limit);
@@ -216,7 +219,7 @@ def _is_js_exception(e: BaseException) -> bool:
 class Read:
     """One read request: `get` by key, `all` values in a range, or `count` in a range."""
 
-    kind: Literal["get", "all", "count"]
+    kind: Literal["get", "all", "keys", "count"]
     store: str
     index: str | None = None
     key: Any = None  # for get
@@ -245,6 +248,12 @@ def get_all(store: str, index: str | None = None, lower: Bound | None = None,
             upper: Bound | None = None, limit: int | None = None,
             reverse: bool = False) -> Read:
     return Read("all", store, index, None, lower, upper, limit, reverse)
+
+
+def get_keys(store: str, index: str | None = None, lower: Bound | None = None,
+             upper: Bound | None = None, limit: int | None = None) -> Read:
+    """Primary keys only (cheaper than values): which of a span's records exist."""
+    return Read("keys", store, index, None, lower, upper, limit)
 
 
 def count(store: str, index: str | None = None, lower: Bound | None = None,

@@ -25,13 +25,36 @@ HLC stamp. An entry with a wire id is never merged into: the server may already 
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from pysync.errors import NotFound
 from pysync.protocol import Mutation, Op
-from pysync.values import Record, from_json, to_json
+from pysync.values import BYTES_TAG, Record, from_json
+
+
+def _json_default(o: object) -> Any:
+    if isinstance(o, bytes):
+        return {BYTES_TAG: base64.b64encode(o).decode("ascii")}
+    if isinstance(o, Decimal):
+        return int(o) if o == o.to_integral_value() else float(o)
+    raise TypeError(f"{type(o).__name__} is not storable")
+
+
+def dump_value(value: Record) -> str:
+    """A validated value as the JSON text stored in IndexedDB (bytes as {"$bytes": b64}).
+
+    Stored as text, not as a JS object: it crosses the bridge inside one JSON batch without
+    a second parse, and integers beyond 2**53 keep every digit.
+    """
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def load_value(text: str) -> Record:
+    return from_json(json.loads(text))  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -55,10 +78,12 @@ class Entry:
         return Mutation(self.wire_id, self.collection, self.key, self.op, self.value,
                         self.base_version, self.hlc)
 
-    def to_row(self) -> dict[str, Any]:
+    def to_row(self, text: str | None = None) -> dict[str, Any]:
+        """The stored form; `text` is the value already dumped, if the caller has it."""
         row: dict[str, Any] = {
             "o": self.order, "r": [self.collection, self.key], "op": self.op,
-            "v": None if self.value is None else json.dumps(to_json(self.value)),
+            "v": text if text is not None else
+            None if self.value is None else dump_value(self.value),
             "b": self.base_version, "h": self.hlc, "ch": self.chained,
         }
         if self.wire_id is None:
@@ -72,7 +97,7 @@ class Entry:
     def from_row(cls, row: dict[str, Any]) -> Entry:
         v = row.get("v")
         return cls(row["o"], row["r"][0], row["r"][1], row["op"],
-                   None if v is None else from_json(json.loads(v)), row.get("b"), row["h"],
+                   None if v is None else load_value(v), row.get("b"), row["h"],
                    bool(row.get("ch")), row.get("m"), bool(row.get("f")))
 
 

@@ -11,24 +11,23 @@ a local write needs only the row to coalesce, never a read of the outbox.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pysync.errors import NotFound
 from pysync.indexkeys import index_keys, unique_keys
-from pysync.outbox import Entry, apply_op, coalesce, rebase
+from pysync.outbox import Entry, apply_op, coalesce, dump_value, load_value, rebase
 from pysync.protocol import MutationResult, Op, ServerRecord
 from pysync.schema import Collection
-from pysync.values import Record, from_json, to_json
+from pysync.values import Record
 
 
 def _dump(value: Record | None) -> str | None:
-    return None if value is None else json.dumps(to_json(value), separators=(",", ":"))
+    return None if value is None else dump_value(value)
 
 
 def _load(text: str | None) -> Record | None:
-    return None if text is None else from_json(json.loads(text))
+    return None if text is None else load_value(text)
 
 
 @dataclass(frozen=True)
@@ -77,10 +76,19 @@ class RecordRow:
                      p.chained)
 
     def to_row(self, collection: Collection) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "k": [self.collection, self.key], "v": _dump(self.value), "fh": self.stamps,
-            "sv": self.version, "sh": self.server_hlc, "n": self.entries,
-        }
+        """The stored form. Field stamps equal to the newest one are left out of `fh`
+        (after a put that is all of them), and so are empty attributes."""
+        row: dict[str, Any] = {"k": [self.collection, self.key], "v": _dump(self.value)}
+        if self.stamps:
+            newest = max(self.stamps.values())
+            row["h"] = newest
+            older = {f: s for f, s in self.stamps.items() if s != newest}
+            if older:
+                row["fh"] = older
+        if self.version is not None:
+            row["sv"] = self.version
+        if self.server_hlc is not None:
+            row["sh"] = self.server_hlc
         if self.value is not None:
             row["l"] = [self.collection, self.key]
             row["ix"] = index_keys(collection, self.key, self.value)
@@ -88,22 +96,28 @@ class RecordRow:
             if unique:
                 row["ux"] = unique
         if self.entries:
-            row["sb"] = _dump(self.server_value)
+            row["n"] = self.entries
+            if self.server_value is not None:
+                row["sb"] = _dump(self.server_value)
         if self.pending:
             p = self.pending
-            row["p"] = {"o": p.order, "op": p.op, "f": p.fields, "b": p.base_version,
-                        "ch": p.chained, "h": p.hlc}
+            row["p"] = [p.order, p.op, p.fields, p.base_version, p.chained, p.hlc]
         return row
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RecordRow:
         value = _load(row.get("v"))
+        stamps: dict[str, str] = {}
+        if value is not None and "h" in row:
+            older = row.get("fh") or {}
+            stamps = {f: older.get(f, row["h"]) for f in value}
+        entries = row.get("n", 0)
         p = row.get("p")
         return cls(
-            row["k"][0], row["k"][1], value, row.get("fh") or {}, row.get("sv"),
-            _load(row.get("sb")) if row.get("n") else value, row.get("sh"), row.get("n") or 0,
-            Pending(p["o"], p["op"], tuple(p["f"]) if p["f"] is not None else None, p["b"],
-                    bool(p["ch"]), p["h"]) if p else None,
+            row["k"][0], row["k"][1], value, stamps, row.get("sv"),
+            _load(row.get("sb")) if entries else value, row.get("sh"), entries,
+            Pending(p[0], p[1], tuple(p[2]) if p[2] is not None else None, p[3], bool(p[4]),
+                    p[5]) if p else None,
         )
 
 
@@ -137,6 +151,12 @@ class WriteOutcome:
 def local_write(row: RecordRow | None, collection: str, key: str, op: Op,
                 value: Record | None, hlc: str, new_order: int) -> WriteOutcome:
     """One local put / patch / delete: the new row and what happens to the outbox."""
+    if row is None and op == "put" and value is not None:  # the bulk insert path: no copies
+        entry = Entry(new_order, collection, key, op, value, None, hlc)
+        return WriteOutcome(
+            RecordRow(collection, key, value, dict.fromkeys(value, hlc), entries=1,
+                      pending=Pending(new_order, op, None, None, False, hlc)),
+            put_entry=entry, used_order=True)
     if row is None:
         row = RecordRow(collection, key, None, {})
     if row.value is None and op == "patch":

@@ -59,6 +59,12 @@ UPGRADES: dict[int, list[idb.Step]] = {
     ],
 }
 _UNSET: Any = ABSENT
+# Batches larger than this probe which keys exist with one keys-only read.
+_PROBE_ABOVE = 32
+
+
+def _utf16(key: str) -> bytes:
+    return key.encode("utf-16-be")  # IndexedDB's string order
 
 Origin = Literal["local", "tab", "server"]
 
@@ -105,8 +111,8 @@ def _doc(row: dict[str, Any]) -> Doc:
     return Doc(r.key, r.value, r.version, r.entries > 0)
 
 
-def _check_size(key: str, value: Record) -> None:
-    size = len(json.dumps(to_json(value), separators=(",", ":")).encode("utf-8"))
+def _check_size(key: str, text: str) -> None:
+    size = len(text.encode("utf-8"))
     if size > MAX_RECORD_BYTES:
         raise InvalidValue(f"record is {size} bytes as JSON, over {MAX_RECORD_BYTES}", key)
 
@@ -229,21 +235,23 @@ class Database:
 
     async def _write(self, collection: Collection, ops: list[tuple[Op, str, Record | None]]
                      ) -> None:
+        """Apply local writes: read the rows (and meta), then in the read's callback write
+        rows, outbox entries and meta. One transaction, no await inside it."""
         keys = list(dict.fromkeys(key for _, key, _ in ops))
         changes: list[Change] = []
         tx = self._tx([RECORDS, OUTBOX, META], "readwrite")
+        c = collection.name
 
-        def then(results: list[Any]) -> None:
-            self._observe(_meta_value(results[0]))
-            first_order = order = _meta_value(results[1], 1)
-            rows = {k: RecordRow.from_row(r) if r else None for k, r in zip(keys, results[2:],
-                                                                               strict=True)}
+        def compute(meta: list[Any], found: dict[str, Any]) -> None:
+            self._observe(_meta_value(meta[0]))
+            first_order = order = _meta_value(meta[1], 1)
+            rows = {k: RecordRow.from_row(found[k]) if k in found else None for k in keys}
             entries: dict[int, Entry] = {}
             dropped: set[int] = set()
             stamp = ""
             for op, key, value in ops:
                 stamp = str(self._clock.now())
-                out = local_write(rows[key], collection.name, key, op, value, stamp, order)
+                out = local_write(rows[key], c, key, op, value, stamp, order)
                 if out.used_order:
                     order += 1
                 rows[key] = out.row
@@ -253,13 +261,22 @@ class Database:
                     entries.pop(out.drop_entry, None)
                     dropped.add(out.drop_entry)
                 if out.changed:
-                    changes.append(Change(collection.name, key,
-                                          out.row.value if out.row else None, "local"))
-            new = [e.to_row() for o, e in entries.items() if o >= first_order]
-            merged = [e.to_row() for o, e in entries.items() if o < first_order]
+                    changes.append(Change(c, key, out.row.value if out.row else None, "local"))
+            stored = {k: r.to_row(collection) for k, r in rows.items() if r}
+            for k, row in stored.items():
+                text = row["v"]
+                if text is not None and len(text) * 4 > MAX_RECORD_BYTES:
+                    _check_size(k, text)
+            new: list[dict[str, Any]] = []
+            merged: list[dict[str, Any]] = []
+            for o, e in entries.items():
+                stored_row = stored.get(e.key)
+                # A put's value is the row's value: reuse its JSON text.
+                text = stored_row["v"] if stored_row is not None and e.op == "put" else None
+                (new if o >= first_order else merged).append(e.to_row(text))
             tx.write([
-                (RECORDS, "put", [r.to_row(collection) for r in rows.values() if r]),
-                (RECORDS, "delete", [[collection.name, k] for k, r in rows.items() if r is None]),
+                (RECORDS, "put", list(stored.values())),
+                (RECORDS, "delete", [[c, k] for k, r in rows.items() if r is None]),
                 # `add`, not `put`: a new entry must never overwrite another one.
                 (OUTBOX, "add", new),
                 (OUTBOX, "put", merged),
@@ -268,8 +285,27 @@ class Database:
                                _meta("next_order", order)]),
             ])
 
-        tx.read([idb.get(META, "clock"), idb.get(META, "next_order"),
-                 *(idb.get(RECORDS, [collection.name, k]) for k in keys)], then)
+        def read_rows(meta: list[Any], wanted: list[str]) -> None:
+            if not wanted:
+                compute(meta, {})
+                return
+            tx.read([idb.get(RECORDS, [c, k]) for k in wanted],
+                    lambda rows: compute(meta, {k: r for k, r in zip(wanted, rows, strict=True)
+                                                if r is not None}))
+
+        meta_reads = [idb.get(META, "clock"), idb.get(META, "next_order")]
+        if len(keys) <= _PROBE_ABOVE:
+            tx.read([*meta_reads, *(idb.get(RECORDS, [c, k]) for k in keys)],
+                    lambda r: compute(r[:2], {k: row for k, row in zip(keys, r[2:], strict=True)
+                                              if row is not None}))
+        else:
+            # A big batch: one keys-only read over the batch's key span, then rows only for
+            # the keys that exist (none, for a bulk insert).
+            lo = min(keys, key=_utf16)
+            hi = max(keys, key=_utf16)
+            wanted = set(keys)
+            tx.read([*meta_reads, idb.get_keys(RECORDS, None, ([c, lo], False), ([c, hi], False))],
+                    lambda r: read_rows(r[:2], [k[1] for k in r[2] if k[1] in wanted]))
         await tx.done()
         self._publish(changes)
 
@@ -397,7 +433,6 @@ class LocalCollection:
         for key, value in pairs:
             check_key(key)
             check_record(value)
-            _check_size(key, value)
             ops.append(("put", key, value))
         if ops:
             await self.db._write(self.decl, ops)
@@ -408,7 +443,6 @@ class LocalCollection:
         check_record(fields)
         if not fields:
             raise InvalidValue("a patch sets at least one field", key)
-        _check_size(key, fields)
         await self.db._write(self.decl, [("patch", key, fields)])
 
     async def delete(self, key: str) -> None:

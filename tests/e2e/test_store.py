@@ -342,3 +342,16 @@ db = await pysync.open_database("restart", SCHEMA)
 """)
     assert second == [first, {"title": "Milk", "done": True},
                       [["put", "a", {"title": "Milk", "done": True}, None]]]
+
+
+def test_a_big_bulk_write_coalesces_with_existing_records(page: Page) -> None:
+    # Over 32 keys, the write first probes which keys exist (one keys-only read).
+    result = py(page, """
+db = await fresh("bulk")
+todos = db.collection("todos")
+await todos.put_many({f"k{i:03d}": {"n": i} for i in range(40)})
+await todos.put_many({f"k{i:03d}": {"n": -i} for i in range(20, 60)})
+[await todos.count(), await db.outbox.count(), await todos.get("k025"),
+ await todos.get("k005"), await todos.get("k059")]
+""")
+    assert result == [60, 60, {"n": -25}, {"n": 5}, {"n": -59}]

@@ -1,0 +1,1 @@
+"""Benchmarks: runnable modules, not tests. Each figure is printed beside a same-run baseline."""
