@@ -175,9 +175,12 @@ def _apply_chunk(ctx: ServerContext, user: str, scope: str, client_id: str, last
 
 def _read_records(ctx: ServerContext, scope: str,
                   chunk: Sequence[Mutation]) -> dict[str, StoredRecord]:
-    keys = {sort_key(m.collection, m.key): (m.collection, m.key) for m in chunk}
+    keys = {sort_key(m.collection, m.key): (m.collection, m.key) for m in chunk
+            if m.rejection is None}
     found: dict[str, Item] = {}
     todo: list[Item] = [item_key(scope, c, k) for c, k in keys.values()]
+    if not todo:  # every mutation of the chunk was refused by the parser
+        return {}
     table = ctx.tables.items
     client: Any = ctx.dynamodb  # the stubs' TypedDicts add nothing over our own Item alias
     for attempt in range(DEFAULT_BACKOFF.attempts):
@@ -225,6 +228,9 @@ def _compute(schema: Schema, scope: str, client_id: str, chunk: Sequence[Mutatio
     writers: dict[str, str] = {}
     results: dict[int, MutationResult] = {}
     for m in chunk:
+        if m.rejection is not None:  # refused by PushRequest.from_json (docs/api.md)
+            results[m.id] = _rejected(m, m.rejection.code, m.rejection.message)
+            continue
         sk = sort_key(m.collection, m.key)
         strategy = strategy_of(schema, m.collection)
         if strategy is None:

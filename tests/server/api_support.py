@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
+from pysync.hlc import HybridClock
 from pysync.protocol import dumps
 from pysync.schema import Collection, Schema
 from server.app import create_app
@@ -21,7 +22,8 @@ from tests.support import serve
 
 SCHEMA = Schema(Collection("todos"), Collection("notes", strategy="version"))
 SECRET = "test-secret-" + "x" * 32
-HLC = "000001700000000:000000:node1"
+# Each test mutation gets a fresh stamp, as a real client's clock gives.
+CLOCK = HybridClock("testnode")
 
 
 @dataclass
@@ -43,8 +45,9 @@ class Api:
 
     def push(self, token: str | None, body: Any, headers: dict[str, str] | None = None,
              **kwargs: Any) -> httpx.Response:
-        """POST /v1/push; a dict/list body is sent as exact JSON, bytes as they are."""
-        content = body if isinstance(body, bytes) else dumps(body).encode()
+        """POST /v1/push; a dict/list body is sent as exact JSON, bytes or a byte iterator
+        (chunked, no Content-Length) as they are."""
+        content = body if not isinstance(body, (dict, list)) else dumps(body).encode()
         h = {"Content-Type": "application/json"}
         if token is not None:
             h["Authorization"] = f"Bearer {token}"
@@ -76,7 +79,8 @@ def client_id() -> str:
 
 def mutation(mid: int, key: str = "k", **over: Any) -> dict[str, Any]:
     m: dict[str, Any] = {"id": mid, "collection": "todos", "key": key, "op": "put",
-                         "value": {"title": f"t{mid}"}, "base_version": None, "hlc": HLC}
+                         "value": {"title": f"t{mid}"}, "base_version": None,
+                         "hlc": str(CLOCK.now())}
     m.update(over)
     return m
 
