@@ -1,0 +1,119 @@
+# The demo todo app: app code in Python, on pysync's local store. Run by index.html after boot.
+import asyncio
+import uuid
+
+import js
+from pyodide.ffi import create_proxy
+
+import pysync
+from pysync import Collection, Index, Schema
+
+SCHEMA = Schema(Collection("todos", indexes=(Index("by_created", "created"),)))
+document = js.document
+status = document.getElementById("status")
+title_input = document.getElementById("title")
+add_button = document.getElementById("add-button")
+todo_list = document.getElementById("list")
+_tasks = set()
+
+
+def spawn(coro):
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    task.add_done_callback(report_failure)
+
+
+def report_failure(task):
+    if not task.cancelled() and task.exception() is not None:
+        status.textContent = f"error: {task.exception()}"
+        status.classList.add("error")
+
+
+def todo_item(doc):
+    li = document.createElement("li")
+    li.dataset.key = doc.key
+    if doc.value.get("done"):
+        li.classList.add("done")
+    box = document.createElement("input")
+    box.type = "checkbox"
+    box.checked = bool(doc.value.get("done"))
+    box.className = "toggle"
+    box.setAttribute("aria-label", "done")
+    text = document.createElement("span")
+    text.className = "title"
+    text.textContent = doc.value.get("title", "")
+    li.append(box, text)
+    if doc.pending:
+        mark = document.createElement("span")
+        mark.className = "pending"
+        mark.title = "saved on this device, not yet synced"
+        mark.textContent = "local"
+        li.append(mark)
+    delete = document.createElement("button")
+    delete.className = "delete"
+    delete.type = "button"
+    delete.title = "delete"
+    delete.textContent = "✕"
+    li.append(delete)
+    return li
+
+
+async def render():
+    docs = await todos.query("by_created")
+    todo_list.replaceChildren(*[todo_item(d) for d in docs])
+    left = sum(1 for d in docs if not d.value.get("done"))
+    document.getElementById("count").textContent = f"{left} of {len(docs)} left"
+    waiting = await db.outbox.count()
+    status.textContent = (f"{waiting} change(s) saved locally, waiting to sync" if waiting
+                          else "all changes saved")
+
+
+async def add(title):
+    title = title.strip()
+    if not title:
+        return
+    await todos.put(uuid.uuid4().hex, {"title": title, "done": False,
+                                       "created": js.Date.now()})
+
+
+def on_submit(event):
+    event.preventDefault()
+    title = title_input.value
+    title_input.value = ""
+    spawn(add(title))
+
+
+def on_list_event(event):
+    target = event.target
+    li = target.closest("li")
+    if li is None:
+        return
+    key = li.dataset.key
+    if event.type == "change" and target.classList.contains("toggle"):
+        spawn(todos.patch(key, {"done": bool(target.checked)}))
+    elif event.type == "click" and target.classList.contains("delete"):
+        spawn(todos.delete(key))
+
+
+def show_network(_event=None):
+    document.getElementById("network").textContent = \
+        "online" if js.navigator.onLine else "offline: still works, changes stay local"
+
+
+db = await pysync.open_database("pysync-demo", SCHEMA)
+todos = db.collection("todos")
+# Local writes, other tabs and (later) the server all come through watch.
+db.watch(lambda changes: spawn(render()))
+_listeners = [create_proxy(f) for f in (on_submit, on_list_event, show_network)]
+document.getElementById("add").addEventListener("submit", _listeners[0])
+todo_list.addEventListener("change", _listeners[1])
+todo_list.addEventListener("click", _listeners[1])
+js.window.addEventListener("online", _listeners[2])
+js.window.addEventListener("offline", _listeners[2])
+show_network()
+await render()
+title_input.disabled = False
+add_button.disabled = False
+title_input.focus()
+document.body.dataset.ready = "true"
