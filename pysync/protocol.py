@@ -29,6 +29,10 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 # Integers longer than this are parsed as Decimal: int() of a huge digit string is slow (and
 # refused past 4300 digits), and no valid value has more than 38 significant digits anyway.
 _MAX_INT_CHARS = 40
+# Mutation ids and versions are counters: anything above a signed 64-bit integer is an attack.
+MAX_COUNTER = 2**63 - 1
+# Error messages quote inputs (a field name can be 64 KB): never echo more than this.
+MAX_MESSAGE_CHARS = 300
 
 Op = Literal["put", "patch", "delete"]
 OPS: tuple[Op, ...] = ("put", "patch", "delete")
@@ -47,6 +51,12 @@ def _show(value: object, limit: int = 40) -> str:
     """A short repr for error messages: never echo a huge or unprintable input back."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
 # --- JSON text: strict parsing, exact numbers --------------------------------------------
@@ -142,8 +152,8 @@ def _optional_int(obj: dict[str, Any], name: str, code: str) -> int | None:
     value = obj.get(name)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ProtocolError(code, f"field {name!r} must be null or a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNTER:
+        raise ProtocolError(code, f"field {name!r} must be null or an integer in 0..2**63-1")
     return value
 
 
@@ -152,7 +162,7 @@ def _mutation_id(obj: object) -> int | None:
     if not isinstance(obj, dict):
         return None
     mid = obj.get("id")
-    if isinstance(mid, int) and not isinstance(mid, bool) and mid >= 1:
+    if isinstance(mid, int) and not isinstance(mid, bool) and 1 <= mid <= MAX_COUNTER:
         return mid
     return None
 
@@ -202,8 +212,8 @@ class Mutation:
         if not isinstance(obj, dict):
             raise ProtocolError("invalid_mutation", "a mutation must be an object")
         mid = _require(obj, "id", int, "invalid_mutation")
-        if mid < 1:
-            raise ProtocolError("invalid_mutation", "mutation ids start at 1")
+        if not 1 <= mid <= MAX_COUNTER:
+            raise ProtocolError("invalid_mutation", "mutation ids are integers in 1..2**63-1")
         unknown = sorted(set(obj) - _MUTATION_FIELDS)
         if unknown:
             raise ProtocolError("invalid_mutation", f"unknown field {_show(unknown[0])}")
@@ -233,7 +243,7 @@ class Mutation:
                 _refuse_typed_json(raw)
                 value = check_record(from_json(raw))
         except InvalidValue as e:
-            raise ProtocolError("invalid_value", str(e)) from None
+            raise ProtocolError("invalid_value", _clip(str(e))) from None
         return cls(mid, collection, key, op, value, base_version, hlc)
 
     @classmethod
@@ -291,13 +301,13 @@ class PushRequest:
             mid = _mutation_id(item)
             if mid is None:
                 raise ProtocolError("invalid_request",
-                                    f"mutation {i} has no integer id >= 1")
+                                    f"mutation {i} has no integer id in 1..2**63-1")
             if mutations and mid != mutations[-1].id + 1:
                 raise ProtocolError("invalid_request", "mutation ids must be consecutive")
             try:
                 mutations.append(Mutation.from_json(item))
             except ProtocolError as e:
-                mutations.append(Mutation.rejected(mid, e.code, e.message))
+                mutations.append(Mutation.rejected(mid, e.code, _clip(e.message)))
         return cls(client_id, tuple(mutations))
 
 

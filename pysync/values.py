@@ -30,6 +30,7 @@ MAX_RECORD_BYTES = 350_000  # leaves room for meta attributes under DynamoDB's 4
 _MAX_EXPONENT = 125
 _MIN_EXPONENT = -130
 _SMALL_INT = 10**18
+MAX_NAME_BYTES = 65_535
 # The items table's key attributes: records are stored with their fields as top-level
 # attributes, so these names cannot be fields.
 KEY_ATTRIBUTES = frozenset({"pk", "sk"})
@@ -40,6 +41,15 @@ def _check_str(s: str, path: str) -> None:
         s.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidValue("string holds a lone surrogate (not valid UTF-8)", path) from None
+
+
+def _check_name_bytes(name: str, path: str, what: str) -> None:
+    """DynamoDB refuses empty attribute names and names over 64 KB, at every level."""
+    _check_str(name, path)
+    if name == "":
+        raise InvalidValue(f"{what} is empty", path)
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidValue(f"{what} is longer than {MAX_NAME_BYTES} UTF-8 bytes", path)
 
 
 def _check_number(n: int | float | Decimal, path: str) -> int:
@@ -72,13 +82,13 @@ def check_field_name(name: object, path: str = "") -> None:
         raise InvalidValue(f"field names must be strings, not {type(name).__name__}", path)
     if name == "":
         raise InvalidValue("field name is empty", path)
+    _check_name_bytes(name, path, "field name")
     if name.startswith("_"):
         raise InvalidValue(f"field name {name!r} is reserved (starts with '_')", path)
     if name == BYTES_TAG:
         raise InvalidValue(f"{BYTES_TAG!r} is reserved (the bytes wrapper)", path)
     if name in KEY_ATTRIBUTES:
         raise InvalidValue(f"field name {name!r} is reserved (a DynamoDB key attribute)", path)
-    _check_str(name, path)
 
 
 def _check(value: object, path: str, depth: int) -> int:
@@ -104,7 +114,7 @@ def _check(value: object, path: str, depth: int) -> int:
                 raise InvalidValue(f"map keys must be strings, not {type(k).__name__}", path)
             if k == BYTES_TAG:
                 raise InvalidValue(f"{BYTES_TAG!r} is reserved as a map key", path)
-            _check_str(k, path)
+            _check_name_bytes(k, path, "map key")
             size += 1 + len(k.encode("utf-8")) + _check(v, f"{path}.{k}" if path else k,
                                                         depth + 1)
         return size

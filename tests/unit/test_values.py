@@ -32,7 +32,7 @@ _numbers = st.one_of(
 _strings = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 _field_names = _strings.filter(
     lambda s: s and not s.startswith("_") and s not in ("pk", "sk", "$bytes"))
-_map_keys = _strings.filter(lambda s: s != "$bytes")
+_map_keys = _strings.filter(lambda s: s not in ("", "$bytes"))
 _values = st.recursive(
     st.none() | st.booleans() | _numbers | _strings | st.binary(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_map_keys, inner, max_size=4),
@@ -103,6 +103,12 @@ def test_lone_surrogates_are_refused_in_values_and_map_keys() -> None:
 def test_reserved_and_empty_field_names_are_refused(name: str) -> None:
     with pytest.raises(InvalidValue, match=r"reserved|empty"):
         check_record({name: 1})
+
+
+@pytest.mark.parametrize("record", [{"m": {"": 1}}, {"f" * 65_536: 1}, {"m": {"k" * 65_536: 1}}])
+def test_names_dynamodb_refuses_are_refused_at_every_level(record: dict[str, object]) -> None:
+    with pytest.raises(InvalidValue, match=r"empty|longer"):
+        check_record(record)
 
 
 def test_key_attribute_names_are_fine_below_the_top_level() -> None:
