@@ -62,7 +62,7 @@ _HELPER_JS = r"""
 
   class Tx {
     constructor(db, stores, mode) {
-      this.tx = db.transaction(stores, mode);
+      this.tx = db.transaction(stores.split(","), mode);
       this.failure = "";
       // Resolves "" when committed, or the failure as JSON: never rejects, so Python maps it.
       this.done = new Promise((resolve) => {
@@ -366,10 +366,8 @@ class Database:
     def transaction(self, stores: Sequence[str], mode: Mode = "readonly") -> Transaction:
         if self.closed:
             raise DatabaseClosed(f"database {self.name!r} is closed")
-        from pyodide.ffi import to_js
-
         try:
-            return Transaction(_js().Tx.new(self._js, to_js(list(stores)), mode))
+            return Transaction(_js().Tx.new(self._js, ",".join(stores), mode))
         except Exception as e:
             if not _is_js_exception(e):
                 raise

@@ -332,7 +332,12 @@ class Database:
         message = {"hlc": str(self._clock.now()), "changes": [
             [c.collection, c.key, None if c.value is None else to_json(c.value), c.origin]
             for c in changes]}
-        self._channel.post(json.dumps(message))
+        # Other tabs learn of it after this write returns: the post is not on its latency.
+        asyncio.get_event_loop().call_soon(self._post, json.dumps(message))
+
+    def _post(self, text: str) -> None:
+        if not self._db.closed:
+            self._channel.post(text)
 
     def _on_tab_message(self, text: str) -> None:
         try:

@@ -107,7 +107,9 @@ pages = [keys(p) async for p in todos.pages("by_list", size=3, equals=("home",))
  keys(await todos.query("by_list", equals=("home",), reverse=True, limit=2)),
  keys(await todos.query(lower="t03", upper="t05")),
  await todos.count(),
- pages]
+ pages,
+ [keys(await todos.query(lower="t05", upper="t03")),
+  await todos.count("by_list", lower=("work", 9), upper=("work", 9), lower_open=True)]]
 """)
     assert result == [
         ["t00", "t03", "t06", "t09"],
@@ -118,6 +120,7 @@ pages = [keys(p) async for p in todos.pages("by_list", size=3, equals=("home",))
         ["t03", "t04", "t05"],
         11,
         [["t00", "t01", "t02"], ["t03", "t04", "t05"]],
+        [[], 0],  # empty ranges are empty, not errors
     ]
 
 
