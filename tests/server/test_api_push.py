@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from pysync.protocol import dumps
 from server.dynamo_local import DynamoDBLocal
 from tests.server.api_support import Api, client_id, mutation, push_body, running_api
 
@@ -134,3 +135,16 @@ def test_a_bug_is_a_generic_500_without_details(api: Api) -> None:
     assert r.status_code == 500
     assert r.json() == {"error": {"code": "internal_error", "message": "internal server error"}}
     assert "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_a_chunked_push_without_content_length_is_applied(api: Api) -> None:
+    alice, cid = api.token("alice-chunked"), client_id()
+    text = dumps(push_body(cid, mutation(1, "t1"))).encode()
+    r = api.push(alice, iter([text[:10], text[10:]]))
+    assert r.status_code == 200 and statuses(r) == ["applied"]
+
+
+def test_an_unknown_api_route_is_a_json_404(api: Api) -> None:
+    r = api.http.get("/v1/nothing-here")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
