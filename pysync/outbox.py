@@ -50,7 +50,7 @@ def dump_value(value: Record) -> str:
     Stored as text, not as a JS object: it crosses the bridge inside one JSON batch without
     a second parse, and integers beyond 2**53 keep every digit.
     """
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
+    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
 
 
 def load_value(text: str) -> Record:

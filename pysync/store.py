@@ -37,7 +37,15 @@ from pysync.protocol import (
 )
 from pysync.rows import RecordRow, acknowledged, local_write, server_change
 from pysync.schema import Collection, Schema
-from pysync.values import MAX_RECORD_BYTES, Record, check_key, check_record, from_json, to_json
+from pysync.values import (
+    MAX_RECORD_BYTES,
+    Record,
+    check_key,
+    check_record,
+    from_json,
+    record_size,
+    to_json,
+)
 
 log = logging.getLogger("pysync.store")
 
@@ -109,12 +117,6 @@ def _doc(row: dict[str, Any]) -> Doc:
     r = RecordRow.from_row(row)
     assert r.value is not None  # queries go through indexes that hold live records only
     return Doc(r.key, r.value, r.version, r.entries > 0)
-
-
-def _check_size(key: str, text: str) -> None:
-    size = len(text.encode("utf-8"))
-    if size > MAX_RECORD_BYTES:
-        raise InvalidValue(f"record is {size} bytes as JSON, over {MAX_RECORD_BYTES}", key)
 
 
 class Database:
@@ -248,10 +250,20 @@ class Database:
             rows = {k: RecordRow.from_row(found[k]) if k in found else None for k in keys}
             entries: dict[int, Entry] = {}
             dropped: set[int] = set()
-            stamp = ""
+            # One stamp for the batch (its records are distinct events on distinct records);
+            # a fresh one whenever a record comes back, so its edits stay ordered.
+            stamp = str(self._clock.now())
+            seen: set[str] = set()
             for op, key, value in ops:
-                stamp = str(self._clock.now())
+                if key in seen:
+                    stamp = str(self._clock.now())
+                    seen.clear()
+                seen.add(key)
                 out = local_write(rows[key], c, key, op, value, stamp, order)
+                if op == "patch" and out.row is not None and out.row.value is not None \
+                        and record_size(out.row.value) > MAX_RECORD_BYTES:
+                    raise InvalidValue(f"the patched record is over {MAX_RECORD_BYTES} bytes",
+                                       key)
                 if out.used_order:
                     order += 1
                 rows[key] = out.row
@@ -263,10 +275,6 @@ class Database:
                 if out.changed:
                     changes.append(Change(c, key, out.row.value if out.row else None, "local"))
             stored = {k: r.to_row(collection) for k, r in rows.items() if r}
-            for k, row in stored.items():
-                text = row["v"]
-                if text is not None and len(text) * 4 > MAX_RECORD_BYTES:
-                    _check_size(k, text)
             new: list[dict[str, Any]] = []
             merged: list[dict[str, Any]] = []
             for o, e in entries.items():
@@ -281,7 +289,7 @@ class Database:
                 (OUTBOX, "add", new),
                 (OUTBOX, "put", merged),
                 (OUTBOX, "delete", [o for o in dropped if o < first_order]),
-                (META, "put", [_meta("clock", stamp or str(self._clock.now())),
+                (META, "put", [_meta("clock", stamp),
                                _meta("next_order", order)]),
             ])
 

@@ -137,12 +137,15 @@ errors = [await error_of(todos.put("k", v)) for _, v in bad]
 errors.append(await error_of(todos.put("", {"a": 1})))
 errors.append(await error_of(todos.put_many([("k1", {"a": 1}), ("k2", {"a": float("nan")})])))
 errors.append(await error_of(todos.patch("ok", {"_hidden": 1})))
-[errors, await todos.count(), await todos.get("ok"), len(await outbox(db))]
+await todos.put("big", {"x": "y" * 300_000})
+errors.append(await error_of(todos.patch("big", {"z": "y" * 100_000})))  # too big once merged
+[errors, await todos.count(), await todos.get("ok"), len(await outbox(db)),
+ sorted(await todos.get("big"))]
 """)
-    errors, count, ok, entries = result
-    assert errors == ["InvalidValue"] * 11
-    assert (count, ok, entries) == (1, {"title": "fine"}, 1)
-    assert raw_counts(page, "bad") == {"records": 1, "outbox": 1}
+    errors, count, ok, entries, big_fields = result
+    assert errors == ["InvalidValue"] * 12
+    assert (count, ok, entries, big_fields) == (2, {"title": "fine"}, 2, ["x"])
+    assert raw_counts(page, "bad") == {"records": 2, "outbox": 2}
 
 
 def test_a_bulk_write_that_breaks_a_unique_index_writes_nothing(page: Page) -> None:
