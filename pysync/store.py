@@ -51,6 +51,8 @@ log = logging.getLogger("pysync.store")
 
 LAYOUT_VERSION = 1
 RECORDS, OUTBOX, META = "records", "outbox", "meta"
+# The meta row every local write reads and bumps: {"clock": last HLC, "next_order": int}.
+WRITER = "writer"
 # pysync's own IndexedDB layout. App indexes live in the computed multiEntry `ix` / `ux`
 # keys, so declaring a new app index needs no IndexedDB upgrade, only a re-index at open.
 UPGRADES: dict[int, list[idb.Step]] = {
@@ -160,19 +162,18 @@ class Database:
             tx.write([(RECORDS, "put", out), (META, "put", [_meta("indexes", fingerprint)])])
 
         def init(rows: list[Any]) -> None:
-            client_id, last, indexes = (_meta_value(r) for r in rows)
+            client_id, writer, indexes = (_meta_value(r) for r in rows)
             writes: list[dict[str, Any]] = []
             if client_id is None:
                 client_id = uuid.uuid4().hex
-                writes += [_meta("client_id", client_id), _meta("next_order", 1),
-                           _meta("next_mutation_id", 1)]
+                writes += [_meta("client_id", client_id), _meta("next_mutation_id", 1)]
             tx.write([(META, "put", writes)])
-            found.update(client_id=client_id, clock=last)
+            found.update(client_id=client_id, clock=(writer or {}).get("clock"))
             if indexes != fingerprint:
                 tx.read([idb.get_all(RECORDS)], reindex)
 
         tx = db.transaction([RECORDS, META], "readwrite")
-        tx.read([idb.get(META, k) for k in ("client_id", "clock", "indexes")], init)
+        tx.read([idb.get(META, k) for k in ("client_id", WRITER, "indexes")], init)
         try:
             await tx.done()
         except BaseException:
@@ -245,8 +246,9 @@ class Database:
         c = collection.name
 
         def compute(meta: list[Any], found: dict[str, Any]) -> None:
-            self._observe(_meta_value(meta[0]))
-            first_order = order = _meta_value(meta[1], 1)
+            writer = _meta_value(meta[0]) or {}
+            self._observe(writer.get("clock"))
+            first_order = order = writer.get("next_order", 1)
             rows = {k: RecordRow.from_row(found[k]) if k in found else None for k in keys}
             entries: dict[int, Entry] = {}
             dropped: set[int] = set()
@@ -289,8 +291,7 @@ class Database:
                 (OUTBOX, "add", new),
                 (OUTBOX, "put", merged),
                 (OUTBOX, "delete", [o for o in dropped if o < first_order]),
-                (META, "put", [_meta("clock", stamp),
-                               _meta("next_order", order)]),
+                (META, "put", [_meta(WRITER, {"clock": stamp, "next_order": order})]),
             ])
 
         def read_rows(meta: list[Any], wanted: list[str]) -> None:
@@ -301,10 +302,10 @@ class Database:
                     lambda rows: compute(meta, {k: r for k, r in zip(wanted, rows, strict=True)
                                                 if r is not None}))
 
-        meta_reads = [idb.get(META, "clock"), idb.get(META, "next_order")]
+        meta_reads = [idb.get(META, WRITER)]
         if len(keys) <= _PROBE_ABOVE:
             tx.read([*meta_reads, *(idb.get(RECORDS, [c, k]) for k in keys)],
-                    lambda r: compute(r[:2], {k: row for k, row in zip(keys, r[2:], strict=True)
+                    lambda r: compute(r[:1], {k: row for k, row in zip(keys, r[1:], strict=True)
                                               if row is not None}))
         else:
             # A big batch: one keys-only read over the batch's key span, then rows only for
@@ -313,7 +314,7 @@ class Database:
             hi = max(keys, key=_utf16)
             wanted = set(keys)
             tx.read([*meta_reads, idb.get_keys(RECORDS, None, ([c, lo], False), ([c, hi], False))],
-                    lambda r: read_rows(r[:2], [k[1] for k in r[2] if k[1] in wanted]))
+                    lambda r: read_rows(r[:1], [k[1] for k in r[1] if k[1] in wanted]))
         await tx.done()
         self._publish(changes)
 
@@ -373,7 +374,8 @@ class Database:
         notes: list[Change] = []
         tx = self._tx([RECORDS, OUTBOX, META], "readwrite")
 
-        def compute(rows: list[RecordRow | None], entries: dict[int, list[Entry]]) -> None:
+        def compute(writer: dict[str, Any], rows: list[RecordRow | None],
+                    entries: dict[int, list[Entry]]) -> None:
             out: dict[tuple[str, str], dict[str, Any]] = {}
             current: dict[tuple[str, str], RecordRow | None] = {}
             for i, (k, change) in enumerate(keyed):
@@ -389,25 +391,27 @@ class Database:
                 if row is None or new.value != row.value:
                     notes.append(Change(change.collection, change.key, new.value, "server"))
             meta = [_meta(k, v) for k, v in (extra_meta or {}).items()]
-            meta.append(_meta("clock", str(self._clock.now())))
+            meta.append(_meta(WRITER, {**writer, "clock": str(self._clock.now())}))
             tx.write([(RECORDS, "put", list(out.values())), (META, "put", meta)])
 
         def with_rows(results: list[Any]) -> None:
-            rows = [RecordRow.from_row(r) if r else None for r in results]
+            writer = _meta_value(results[0]) or {}
+            self._observe(writer.get("clock"))
+            rows = [RecordRow.from_row(r) if r else None for r in results[1:]]
             busy = [i for i, r in enumerate(rows) if r is not None and r.entries]
             if not busy:
-                compute(rows, {})
+                compute(writer, rows, {})
                 return
 
             def with_entries(found: list[Any]) -> None:
                 entries = {i: [Entry.from_row(e) for e in es] for i, es in zip(busy, found,
                                                                                  strict=True)}
-                compute(rows, entries)
+                compute(writer, rows, entries)
 
             tx.read([idb.get_all(OUTBOX, "record", (keyed[i][0], False), (keyed[i][0], False))
                      for i in busy], with_entries)
 
-        tx.read([idb.get(RECORDS, k) for k, _ in keyed], with_rows)
+        tx.read([idb.get(META, WRITER), *(idb.get(RECORDS, k) for k, _ in keyed)], with_rows)
         await tx.done()
         self._publish(notes)
 

@@ -169,7 +169,7 @@ import json, js
 db = await fresh("abort")
 todos = db.collection("todos")
 await todos.put("a", {"title": "Milk"})
-next_order = await db.get_meta("next_order")
+next_order = (await db.get_meta("writer"))["next_order"]
 await js.eval('''(async (name, o) => {
   const db = await new Promise((ok) => {
     const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); });
