@@ -162,7 +162,8 @@ def take(in_flight: list[Entry], pending: list[Entry], next_mutation_id: int, li
 
     A record with an unacknowledged entry keeps its pending entry back until that
     acknowledgement, so that a chained entry's base_version is the version it produced.
-    `versions` is each record's confirmed version, the base of chained entries.
+    `versions` holds each record's confirmed version, the base of chained entries; a chained
+    entry whose record is not in it (version unknown until the next pull) waits too.
     """
     batch = sorted(in_flight, key=lambda e: e.wire_id or 0)
     updated = [replace(e, in_flight=True) for e in batch if not e.in_flight]
@@ -171,9 +172,9 @@ def take(in_flight: list[Entry], pending: list[Entry], next_mutation_id: int, li
         if len(batch) >= limit:
             break
         record = (e.collection, e.key)
-        if record in busy:
+        if record in busy or (e.chained and record not in versions):
             continue
-        base = versions.get(record) if e.chained else e.base_version
+        base = versions[record] if e.chained else e.base_version
         e = replace(e, wire_id=next_mutation_id, in_flight=True, base_version=base,
                     chained=False)
         next_mutation_id += 1

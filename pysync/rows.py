@@ -36,7 +36,9 @@ class Pending:
 
     order: int
     op: Op
-    fields: tuple[str, ...] | None  # a patch's fields; their values are in the row's value
+    # A patch's own fields and values: the visible value cannot give them back once a
+    # later put, or a server delete, has changed it. A put's value is the visible value.
+    patch: Record | None
     base_version: int | None
     chained: bool
     hlc: str
@@ -53,6 +55,9 @@ class RecordRow:
     server_hlc: str | None = None
     entries: int = 0  # outbox entries of this record, taken for sending or not
     pending: Pending | None = None
+    # The server has our write but did not say its version (a `duplicate` answer after a
+    # lost response): the next edit's base_version waits for a pull.
+    stale: bool = False
 
     @property
     def in_flight(self) -> int:
@@ -70,8 +75,8 @@ class RecordRow:
         value: Record | None = None
         if p.op == "put":
             value = self.value
-        elif p.op == "patch" and self.value is not None:
-            value = {f: self.value[f] for f in p.fields or ()}
+        elif p.op == "patch":
+            value = p.patch
         return Entry(p.order, self.collection, self.key, p.op, value, p.base_version, p.hlc,
                      p.chained)
 
@@ -101,7 +106,9 @@ class RecordRow:
                 row["sb"] = _dump(self.server_value)
         if self.pending:
             p = self.pending
-            row["p"] = [p.order, p.op, p.fields, p.base_version, p.chained, p.hlc]
+            row["p"] = [p.order, p.op, _dump(p.patch), p.base_version, p.chained, p.hlc]
+        if self.stale:
+            row["st"] = True
         return row
 
     @classmethod
@@ -116,8 +123,8 @@ class RecordRow:
         return cls(
             row["k"][0], row["k"][1], value, stamps, row.get("sv"),
             _load(row.get("sb")) if entries else value, row.get("sh"), entries,
-            Pending(p[0], p[1], tuple(p[2]) if p[2] is not None else None, p[3], bool(p[4]),
-                    p[5]) if p else None,
+            Pending(p[0], p[1], _load(p[2]), p[3], bool(p[4]), p[5]) if p else None,
+            bool(row.get("st")),
         )
 
 
@@ -164,25 +171,25 @@ def local_write(row: RecordRow | None, collection: str, key: str, op: Op,
     if row.value is None and op == "delete":
         return WriteOutcome(row if row.version is not None or row.entries else None,
                             changed=False)
+    pending = row.pending_entry()  # before the value changes: a pending put's value is it
     visible = apply_op(row.value, op, value)
     stamps = _stamped(row.stamps, op, value, hlc)
     row = replace(row, value=visible, stamps=stamps)
-    pending = row.pending_entry()
     if pending is not None:
         merged = coalesce(pending, op, value, hlc, row.server_knows)
         if merged is None:
             row = replace(row, entries=row.entries - 1, pending=None)
             return WriteOutcome(_settle(row), drop_entry=pending.order)
         assert row.pending is not None  # pending_entry() found it
-        fields = tuple(merged.value) if merged.op == "patch" and merged.value else None
-        row = replace(row, pending=replace(row.pending, op=merged.op, fields=fields, hlc=hlc))
+        patch = merged.value if merged.op == "patch" else None
+        row = replace(row, pending=replace(row.pending, op=merged.op, patch=patch, hlc=hlc))
         return WriteOutcome(row, put_entry=merged)
-    chained = row.in_flight > 0
+    chained = row.in_flight > 0 or row.stale
     base = None if chained else row.version
     entry = Entry(new_order, collection, key, op, value, base, hlc, chained)
-    fields = tuple(value) if op == "patch" and value else None
     row = replace(row, entries=row.entries + 1,
-                  pending=Pending(new_order, op, fields, base, chained, hlc))
+                  pending=Pending(new_order, op, value if op == "patch" else None, base,
+                                  chained, hlc))
     return WriteOutcome(row, put_entry=entry, used_order=True)
 
 
@@ -213,7 +220,8 @@ def server_change(row: RecordRow | None, change: ServerRecord,
     if row is None:
         row = RecordRow(change.collection, change.key, None, {})
     value = None if change.deleted else change.value
-    row = replace(row, version=change.version, server_value=value, server_hlc=change.hlc)
+    row = replace(row, version=change.version, server_value=value, server_hlc=change.hlc,
+                  stale=False)
     return _replay(row, entries)
 
 
@@ -221,20 +229,22 @@ def acknowledged(row: RecordRow, entry: Entry, result: MutationResult,
                  remaining: list[Entry]) -> RecordRow | None:
     """The row once the server has answered for `entry`; `remaining` are the record's other
     outbox entries. Returns None when the row should be removed."""
-    confirmed, version, hlc = row.server_value, row.version, row.server_hlc
+    confirmed, version, hlc, stale = row.server_value, row.version, row.server_hlc, row.stale
     if result.status in ("applied", "duplicate"):
         # A patch over a copy we never had: the server has the whole record; the pull brings it.
         with contextlib.suppress(NotFound):
             confirmed = apply_op(confirmed, entry.op, entry.value)
         hlc = entry.hlc
         if result.status == "applied" and result.version is not None:
-            version = result.version
+            version, stale = result.version, False
+        else:
+            stale = True
     elif result.status == "conflict" and result.server is not None:
         s = result.server
         if version is None or s.version >= version:
             confirmed = None if s.deleted else s.value
-            version, hlc = s.version, s.hlc
+            version, hlc, stale = s.version, s.hlc, False
     row = replace(row, server_value=confirmed, version=version, server_hlc=hlc,
-                  entries=max(row.entries - 1, 0))
+                  entries=max(row.entries - 1, 0), stale=stale)
     others = [e for e in remaining if e.order != entry.order]
     return _settle(_replay(row, others))

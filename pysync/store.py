@@ -590,7 +590,7 @@ class Outbox:
             def second(rows: list[Any]) -> None:
                 by_record = {rec: RecordRow.from_row(r) for rec, r in zip(records, rows,
                                                                           strict=True) if r}
-                versions = {rec: r.version for rec, r in by_record.items()}
+                versions = {rec: r.version for rec, r in by_record.items() if not r.stale}
                 taken = take(in_flight, pending, next_id, limit, versions)
                 changed_rows = []
                 for e in taken.updated:

@@ -126,3 +126,19 @@ def test_a_deleted_row_is_in_no_index() -> None:
     assert row is not None
     stored = row.to_row(TODOS)
     assert "l" not in stored and "ix" not in stored and "ux" not in stored
+
+
+def test_a_put_after_a_pending_patch_replaces_it_even_without_the_patched_field() -> None:
+    row, _ = written(synced({"title": "Milk"}), "patch", {"done": True}, order=1)
+    row, e = written(row, "put", {"title": "Eggs"}, order=2, hlc="h2")
+    assert row is not None and e is not None
+    assert (e.order, e.op, e.value, row.value) == (1, "put", {"title": "Eggs"}, {"title": "Eggs"})
+
+
+def test_a_pending_patch_hidden_by_a_server_delete_is_still_sent_as_it_was() -> None:
+    row, e = written(synced({"title": "Milk"}), "patch", {"done": True})
+    assert row is not None and e is not None
+    gone = server_change(row, ServerRecord("todos", "t1", 4, True, None, "s4"), [e])
+    assert gone is not None and gone.value is None
+    pending = gone.pending_entry()
+    assert pending is not None and (pending.op, pending.value) == ("patch", {"done": True})
