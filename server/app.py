@@ -15,7 +15,9 @@ from server.api import api_routes
 from server.config import Settings
 from server.context import ServerContext
 from server.cors import cors_middleware
+from server.events import events_routes, realtime
 from server.http import exception_handlers
+from server.pull import pull
 from server.static import static_routes
 from server.tables import ensure_tables
 
@@ -30,10 +32,12 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(ensure_tables, ctx.dynamodb, settings.table_prefix)
-        yield
+        async with realtime(app, ctx):  # poke hub; the feed thread if settings.feed_enabled
+            yield
 
     routes: list[BaseRoute] = [Route("/v1/health", health)]
     routes += api_routes(settings)
+    routes += [Route("/v1/pull", pull, methods=["GET"]), *events_routes()]
     routes += static_routes()  # last: it mounts "/"
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(),
                     middleware=cors_middleware(settings))

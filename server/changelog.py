@@ -171,6 +171,10 @@ class ChangeLog:
             return code if isinstance(code, str) else None
         return None
 
+    def logged_version(self, scope: str, item_key: str) -> int:
+        """The highest version of the item logged in the last 2 days (its marker), or 0."""
+        return max(self._marker(scope, item_key), 0)
+
     def _marker(self, scope: str, item_key: str) -> int:
         item = self.client.get_item(
             TableName=self.tables.feed, ConsistentRead=True,

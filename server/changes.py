@@ -38,6 +38,10 @@ class LogEntry:
     hlc: str | None
     writer: str | None
     seq: str  # stream sequence number (for diagnostics)
+    # Set when the previous state had no `_v` (an outside write not stamped yet): a pysync
+    # write over it may have restarted from version 1, below what clients hold. The feed
+    # then checks the version against the log and, if it is not above, restamps with this.
+    restamp: StampForeign | None = None
 
 
 @dataclass(frozen=True)
@@ -133,9 +137,13 @@ def classify(record: dict[str, Any]) -> Action | None:
     new_v = version_of(new)
     if new_v is not None and (old_v is None or new_v > old_v):
         deleted = is_tombstone(new)
+        restamp = None
+        if old is not None and old_v is None:
+            restamp = StampForeign(scope, item_key, new_v, new_v + 1,
+                                   changed_fields(old, new), new.get("_fh", {}).get("M") or {})
         return LogEntry(scope, item_key, new_v, deleted,
                         {} if deleted else record_fields(new),
-                        _string(new, "_hlc"), _string(new, "_w"), seq)
+                        _string(new, "_hlc"), _string(new, "_w"), seq, restamp)
     fh = new.get("_fh", {}).get("M") or {}
     return StampForeign(scope, item_key, new_v, max(old_v or 0, new_v or 0) + 1,
                         changed_fields(old, new), fh)

@@ -171,6 +171,10 @@ class Feed:
             handled += self._read(shard_id)
         return handled
 
+    def checkpoints(self) -> dict[str, str]:
+        """This worker's view of the shards' checkpoints (for tests and diagnostics)."""
+        return dict(self._checkpoints)
+
     def _hold(self, shard_id: str) -> bool:
         until = self._held.get(shard_id)
         if until is not None and until - time.time() > self.lease_s / 2:

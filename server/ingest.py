@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -28,6 +28,7 @@ log = logging.getLogger("pysync.feed")
 
 EXTERNAL_WRITER = "external"  # `_w` of versions the feed gave to other programs' writes
 _clock = HybridClock("feed")
+ForeignAction = TypeVar("ForeignAction", StampForeign, TombstoneForeign)
 
 
 @dataclass
@@ -48,16 +49,28 @@ class Ingestor:
 
     def ingest(self, records: Sequence[dict[str, Any]]) -> IngestResult:
         by_scope: dict[str, list[tuple[int, LogEntry]]] = {}
+        # Highest version of each item seen in this batch (not logged yet: appends come last).
+        seen: dict[tuple[str, str], int] = {}
         result = IngestResult()
         for index, record in enumerate(records):
             action = classify(record)
             try:
+                if isinstance(action, LogEntry) and action.restamp is not None:
+                    floor = self._floor(action.scope, action.item_key, seen)
+                    if action.version < floor:
+                        # Not above what was logged: a stamp that landed on a later state,
+                        # or a writer that restarted at 1. Stamp again, above history.
+                        self._stamp(replace(action.restamp,
+                                            version=max(floor, action.restamp.version)))
+                        continue
                 if isinstance(action, LogEntry):
                     by_scope.setdefault(action.scope, []).append((index, action))
+                    item = (action.scope, action.item_key)
+                    seen[item] = max(seen.get(item, 0), action.version)
                 elif isinstance(action, StampForeign):
-                    self._stamp(action)
+                    self._stamp(self._above_history(action, seen))
                 elif isinstance(action, TombstoneForeign):
-                    self._tombstone(action)
+                    self._tombstone(self._above_history(action, seen))
             except Exception:
                 log.exception("could not stamp a write by another program")
                 result.failed_at = index if result.failed_at is None else min(
@@ -71,6 +84,24 @@ class Ingestor:
                 result.failed_at = first if result.failed_at is None else min(
                     result.failed_at, first)
         return result
+
+    def _above_history(self, action: ForeignAction,
+                       seen: dict[tuple[str, str], int]) -> ForeignAction:
+        """Raise a derived version above every version clients may hold for the item.
+
+        A record's images only show the `_v` of the states they hold; after two outside
+        writes in a row (the first not stamped yet) the OldImage has no `_v` at all. The
+        log's marker (server/changelog.py) and this batch know the last version logged.
+        """
+        floor = self._floor(action.scope, action.item_key, seen)
+        if action.version >= floor:
+            return action
+        return replace(action, version=floor)
+
+    def _floor(self, scope: str, item_key: str, seen: dict[tuple[str, str], int]) -> int:
+        """The lowest version above every version of the item logged or seen in this batch."""
+        return max(seen.get((scope, item_key), 0),
+                   self.changelog.logged_version(scope, item_key)) + 1
 
     def _stamp(self, action: StampForeign) -> None:
         hlc = {"S": str(_clock.now())}

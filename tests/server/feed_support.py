@@ -104,7 +104,7 @@ class Store:
                                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
             while it:
                 out = streams.get_records(ShardIterator=it, Limit=1000)
-                records += out["Records"]
+                records += [{**r, "__shard": shard["ShardId"]} for r in out["Records"]]
                 if not out["Records"]:
                     break
                 it = out.get("NextShardIterator")
@@ -136,15 +136,37 @@ def entries_summary(entries: list[dict[str, Any]]) -> list[tuple[int, str, int, 
     return [(int(e["sk"]["N"]), e["k"]["S"], int(e["v"]["N"]), e["d"]["BOOL"]) for e in entries]
 
 
-def drain(feed: Feed, quiet_passes: int = 3, timeout: float = 20.0) -> None:
-    """Run feed passes in this thread until a few passes in a row find nothing new."""
+def stream_tips(store: Store) -> dict[str, int]:
+    """The last sequence number of every shard of the items table's stream, now."""
+    tips: dict[str, int] = {}
+    for r in store.stream_records():
+        seq = int(r["dynamodb"]["SequenceNumber"])
+        shard = r["__shard"]
+        tips[shard] = max(tips.get(shard, 0), seq)
+    return tips
+
+
+def drain(feed: Feed, store: Store, timeout: float = 20.0) -> None:
+    """Run feed passes until the feed has checkpointed every record in the stream, including
+    the records of its own stamps (until a catch-up is followed by no new record)."""
     deadline = time.monotonic() + timeout
-    quiet = 0
-    while quiet < quiet_passes:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the feed did not go quiet")
-        quiet = quiet + 1 if feed.step() == 0 else 0
-        time.sleep(0.02)
+    while True:
+        tips = stream_tips(store)
+
+        def caught_up(tips: dict[str, int] = tips) -> bool:
+            done = feed.checkpoints()
+            return all(int(done.get(shard, "0").replace("SHARD_END", str(seq))) >= seq
+                       for shard, seq in tips.items())
+
+        while not caught_up():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the feed did not catch up with the stream")
+            feed.step()
+        # A write shows in DynamoDB Local's stream ~10 ms after it returns (stamps too):
+        # done once the stream stayed as it was for well over that.
+        time.sleep(0.2)
+        if stream_tips(store) == tips:
+            return
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:

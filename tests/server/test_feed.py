@@ -39,7 +39,7 @@ def test_direct_put_without_meta_is_stamped_and_logged_at_version_1(store: Store
 def test_pysync_stamped_write_is_logged_as_is_and_not_rewritten(store: Store) -> None:
     store.put(A, "todos", "t1", title="Milk", _v=1, _hlc="000000000000001:000000:c", _w="c:1")
     feed = store.feed()
-    drain(feed)
+    drain(feed, store)
     assert entries_summary(store.log(A)) == [(1, "todos#t1", 1, False)]
     assert store.item(A, "todos", "t1")["_w"] == {"S": "c:1"}  # type: ignore[index]
 
@@ -77,7 +77,7 @@ def test_direct_delete_becomes_a_logged_tombstone(store: Store) -> None:
 def test_removal_of_a_tombstone_is_not_logged(store: Store) -> None:
     store.put(A, "todos", "t1", _v=4, _del=True, _ttl=1)
     store.delete(A, "todos", "t1")  # what TTL expiry does
-    drain(store.feed(), quiet_passes=5)
+    drain(store.feed(), store)
     assert entries_summary(store.log(A)) == [(1, "todos#t1", 4, True)]
     assert store.item(A, "todos", "t1") is None
 
@@ -86,7 +86,7 @@ def test_items_outside_pysyncs_layout_are_ignored(store: Store) -> None:
     store.ctx.dynamodb.put_item(TableName=store.ctx.tables.items,
                                 Item={"pk": {"S": A}, "sk": {"S": "no-hash-here"}})
     store.put(A, "todos", "t1", title="x", _v=1)
-    drain(store.feed())
+    drain(store.feed(), store)
     assert [k for _, k, _, _ in entries_summary(store.log(A))] == ["todos#t1"]
 
 
@@ -101,7 +101,7 @@ def test_a_second_worker_waits_for_the_lease_then_resumes_at_the_checkpoint(
     assert second.step() == 0  # the first worker holds the shard
     first.stop(release=False)  # dies without releasing: the lease must expire
     step_until(second, lambda: len(store.log(A)) == 4, timeout=10)
-    drain(second)
+    drain(second, store)
     assert sorted(k for _, k, _, _ in entries_summary(store.log(A))) == \
         [f"todos#t{i}" for i in range(4)]
 
@@ -129,7 +129,7 @@ def test_crash_before_checkpoint_neither_loses_nor_duplicates(store: Store) -> N
     restarted = short.feed(batch_size=25)
     step_until(restarted, lambda: sum(len(store.log(s)) for s in scopes) == 120,
              timeout=15)
-    drain(restarted)
+    drain(restarted, store)
     for s in scopes:
         log = entries_summary(store.log(s))
         assert [p for p, _, _, _ in log] == list(range(1, 31))  # dense: no gap
@@ -156,7 +156,7 @@ def test_expired_iterator_is_replaced_without_losing_records(store: Store) -> No
     store.put(A, "todos", "t1", _v=1)
     store.put(A, "todos", "t2", _v=1)
     step_until(feed, lambda: len(store.log(A)) == 3)
-    drain(feed)
+    drain(feed, store)
     assert injected["left"] == 0
     assert [k for _, k, _, _ in entries_summary(store.log(A))] == \
         ["todos#t0", "todos#t1", "todos#t2"]
@@ -182,7 +182,7 @@ def test_trimmed_checkpoint_bumps_the_epoch_and_resumes_from_trim_horizon(store:
     store.put(A, "todos", "t1", _v=1)
     second = store.feed()
     step_until(second, lambda: len(store.log(A)) == 2)
-    drain(second)
+    drain(second, store)
     assert injected["left"] == 0
     assert read_epoch(store.ctx.dynamodb, store.ctx.tables) == 1
     # Re-reading from TRIM_HORIZON re-delivers t0; the log markers keep it once.
@@ -197,3 +197,26 @@ def test_children_wait_for_their_parent_to_finish() -> None:
     assert eligible_shards(shards, {"p": "123"}) == ["p", "c2"]
     assert eligible_shards(shards, {"p": SHARD_END}) == ["c1", "c2"]
     assert eligible_shards(shards, {"p": SHARD_END, "c1": SHARD_END, "c2": SHARD_END}) == []
+
+
+def test_delete_right_after_an_unstamped_outside_write_stays_above_history(
+        store: Store) -> None:
+    feed = store.feed()
+    store.put(A, "todos", "t1", n=1, _v=2)
+    step_until(feed, lambda: store.log(A))
+    store.put(A, "todos", "t1", n=2)  # no meta: its OldImage has _v 2, NewImage none...
+    store.delete(A, "todos", "t1")  # ...and this REMOVE's OldImage has no _v at all
+    step_until(feed, lambda: len(store.log(A)) == 2)
+    assert entries_summary(store.log(A))[-1] == (2, "todos#t1", 3, True)
+
+
+def test_a_write_restarting_at_version_1_over_an_unstamped_item_is_raised_above_history(
+        store: Store) -> None:
+    feed = store.feed()
+    store.put(A, "todos", "t1", n=1, _v=5)
+    step_until(feed, lambda: store.log(A))
+    store.put(A, "todos", "t1", n=2)  # an outside write, not stamped yet...
+    store.put(A, "todos", "t1", n=3, _v=1)  # ...then a writer that saw no _v starts at 1
+    step_until(feed, lambda: len(store.log(A)) == 2)
+    assert entries_summary(store.log(A))[-1] == (2, "todos#t1", 6, False)
+    assert store.log(A)[-1]["f"]["M"] == {"n": {"N": "3"}}

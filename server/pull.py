@@ -1,0 +1,278 @@
+"""GET /v1/pull: a snapshot of the caller's scope, then the deltas of its change log.
+
+The cursor is opaque to clients: base64url of a small JSON object that names the store it
+belongs to (`id`: the items and log tables' creation times and the store epoch), the scope
+(a hash), and where the reader is:
+- snapshot phase: `s` = [log head taken before the snapshot began, last item key read]
+- log phase: `p` = the last position returned.
+`t` is the time from which the positions after the cursor are guaranteed to be kept: a
+cursor older than the log retention, from another store, or pointing at trimmed positions
+gets {"reset": true}, and the client starts again from no cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pysync.errors import ProtocolError
+from server.auth import authenticate
+from server.changelog import ChangeLog, read_epoch
+from server.clients import bind_client
+from server.context import context_of
+from server.http import JSONBody
+from server.tables import TableNames
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+DEFAULT_LIMIT = 500
+MAX_LIMIT = 1000
+MAX_CURSOR_CHARS = 4096
+MAX_CLIENT_ID_CHARS = 128
+CURSOR_VERSION = 1
+IDENTITY_CACHE_S = 30.0
+
+
+# ---- typed DynamoDB values -> JSON, without a detour through TypeDeserializer ---------------
+
+def json_value(av: dict[str, Any]) -> Any:
+    """One typed attribute value as protocol JSON (bytes as {"$bytes": ...}, sets as lists)."""
+    (kind, raw), = av.items()
+    if kind == "S":
+        return raw
+    if kind == "N":
+        return _number(raw)
+    if kind == "BOOL":
+        return raw
+    if kind == "M":
+        return {k: json_value(v) for k, v in raw.items()}
+    if kind == "L":
+        return [json_value(v) for v in raw]
+    if kind == "NULL":
+        return None
+    if kind == "B":
+        return {"$bytes": _b64(raw)}
+    if kind == "SS":
+        return sorted(raw)
+    if kind == "NS":
+        return sorted((_number(n) for n in raw), key=Decimal)
+    if kind == "BS":
+        return [{"$bytes": _b64(b)} for b in sorted(raw)]
+    raise ValueError(f"unknown DynamoDB type {kind!r}")
+
+
+def _number(text: str) -> int | Decimal:
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return Decimal(text)
+
+
+def _b64(raw: bytes | str) -> str:
+    # boto3 gives bytes; a Lambda event gives base64 text already.
+    return raw if isinstance(raw, str) else base64.b64encode(raw).decode("ascii")
+
+
+def fields_json(image: dict[str, Any]) -> dict[str, Any]:
+    return {k: json_value(v) for k, v in image.items()
+            if k != "pk" and k != "sk" and not k.startswith("_")}
+
+
+def _split(item_key: str) -> tuple[str, str]:
+    collection, _, key = item_key.partition("#")
+    return collection, key
+
+
+def change_from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An items-table item (snapshot) as a pull change. No `_v`: not stamped yet, version 0."""
+    collection, key = _split(item["sk"]["S"])
+    v = item.get("_v", {}).get("N")
+    hlc = item.get("_hlc", {}).get("S")
+    return {"collection": collection, "key": key, "version": int(v) if v else 0,
+            "deleted": False, "value": fields_json(item), "hlc": hlc}
+
+
+def change_from_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    collection, key = _split(entry["k"]["S"])
+    deleted = entry["d"]["BOOL"]
+    fields = entry.get("f", {}).get("M", {})
+    return {"collection": collection, "key": key, "version": int(entry["v"]["N"]),
+            "deleted": deleted, "value": None if deleted else json_value({"M": fields}),
+            "hlc": entry.get("h", {}).get("S")}
+
+
+# ---- the cursor -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cursor:
+    store: str
+    scope: str  # hash of the scope
+    t: float
+    position: int  # log phase: last position returned; snapshot phase: the head before it
+    snapshot_after: str | None = None  # snapshot phase: last item key read ("" = none yet)
+
+    @property
+    def in_snapshot(self) -> bool:
+        return self.snapshot_after is not None
+
+    def encode(self) -> str:
+        data: dict[str, Any] = {"v": CURSOR_VERSION, "id": self.store, "sc": self.scope,
+                                "t": round(self.t, 3), "p": self.position}
+        if self.snapshot_after is not None:
+            data["s"] = self.snapshot_after
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        bad = ProtocolError("invalid_cursor", "the cursor is not one this server issued")
+        if len(text) > MAX_CURSOR_CHARS:
+            raise bad
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            data = json.loads(raw)
+        except (binascii.Error, ValueError):
+            raise bad from None
+        if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION:
+            raise bad
+        store, scope, t, p = data.get("id"), data.get("sc"), data.get("t"), data.get("p")
+        snap = data.get("s")
+        if (not isinstance(store, str) or not isinstance(scope, str)
+                or not isinstance(t, (int, float)) or isinstance(t, bool)
+                or not isinstance(p, int) or isinstance(p, bool) or p < 0
+                or (snap is not None and not isinstance(snap, str))):
+            raise bad
+        return cls(store, scope, float(t), p, snap)
+
+
+def scope_hash(scope: str) -> str:
+    return hashlib.sha256(scope.encode()).hexdigest()[:16]
+
+
+# ---- the pull itself (blocking boto3; the route runs it in a thread) -------------------------
+
+class Puller:
+    def __init__(self, client: DynamoDBClient, tables: TableNames, log_retention_s: float,
+                 clock: Any = time.time) -> None:
+        self.client = client
+        self.tables = tables
+        self.changelog = ChangeLog(client, tables, log_retention_s)
+        self.retention_s = log_retention_s
+        self.clock = clock
+        self._tables_id: str | None = None
+        self._tables_id_at = float("-inf")
+
+    def store_id(self) -> str:
+        """Names this data store: its tables' creation times and the epoch (docs/feed.md)."""
+        if time.monotonic() - self._tables_id_at > IDENTITY_CACHE_S:
+            created = [
+                self.client.describe_table(TableName=name)["Table"]["CreationDateTime"]
+                for name in (self.tables.items, self.tables.log)
+            ]
+            self._tables_id = "-".join(str(int(c.timestamp() * 1000)) for c in created)
+            self._tables_id_at = time.monotonic()
+        return f"{self._tables_id}-{read_epoch(self.client, self.tables)}"
+
+    def pull(self, scope: str, cursor_text: str | None, limit: int) -> dict[str, Any]:
+        cursor = Cursor.decode(cursor_text) if cursor_text is not None else None
+        store = self.store_id()
+        now = self.clock()
+        head = self.changelog.anchor(scope).head
+        if cursor is None:
+            cursor = Cursor(store, scope_hash(scope), now, head, "")
+        elif cursor.store != store or cursor.scope != scope_hash(scope):
+            return {"reset": True}
+        if cursor.in_snapshot:
+            return self._snapshot(scope, cursor, head, limit)
+        return self._deltas(scope, cursor, head, limit, now)
+
+    def _snapshot(self, scope: str, cursor: Cursor, head: int, limit: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.tables.items, "ConsistentRead": True, "Limit": limit,
+            "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": scope}},
+        }
+        if cursor.snapshot_after:
+            kwargs["ExclusiveStartKey"] = {"pk": {"S": scope},
+                                           "sk": {"S": cursor.snapshot_after}}
+        out = self.client.query(**kwargs)
+        changes = [change_from_item(item) for item in out.get("Items", [])
+                   if not item.get("_del", {}).get("BOOL")]
+        last = out.get("LastEvaluatedKey")
+        if last:
+            nxt = Cursor(cursor.store, cursor.scope, cursor.t, cursor.position, last["sk"]["S"])
+            return {"changes": changes, "cursor": nxt.encode(), "has_more": True}
+        # The snapshot is complete: continue with the log from the head read before it began.
+        nxt = Cursor(cursor.store, cursor.scope, cursor.t, cursor.position)
+        return {"changes": changes, "cursor": nxt.encode(), "has_more": head > cursor.position}
+
+    def _deltas(self, scope: str, cursor: Cursor, head: int, limit: int,
+                now: float) -> dict[str, Any]:
+        if now - cursor.t > self.retention_s or cursor.position > head:
+            return {"reset": True}
+        entries = self.changelog.read(scope, cursor.position, head, limit)
+        if head > cursor.position and not entries:
+            return {"reset": True}  # the next position is gone (trimmed)
+        position = cursor.position + len(entries)
+        # Positions after `position` were appended after it: no earlier than its time, or
+        # (caught up) than now. The retention clock of the next cursor starts there.
+        t = float(entries[-1]["at"]["N"]) if entries and position < head else now
+        nxt = Cursor(cursor.store, cursor.scope, max(t, cursor.t), position)
+        return {"changes": [change_from_entry(e) for e in entries], "cursor": nxt.encode(),
+                "has_more": position < head}
+
+
+# ---- the route --------------------------------------------------------------------------------
+
+def puller_of(request: Request) -> Puller:
+    state = request.app.state
+    puller: Puller | None = getattr(state, "puller", None)
+    if puller is None:
+        ctx = context_of(request)
+        puller = Puller(ctx.dynamodb, ctx.tables, ctx.settings.log_retention_s)
+        state.puller = puller
+    return puller
+
+
+def _params(request: Request) -> tuple[str, str | None, int]:
+    query = request.query_params
+    for name in query:
+        if name not in ("client_id", "cursor", "limit"):
+            raise ProtocolError("invalid_request", f"unknown parameter {name!r}")
+        if len(query.getlist(name)) > 1:
+            raise ProtocolError("invalid_request", f"parameter {name!r} given twice")
+    client_id = query.get("client_id")
+    if not client_id or len(client_id) > MAX_CLIENT_ID_CHARS or not client_id.isprintable():
+        raise ProtocolError("invalid_request",
+                            f"client_id is required: 1..{MAX_CLIENT_ID_CHARS} printable chars")
+    cursor = query.get("cursor") or None
+    raw_limit = query.get("limit")
+    limit = DEFAULT_LIMIT
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+            raise ProtocolError("invalid_request", f"limit must be an integer 1..{MAX_LIMIT}")
+        limit = int(raw_limit)
+    return client_id, cursor, limit
+
+
+async def pull(request: Request) -> Response:
+    principal = await authenticate(request)
+    client_id, cursor, limit = _params(request)
+    if cursor is not None:
+        Cursor.decode(cursor)  # 400 before any DynamoDB work
+    # Read before the changes: every mutation <= last_mutation_id is in DynamoDB already
+    # (docs/feed.md, "last_mutation_id").
+    last_mutation_id = await bind_client(context_of(request), client_id, principal.user)
+    result = await run_in_threadpool(puller_of(request).pull, principal.scope, cursor, limit)
+    if not result.get("reset"):
+        result["last_mutation_id"] = last_mutation_id
+    return JSONBody(result)
