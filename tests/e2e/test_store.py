@@ -361,3 +361,16 @@ await todos.put_many({f"k{i:03d}": {"n": -i} for i in range(20, 60)})
  await todos.get("k005"), await todos.get("k059")]
 """)
     assert result == [60, 60, {"n": -25}, {"n": 5}, {"n": -59}]
+
+
+def test_a_newer_version_opened_elsewhere_closes_the_database(page: Page) -> None:
+    result = py(page, """
+import js
+db = await fresh("upgrade")
+await db.collection("todos").put("a", {"n": 1})
+await js.eval('''(name) => new Promise((ok) => {
+  const r = indexedDB.open(name, 2); r.onsuccess = () => { r.result.close(); ok(); };
+})''')("upgrade")
+[db.closed, await error_of(db.collection("todos").get("a"))]
+""")
+    assert result == [True, "DatabaseClosed"]
