@@ -374,10 +374,13 @@ class Database:
             raise _from_js_exception(e, "transaction") from None
 
     def close(self) -> None:
+        """Close the connection (idempotent). Also called after the browser closed it."""
         if not self.closed:
             self.closed = True
             self._js.close()
-        self._on_close_proxy.destroy()
+        if self._on_close_proxy is not None:
+            self._on_close_proxy.destroy()
+            self._on_close_proxy = None
 
 
 async def delete_database(name: str) -> None:
