@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 
 # Pooled connections for concurrent requests; botocore retries are ours to control
 # (throttling is retried with backoff by the server, then answered 503).
-_CONFIG = Config(max_pool_connections=64, retries={"max_attempts": 1, "mode": "standard"})
+# botocore's client-side parameter validation is off: our requests are built by code, and
+# DynamoDB validates them anyway; it cost a third of push's CPU time (docs/server.md).
+_CONFIG = Config(max_pool_connections=64, retries={"max_attempts": 1, "mode": "standard"},
+                 parameter_validation=False)
 
 
 def _kwargs(settings: Settings) -> dict[str, str]:

@@ -23,6 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -128,14 +129,18 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
     check_sequence(mutations, last)
     results: dict[int, MutationResult] = {}
     pending = [m for m in mutations if m.id > last]
+    # Every record of the push is read up front, concurrently; after that each chunk starts
+    # from the states the previous chunks wrote, so only a failed condition reads again.
+    stored = _read_records(ctx, scope, pending)
     while pending:
         chunk = _first_chunk(pending)
         try:
-            done = _apply_chunk(ctx, user, scope, request.client_id, last, chunk)
+            done = _apply_chunk(ctx, user, scope, request.client_id, last, chunk, stored)
             results.update(done)
             last = max(done)  # may be short of chunk[-1] when the chunk had to be split
         except _Raced:
             last = bind_client_sync(ctx, request.client_id, user)
+            stored.update(_read_records(ctx, scope, pending))  # the winner wrote some
         pending = [m for m in pending if m.id > last]
     ordered = tuple(results.get(m.id) or MutationResult(m.id, "duplicate") for m in mutations)
     return PushResponse(last, ordered)
@@ -153,34 +158,59 @@ def _first_chunk(pending: Sequence[Mutation]) -> list[Mutation]:
 
 
 @dataclass
+class _Write:
+    sk: str
+    item: Item
+    size: int
+    was: StoredRecord  # the record as read: the write's condition
+    state: RecordState  # what the item holds once written
+
+
+@dataclass
 class _Computed:
     results: dict[int, MutationResult]
-    writes: list[tuple[Item, StoredRecord]]  # new item, and the record as it was read
+    writes: list[_Write]
 
 
 def _apply_chunk(ctx: ServerContext, user: str, scope: str, client_id: str, last: int,
-                 chunk: list[Mutation]) -> dict[int, MutationResult]:
+                 chunk: list[Mutation], stored: dict[str, StoredRecord]
+                 ) -> dict[int, MutationResult]:
+    """Apply one chunk; on success `stored` is updated with what was written."""
     for round_ in range(MAX_CONTENTION_ROUNDS):
-        stored = _read_records(ctx, scope, chunk)
         computed = _compute(ctx.settings.schema, scope, client_id, chunk, stored)
-        size = sum(item_size(item) for item, _ in computed.writes)
-        if size > MAX_TRANSACTION_BYTES and len(chunk) > 1:
-            return _apply_chunk(ctx, user, scope, client_id, last, chunk[: len(chunk) // 2])
+        if sum(w.size for w in computed.writes) > MAX_TRANSACTION_BYTES and len(chunk) > 1:
+            return _apply_chunk(ctx, user, scope, client_id, last, chunk[: len(chunk) // 2],
+                                stored)
         if _commit(ctx, user, client_id, last, chunk[-1].id, computed.writes):
+            for w in computed.writes:
+                stored[w.sk] = StoredRecord(w.was.collection, w.was.key, w.state,
+                                            frozenset(), w.state.version)
             return computed.results
         # A record changed between our read and our write: read again.
         time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**round_))
+        stored.update(_read_records(ctx, scope, chunk))
     raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
 
 
+_READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-read")
+_MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
+
+
 def _read_records(ctx: ServerContext, scope: str,
-                  chunk: Sequence[Mutation]) -> dict[str, StoredRecord]:
-    keys = {sort_key(m.collection, m.key): (m.collection, m.key) for m in chunk
+                  mutations: Sequence[Mutation]) -> dict[str, StoredRecord]:
+    keys = {sort_key(m.collection, m.key): (m.collection, m.key) for m in mutations
             if m.rejection is None}
+    wanted = [item_key(scope, c, k) for c, k in keys.values()]
+    groups = [wanted[i:i + _MAX_KEYS_PER_READ]
+              for i in range(0, len(wanted), _MAX_KEYS_PER_READ)]
     found: dict[str, Item] = {}
-    todo: list[Item] = [item_key(scope, c, k) for c, k in keys.values()]
-    if not todo:  # every mutation of the chunk was refused by the parser
-        return {}
+    for items in _READERS.map(lambda g: _batch_get(ctx, g), groups):
+        found.update(items)
+    return {sk: decode_item(found.get(sk), *split_sort_key(sk)) for sk in keys}
+
+
+def _batch_get(ctx: ServerContext, todo: list[Item]) -> dict[str, Item]:
+    found: dict[str, Item] = {}
     table = ctx.tables.items
     client: Any = ctx.dynamodb  # the stubs' TypedDicts add nothing over our own Item alias
     for attempt in range(DEFAULT_BACKOFF.attempts):
@@ -191,11 +221,9 @@ def _read_records(ctx: ServerContext, scope: str,
             found[item["sk"]["S"]] = item
         todo = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
         if not todo:
-            break
+            return found
         time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**attempt))
-    else:
-        raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
-    return {sk: decode_item(found.get(sk), *split_sort_key(sk)) for sk in keys}
+    raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
 
 
 def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> RecordState:
@@ -226,6 +254,8 @@ def _compute(schema: Schema, scope: str, client_id: str, chunk: Sequence[Mutatio
              stored: dict[str, StoredRecord]) -> _Computed:
     states: dict[str, RecordState] = {}
     writers: dict[str, str] = {}
+    encoded: dict[str, Item] = {}  # the item for states[sk], when already built
+    sizes: dict[str, int] = {}
     results: dict[int, MutationResult] = {}
     for m in chunk:
         if m.rejection is not None:  # refused by PushRequest.from_json (docs/api.md)
@@ -261,17 +291,21 @@ def _compute(schema: Schema, scope: str, client_id: str, chunk: Sequence[Mutatio
             new = outcome.state
             if new is not current:
                 candidate = encode_item(scope, m.collection, m.key, new, f"{client_id}:{m.id}")
-                if item_size(candidate) > MAX_ITEM_BYTES:
+                size = item_size(candidate)
+                if size > MAX_ITEM_BYTES:
                     results[m.id] = _rejected(
                         m, "too_large", "the record would exceed DynamoDB's 400 KB item limit")
                     continue
                 writers[sk] = f"{client_id}:{m.id}"
+                encoded[sk] = candidate
+                sizes[sk] = size
             states[sk] = new
             results[m.id] = MutationResult(m.id, "applied", version=new.version)
-    writes = [
-        (encode_item(scope, *split_sort_key(sk), state, writers[sk]), stored[sk])
-        for sk, state in states.items() if sk in writers
-    ]
+    writes = []
+    for sk, state in states.items():
+        if sk in writers:
+            item = encoded.get(sk) or encode_item(scope, *split_sort_key(sk), state, writers[sk])
+            writes.append(_Write(sk, item, sizes.get(sk) or item_size(item), stored[sk], state))
     return _Computed(results, writes)
 
 
@@ -306,7 +340,7 @@ def _client_update(table: str, client_id: str, user: str, last: int, new_last: i
 
 
 def _commit(ctx: ServerContext, user: str, client_id: str, last: int, new_last: int,
-            writes: list[tuple[Item, StoredRecord]]) -> bool:
+            writes: list[_Write]) -> bool:
     """Write the chunk; False if a record changed since it was read. Raises _Raced if
     another request of this client got there first."""
     update = _client_update(ctx.tables.clients, client_id, user, last, new_last)
@@ -315,7 +349,7 @@ def _commit(ctx: ServerContext, user: str, client_id: str, last: int, new_last: 
         if not writes:
             with_retries(lambda: client.update_item(**update))
             return True
-        actions = [_put_action(ctx.tables.items, item, was) for item, was in writes]
+        actions = [_put_action(ctx.tables.items, w.item, w.was) for w in writes]
         actions.append({"Update": update})
         with_retries(lambda: client.transact_write_items(TransactItems=actions))
         return True
