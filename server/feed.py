@@ -9,9 +9,10 @@ the stream), so an item's changes are logged in order across shard splits.
 Faults:
 - ExpiredIteratorException: a new iterator after the checkpoint; records re-read are dropped
   by the log's markers (server/changelog.py).
-- TrimmedDataAccessException (the checkpoint is older than the stream's 24 h): changes were
-  lost for good, so the feed bumps the store *epoch*; every cursor then answers
-  {"reset": true} and clients re-read a snapshot. It resumes at TRIM_HORIZON.
+- TrimmedDataAccessException from GetRecords: a new iterator after the checkpoint. Only if
+  that fails too (the checkpoint is older than the stream's 24 h) were changes lost for
+  good: the feed then bumps the store *epoch*, every cursor answers {"reset": true} and
+  clients re-read a snapshot; it resumes at TRIM_HORIZON.
 """
 
 from __future__ import annotations
@@ -211,20 +212,20 @@ class Feed:
         except ClientError as e:
             code = e.response["Error"]["Code"]
             if code == "TrimmedDataAccessException":
-                self._data_lost(shard_id)
+                self._data_lost(shard_id, f"{code} after {ckpt}")
                 out = self.streams.get_shard_iterator(
                     StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")
                 return out.get("ShardIterator")
             if code == "ResourceNotFoundException":  # the shard left the stream
                 if ckpt != SHARD_END:
-                    self._data_lost(shard_id)
+                    self._data_lost(shard_id, f"{code}: {e}")
                 self._checkpoint(shard_id, SHARD_END)
                 return None
             raise
 
-    def _data_lost(self, shard_id: str) -> None:
-        log.error("stream records of shard %s were trimmed before the feed read them: "
-                  "bumping the store epoch, every client will reset", shard_id)
+    def _data_lost(self, shard_id: str, why: str) -> None:
+        log.error("stream records of shard %s were lost before the feed read them (%s): "
+                  "bumping the store epoch, every client will reset", shard_id, why)
         bump_epoch(self.dynamodb, self.tables)
 
     def _checkpoint(self, shard_id: str, seq: str) -> bool:
@@ -245,10 +246,10 @@ class Feed:
             if code == "ExpiredIteratorException":
                 return 0  # the next pass starts a new iterator from the checkpoint
             if code == "TrimmedDataAccessException":
-                self._data_lost(shard_id)
-                self._iterators[shard_id] = self.streams.get_shard_iterator(
-                    StreamArn=self.stream_arn(), ShardId=shard_id,
-                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                # The iterator points before the trim horizon. Whether records were lost is
+                # decided by the checkpoint: the next pass asks for an iterator after it,
+                # which fails with TrimmedDataAccess only if the checkpoint itself is gone.
+                # (DynamoDB Local raises this for an iterator taken on an empty shard.)
                 return 0
             raise
         records: list[dict[str, Any]] = out.get("Records", [])  # type: ignore[assignment]

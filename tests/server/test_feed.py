@@ -220,3 +220,23 @@ def test_a_write_restarting_at_version_1_over_an_unstamped_item_is_raised_above_
     step_until(feed, lambda: len(store.log(A)) == 2)
     assert entries_summary(store.log(A))[-1] == (2, "todos#t1", 6, False)
     assert store.log(A)[-1]["f"]["M"] == {"n": {"N": "3"}}
+
+
+def test_trimmed_iterator_with_an_intact_checkpoint_loses_nothing(store: Store) -> None:
+    # GetRecords raises TrimmedDataAccess once (a hook; DynamoDB Local also does it by itself
+    # for an iterator taken on an empty shard): the checkpoint still exists, so no reset.
+    feed = store.feed()
+    store.put(A, "todos", "t0", _v=1)
+    step_until(feed, lambda: store.log(A))
+    injected = {"left": 1}
+
+    def trimmed(**kwargs: Any) -> None:
+        if injected["left"]:
+            injected["left"] -= 1
+            raise _client_error("TrimmedDataAccessException", "GetRecords")
+
+    store.ctx.streams.meta.events.register("before-call.dynamodbstreams.GetRecords", trimmed)
+    store.put(A, "todos", "t1", _v=1)
+    step_until(feed, lambda: len(store.log(A)) == 2)
+    assert injected["left"] == 0
+    assert read_epoch(store.ctx.dynamodb, store.ctx.tables) == 0
