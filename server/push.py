@@ -42,6 +42,8 @@ from server.records import (
     StoredRecord,
     decode_item,
     encode_item,
+    field_hash,
+    fields_of,
     item_key,
     item_size,
     server_record,
@@ -124,24 +126,43 @@ async def apply_push(
 
 def apply_push_sync(ctx: ServerContext, user: str, scope: str,
                     request: PushRequest) -> PushResponse:
-    mutations = request.mutations
-    last = bind_client_sync(ctx, request.client_id, user)
+    mutations, client_id = request.mutations, request.client_id
+    last = bind_client_sync(ctx, client_id, user)
     check_sequence(mutations, last)
     results: dict[int, MutationResult] = {}
     pending = [m for m in mutations if m.id > last]
     # Every record of the push is read up front, concurrently; after that each chunk starts
     # from the states the previous chunks wrote, so only a failed condition reads again.
     stored = _read_records(ctx, scope, pending)
+    planned: _Planned | None = None
+    failures = 0
     while pending:
-        chunk = _first_chunk(pending)
+        plan = planned or _plan(ctx.settings.schema, scope, client_id, pending, stored)
+        commit = _COMMITTERS.submit(_commit, ctx, user, client_id, last, plan.chunk[-1].id,
+                                    plan.computed.writes)
+        # While DynamoDB works on this chunk, compute the next one as if it succeeds.
+        rest = pending[len(plan.chunk):]
+        view = {**stored, **plan.written()}
+        planned = _plan(ctx.settings.schema, scope, client_id, rest, view) if rest else None
         try:
-            done = _apply_chunk(ctx, user, scope, request.client_id, last, chunk, stored)
-            results.update(done)
-            last = max(done)  # may be short of chunk[-1] when the chunk had to be split
+            committed = commit.result()
         except _Raced:
-            last = bind_client_sync(ctx, request.client_id, user)
+            last = bind_client_sync(ctx, client_id, user)
+            pending = [m for m in pending if m.id > last]
             stored.update(_read_records(ctx, scope, pending))  # the winner wrote some
-        pending = [m for m in pending if m.id > last]
+            planned = None
+            continue
+        if committed:
+            results.update(plan.computed.results)
+            last, pending, stored, failures = plan.chunk[-1].id, rest, view, 0
+            continue
+        # A record changed between our read and our write: read it again, recompute.
+        failures += 1
+        if failures >= MAX_CONTENTION_ROUNDS:
+            raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
+        time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**failures))
+        stored.update(_read_records(ctx, scope, plan.chunk))
+        planned = None
     ordered = tuple(results.get(m.id) or MutationResult(m.id, "duplicate") for m in mutations)
     return PushResponse(last, ordered)
 
@@ -172,26 +193,31 @@ class _Computed:
     writes: list[_Write]
 
 
-def _apply_chunk(ctx: ServerContext, user: str, scope: str, client_id: str, last: int,
-                 chunk: list[Mutation], stored: dict[str, StoredRecord]
-                 ) -> dict[int, MutationResult]:
-    """Apply one chunk; on success `stored` is updated with what was written."""
-    for round_ in range(MAX_CONTENTION_ROUNDS):
-        computed = _compute(ctx.settings.schema, scope, client_id, chunk, stored)
-        if sum(w.size for w in computed.writes) > MAX_TRANSACTION_BYTES and len(chunk) > 1:
-            return _apply_chunk(ctx, user, scope, client_id, last, chunk[: len(chunk) // 2],
-                                stored)
-        if _commit(ctx, user, client_id, last, chunk[-1].id, computed.writes):
-            for w in computed.writes:
-                stored[w.sk] = StoredRecord(w.was.collection, w.was.key, w.state,
-                                            frozenset(), w.state.version)
-            return computed.results
-        # A record changed between our read and our write: read again.
-        time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**round_))
-        stored.update(_read_records(ctx, scope, chunk))
-    raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
+@dataclass
+class _Planned:
+    chunk: list[Mutation]
+    computed: _Computed
+
+    def written(self) -> dict[str, StoredRecord]:
+        """The chunk's records as they are once its transaction has committed."""
+        return {w.sk: StoredRecord(w.was.collection, w.was.key, w.state, frozenset(),
+                                   w.state.version, fields_of(w.item))
+                for w in self.computed.writes}
 
 
+def _plan(schema: Schema, scope: str, client_id: str, pending: Sequence[Mutation],
+          stored: dict[str, StoredRecord]) -> _Planned:
+    """The next chunk and its outcomes; halved until its writes fit in one transaction."""
+    chunk = _first_chunk(pending)
+    while True:
+        computed = _compute(schema, scope, client_id, chunk, stored)
+        if sum(w.size for w in computed.writes) <= MAX_TRANSACTION_BYTES or len(chunk) == 1:
+            return _Planned(chunk, computed)
+        chunk = chunk[: len(chunk) // 2]
+
+
+# Commits run here so that the request's thread can compute the next chunk meanwhile.
+_COMMITTERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-commit")
 _READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-read")
 _MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 
@@ -313,6 +339,64 @@ def _rejected(m: Mutation, code: str, message: str) -> MutationResult:
     return MutationResult(m.id, "rejected", error_code=code, error_message=message)
 
 
+# DynamoDB's limit is 4 KB per expression; past this, the write falls back to a whole Put.
+_MAX_EXPRESSION_CHARS = 3800
+_META_WRITTEN = ("_v", "_hlc", "_h", "_fh", "_del", "_w")
+
+
+def _write_action(table: str, w: _Write) -> dict[str, Any]:
+    """An Update that touches only the fields this push changed, on condition that `_v`
+    and those fields are still as read. A write by another program to any other field in
+    the meantime survives (and shows as foreign next time, its hash no longer matching);
+    one to a field we change fails the condition, and the chunk is read again.
+    Creations, deletions, recreations and items without meta are whole Puts."""
+    was, new = w.was, w.state
+    if (not was.state.exists or was.state.deleted or new.deleted
+            or was.stored_version is None):
+        return _put_action(table, w.item, was)
+    old_raw, new_hashes = was.raw_fields, w.item["_h"]["M"]
+    names: dict[str, str] = {"#v": "_v"}
+    values: dict[str, Any] = {":v": {"N": str(was.stored_version)}}
+    sets: list[str] = []
+    removes: list[str] = []
+    conditions = ["#v = :v"]
+    for i, name in enumerate(sorted(set(old_raw) | set(new.fields))):
+        before = was.state.fields.get(name, _MISSING)
+        if name in new.fields and before is not _MISSING and \
+                new_hashes[name]["S"] == field_hash(before):
+            continue  # unchanged: not written, not conditioned
+        ph = f"#f{i}"
+        names[ph] = name
+        if name in old_raw:
+            conditions.append(f"{ph} = :o{i}")
+            values[f":o{i}"] = old_raw[name]
+        else:
+            conditions.append(f"attribute_not_exists({ph})")
+        if name in new.fields:
+            sets.append(f"{ph} = :n{i}")
+            values[f":n{i}"] = w.item[name]
+        else:
+            removes.append(ph)
+    for j, meta in enumerate(_META_WRITTEN):
+        names[f"#m{j}"] = meta
+        if meta in w.item:
+            sets.append(f"#m{j} = :m{j}")
+            values[f":m{j}"] = w.item[meta]
+        else:
+            removes.append(f"#m{j}")
+    update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    condition = " AND ".join(conditions)
+    if max(len(update), len(condition)) > _MAX_EXPRESSION_CHARS:
+        return _put_action(table, w.item, was)
+    return {"Update": {"TableName": table, "Key": {"pk": w.item["pk"], "sk": w.item["sk"]},
+                       "UpdateExpression": update, "ConditionExpression": condition,
+                       "ExpressionAttributeNames": names,
+                       "ExpressionAttributeValues": values}}
+
+
+_MISSING = object()
+
+
 def _put_action(table: str, item: Item, was: StoredRecord) -> dict[str, Any]:
     action: dict[str, Any] = {"TableName": table, "Item": item}
     if not was.state.exists:
@@ -349,7 +433,7 @@ def _commit(ctx: ServerContext, user: str, client_id: str, last: int, new_last: 
         if not writes:
             with_retries(lambda: client.update_item(**update))
             return True
-        actions = [_put_action(ctx.tables.items, w.item, w.was) for w in writes]
+        actions = [_write_action(ctx.tables.items, w) for w in writes]
         actions.append({"Update": update})
         with_retries(lambda: client.transact_write_items(TransactItems=actions))
         return True

@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
@@ -125,6 +125,8 @@ class StoredRecord:
     state: RecordState
     foreign_fields: frozenset[str] = frozenset()
     stored_version: int | None = None  # _v as stored (None: no item or no meta)
+    # The fields exactly as stored (DynamoDB wire form), for write conditions.
+    raw_fields: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def foreign(self) -> bool:
@@ -154,8 +156,14 @@ def decode_item(item: Mapping[str, Any] | None, collection: str, key: str) -> St
         stamps={k: str(v) for k, v in (attrs.get("_fh") or {}).items()},
         deleted=deleted, exists=True,
     )
+    raw = {k: v for k, v in item.items() if k not in KEY_ATTRIBUTES and not k.startswith("_")}
     return StoredRecord(collection, key, state, foreign,
-                        int(stored_v) if stored_v is not None else None)
+                        int(stored_v) if stored_v is not None else None, raw)
+
+
+def fields_of(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item's record fields in wire form (no keys, no meta)."""
+    return {k: v for k, v in item.items() if k not in KEY_ATTRIBUTES and not k.startswith("_")}
 
 
 def encode_item(scope: str, collection: str, key: str, state: RecordState, writer: str,

@@ -224,3 +224,44 @@ def test_throttled_reads_are_retried(
     calls = _throttle(fresh_ctx, "BatchGetItem", 2, "ProvisionedThroughputExceededException")
     resp = push(fresh_ctx, scope, client_id, m(1))
     assert resp.results[0].status == "applied" and calls[0] == 3
+
+
+def test_a_push_over_99_records_commits_in_chunks_each_mutation_once(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    batch = tuple(m(i, key=f"r{i}") for i in range(1, 251))  # 3 transactions
+    resp = push(ctx, scope, client_id, *batch)
+    assert resp.last_mutation_id == 250
+    assert {r.status for r in resp.results} == {"applied"}
+    assert all(version(ctx, scope, f"r{i}") == 1 for i in (1, 99, 100, 199, 250))
+    assert push(ctx, scope, client_id, *batch).results[-1].status == "duplicate"
+    assert writes_of(ctx, scope, "r250") == [1]
+
+
+@pytest.mark.parametrize(("field", "status", "a"), [
+    ("b", "applied", {"N": "1"}),  # another field: both writes survive
+    ("a", "conflict", {"S": "direct"}),  # the same field: the newer direct write wins
+])
+def test_a_record_written_by_another_program_during_a_push_is_never_overwritten(
+        fresh_ctx: ServerContext, ctx: ServerContext, scope: str, client_id: str,
+        field: str, status: str, a: dict[str, str]) -> None:
+    push(ctx, scope, "setup" + client_id, m(1, key="r150", value={"a": 0}))
+    # Hook: when the push's first transaction goes out, another program (boto3 on another
+    # client) updates a record of the push's second chunk, already read, behind its back.
+    def meddle(**_: Any) -> None:
+        fresh_ctx.dynamodb.meta.events.unregister(
+            "before-call.dynamodb.TransactWriteItems", meddle)
+        ctx.dynamodb.update_item(TableName=ctx.tables.items,  # type: ignore[arg-type]
+                                 Key=item_key(scope, "notes", "r150"),
+                                 UpdateExpression="SET #f = :x",
+                                 ExpressionAttributeNames={"#f": field},
+                                 ExpressionAttributeValues={":x": {"S": "direct"}})
+
+    fresh_ctx.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", meddle)
+    batch = tuple(m(i, key=f"r{i}") for i in range(1, 150))
+    batch += (m(150, op="patch", key="r150", value={"a": 1}, base=1),)
+    resp = push(fresh_ctx, scope, client_id, *batch)
+    assert resp.results[-1].status == status
+    item = ctx.dynamodb.get_item(TableName=ctx.tables.items, ConsistentRead=True,
+                                 Key=item_key(scope, "notes", "r150"))["Item"]  # type: ignore[arg-type]
+    assert item["a"] == a
+    assert item.get("b", {"S": "direct"}) == {"S": "direct"}  # type: ignore[comparison-overlap]
