@@ -77,6 +77,9 @@ class ChangeLog:
         self.tables = tables
         self.retention_s = retention_s
         self.clock = clock
+        # Last head this appender wrote per scope: usually still the head (one feed per
+        # shard), which saves a read per append; a stale one only fails the condition.
+        self._known_heads: dict[str, int] = {}
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -130,9 +133,11 @@ class ChangeLog:
         pending = list(entries)
         head = -1
         attempt = 0
+        trust_known = True
         while pending:
-            anchor = self.anchor(scope)
-            head = anchor.head
+            known = self._known_heads.pop(scope, None)
+            head = known if known is not None and trust_known else self.anchor(scope).head
+            trust_known = False
             chunk = self._chunk(pending)
             now = self.clock()
             items = self._transaction(scope, head, chunk, now)
@@ -140,7 +145,9 @@ class ChangeLog:
                 self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
                 pending = pending[len(chunk):]
                 head += len(chunk)
+                self._known_heads[scope] = head
                 attempt = 0
+                trust_known = True
                 continue
             except ClientError as e:
                 code = e.response["Error"]["Code"]
@@ -162,6 +169,8 @@ class ChangeLog:
             if attempt >= MAX_ATTEMPTS:
                 raise AppendFailed(f"could not append to the log of {scope!r}")
             time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))
+        if len(self._known_heads) > 10_000:
+            self._known_heads.clear()
         return head if head >= 0 else self.anchor(scope).head
 
     @staticmethod

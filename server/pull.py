@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -25,10 +26,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pysync.errors import ProtocolError
+from pysync.errors import ClientForbidden, ProtocolError
 from server.auth import authenticate
-from server.changelog import ChangeLog, read_epoch
-from server.clients import bind_client
+from server.changelog import EPOCH_KEY, ChangeLog, read_epoch
+from server.clients import bind_client_sync, client_key
 from server.context import context_of
 from server.http import JSONBody
 from server.tables import TableNames
@@ -111,6 +112,15 @@ def change_from_entry(entry: dict[str, Any]) -> dict[str, Any]:
             "hlc": entry.get("h", {}).get("S")}
 
 
+@dataclass(frozen=True)
+class ClientCheck:
+    """Who pulls: the client_id must belong to `user`; `bind` binds it on first use."""
+
+    client_id: str
+    user: str
+    bind: Callable[[], int]
+
+
 # ---- the cursor -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -172,29 +182,74 @@ class Puller:
         self._tables_id: str | None = None
         self._tables_id_at = float("-inf")
 
-    def store_id(self) -> str:
-        """Names this data store: its tables' creation times and the epoch (docs/feed.md)."""
-        if time.monotonic() - self._tables_id_at > IDENTITY_CACHE_S:
+    def _tables_identity(self) -> str:
+        """The items and log tables' creation times (cached: they change only on re-creation)."""
+        if self._tables_id is None or time.monotonic() - self._tables_id_at > IDENTITY_CACHE_S:
             created = [
                 self.client.describe_table(TableName=name)["Table"]["CreationDateTime"]
                 for name in (self.tables.items, self.tables.log)
             ]
             self._tables_id = "-".join(str(int(c.timestamp() * 1000)) for c in created)
             self._tables_id_at = time.monotonic()
-        return f"{self._tables_id}-{read_epoch(self.client, self.tables)}"
+        return self._tables_id
 
-    def pull(self, scope: str, cursor_text: str | None, limit: int) -> dict[str, Any]:
+    def _read_state(self, scope: str, client_key: dict[str, Any] | None
+                    ) -> tuple[int, int, dict[str, Any] | None]:
+        """The store epoch, the scope's log head and the client's item (if asked), in one
+        strongly consistent BatchGetItem: one round trip before the changes are read."""
+        anchor_key = {"pk": {"S": scope}, "sk": {"N": "0"}}
+        request: dict[str, Any] = {
+            self.tables.feed: {"Keys": [EPOCH_KEY], "ConsistentRead": True},
+            self.tables.log: {"Keys": [anchor_key], "ConsistentRead": True},
+        }
+        if client_key is not None:
+            request[self.tables.clients] = {"Keys": [client_key], "ConsistentRead": True}
+        epoch = head = 0
+        client: dict[str, Any] | None = None
+        while request:
+            out = self.client.batch_get_item(RequestItems=request)
+            responses = out.get("Responses", {})
+            for item in responses.get(self.tables.feed, []):
+                epoch = int(item["n"]["N"])
+            for item in responses.get(self.tables.log, []):
+                head = int(item["head"]["N"])
+            for item in responses.get(self.tables.clients, []):
+                client = dict(item)
+            request = dict(out.get("UnprocessedKeys") or {})
+        return epoch, head, client
+
+    def store_id(self) -> str:
+        """Names this data store: its tables' creation times and the epoch (docs/feed.md)."""
+        return f"{self._tables_identity()}-{read_epoch(self.client, self.tables)}"
+
+    def pull(self, scope: str, cursor_text: str | None, limit: int,
+             client: ClientCheck | None = None) -> dict[str, Any]:
+        """One page. With `client`, also the client's last_mutation_id, read before the
+        changes (so every mutation up to it is in DynamoDB already)."""
         cursor = Cursor.decode(cursor_text) if cursor_text is not None else None
-        store = self.store_id()
+        epoch, head, client_item = self._read_state(
+            scope, client_key(client.client_id) if client else None)
+        last_mutation_id = 0
+        if client is not None:
+            if client_item is None:  # first use of this client_id: bind it
+                last_mutation_id = client.bind()
+            elif client_item["owner"]["S"] != client.user:
+                raise ClientForbidden(f"client_id {client.client_id!r} belongs to another user")
+            else:
+                last_mutation_id = int(client_item["lmid"]["N"])
+        store = f"{self._tables_identity()}-{epoch}"
         now = self.clock()
-        head = self.changelog.anchor(scope).head
         if cursor is None:
             cursor = Cursor(store, scope_hash(scope), now, head, "")
         elif cursor.store != store or cursor.scope != scope_hash(scope):
             return {"reset": True}
         if cursor.in_snapshot:
-            return self._snapshot(scope, cursor, head, limit)
-        return self._deltas(scope, cursor, head, limit, now)
+            result = self._snapshot(scope, cursor, head, limit)
+        else:
+            result = self._deltas(scope, cursor, head, limit, now)
+        if client is not None and not result.get("reset"):
+            result["last_mutation_id"] = last_mutation_id
+        return result
 
     def _snapshot(self, scope: str, cursor: Cursor, head: int, limit: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -269,10 +324,9 @@ async def pull(request: Request) -> Response:
     client_id, cursor, limit = _params(request)
     if cursor is not None:
         Cursor.decode(cursor)  # 400 before any DynamoDB work
-    # Read before the changes: every mutation <= last_mutation_id is in DynamoDB already
-    # (docs/feed.md, "last_mutation_id").
-    last_mutation_id = await bind_client(context_of(request), client_id, principal.user)
-    result = await run_in_threadpool(puller_of(request).pull, principal.scope, cursor, limit)
-    if not result.get("reset"):
-        result["last_mutation_id"] = last_mutation_id
+    ctx = context_of(request)
+    check = ClientCheck(client_id, principal.user,
+                        lambda: bind_client_sync(ctx, client_id, principal.user))
+    result = await run_in_threadpool(puller_of(request).pull, principal.scope, cursor, limit,
+                                     check)
     return JSONBody(result)
