@@ -26,8 +26,8 @@ import httpx
 
 from server.app import create_app
 from server.config import Settings
-from server.dynamo_local import DynamoDBLocal
 from server.context import ServerContext
+from server.dynamo_local import DynamoDBLocal
 from server.tables import ensure_tables
 from tests.server.test_events import Events
 from tests.support import serve
@@ -35,7 +35,7 @@ from tests.support import serve
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def ms(values: list[float]) -> str:
