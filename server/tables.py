@@ -2,7 +2,8 @@
 
 - items   pk=scope (S), sk="<collection>#<key>" (S); stream NEW_AND_OLD_IMAGES; TTL on _ttl.
           The records themselves: fields as top-level attributes plus the _ meta attributes.
-- clients pk (S), sk (S): per-client state (owner, last_mutation_id) and mutation receipts.
+- clients pk (S), sk (S): per-client state, pk="client#<id>", sk="state": owner, lmid (the
+          last processed mutation id, moved in the same transaction as the writes it covers).
 - log     pk=scope (S), sk=position (N): each scope's ordered change log (sk=0: the scope's
           anchor, its head); TTL on ttl. See server/changelog.py.
 - feed    pk (S), sk (S): shard leases and checkpoints ("lease#<stream arn>", shard id),
