@@ -318,3 +318,12 @@ def test_delete_under_merge_loses_to_a_later_edit(
     assert statuses(resp) == ["conflict"]
     item = raw_item(ctx, scope, "k1")
     assert item is not None and item["_del"] == {"BOOL": False}
+
+
+def test_a_push_whose_writes_exceed_a_transactions_4_mb_is_split_and_fully_applied(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    big = "x" * 340_000
+    batch = [m(i, key=f"big{i}", value={"blob": big}) for i in range(1, 13)]  # ~4.1 MB
+    resp = push(ctx, scope, client_id, *batch)
+    assert statuses(resp) == ["applied"] * 12 and resp.last_mutation_id == 12
+    assert all(raw_item(ctx, scope, f"big{i}") is not None for i in range(1, 13))
