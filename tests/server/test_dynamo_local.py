@@ -76,3 +76,16 @@ def test_the_server_exits_with_a_clear_message_on_a_bad_schema() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "cannot import 'nope'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_dynamodb_aws_uses_the_standard_aws_environment_and_no_endpoint_override(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.db import dynamodb_client
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example")
+    settings = settings_from(parser().parse_args(["--dynamodb", "aws"]), None)
+    client = dynamodb_client(settings)  # builds a client; sends nothing
+    assert client.meta.region_name == "eu-west-3"
+    assert client.meta.endpoint_url == "https://dynamodb.eu-west-3.amazonaws.com"
