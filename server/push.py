@@ -35,6 +35,7 @@ from pysync.merge import Applied, Change, Conflict, RecordState, Rejected, apply
 from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
 from pysync.schema import Schema, Strategy
 from server.clients import bind_client_sync, client_key
+from server.config import Settings
 from server.context import ServerContext
 from server.records import (
     MAX_ITEM_BYTES,
@@ -137,13 +138,13 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
     planned: _Planned | None = None
     failures = 0
     while pending:
-        plan = planned or _plan(ctx.settings.schema, scope, client_id, pending, stored)
+        plan = planned or _plan(ctx.settings, scope, client_id, pending, stored)
         commit = _COMMITTERS.submit(_commit, ctx, user, client_id, last, plan.chunk[-1].id,
                                     plan.computed.writes)
         # While DynamoDB works on this chunk, compute the next one as if it succeeds.
         rest = pending[len(plan.chunk):]
         view = {**stored, **plan.written()}
-        planned = _plan(ctx.settings.schema, scope, client_id, rest, view) if rest else None
+        planned = _plan(ctx.settings, scope, client_id, rest, view) if rest else None
         try:
             committed = commit.result()
         except _Raced:
@@ -205,12 +206,12 @@ class _Planned:
                 for w in self.computed.writes}
 
 
-def _plan(schema: Schema, scope: str, client_id: str, pending: Sequence[Mutation],
+def _plan(settings: Settings, scope: str, client_id: str, pending: Sequence[Mutation],
           stored: dict[str, StoredRecord]) -> _Planned:
     """The next chunk and its outcomes; halved until its writes fit in one transaction."""
     chunk = _first_chunk(pending)
     while True:
-        computed = _compute(schema, scope, client_id, chunk, stored)
+        computed = _compute(settings, scope, client_id, chunk, stored)
         if sum(w.size for w in computed.writes) <= MAX_TRANSACTION_BYTES or len(chunk) == 1:
             return _Planned(chunk, computed)
         chunk = chunk[: len(chunk) // 2]
@@ -276,7 +277,7 @@ def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> Record
     return replace(state, version=version, hlc=newer, stamps=stamps)
 
 
-def _compute(schema: Schema, scope: str, client_id: str, chunk: Sequence[Mutation],
+def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mutation],
              stored: dict[str, StoredRecord]) -> _Computed:
     states: dict[str, RecordState] = {}
     writers: dict[str, str] = {}
@@ -288,7 +289,7 @@ def _compute(schema: Schema, scope: str, client_id: str, chunk: Sequence[Mutatio
             results[m.id] = _rejected(m, m.rejection.code, m.rejection.message)
             continue
         sk = sort_key(m.collection, m.key)
-        strategy = strategy_of(schema, m.collection)
+        strategy = strategy_of(settings.schema, m.collection)
         if strategy is None:
             results[m.id] = _rejected(m, "unknown_collection",
                                       f"the schema has no collection {m.collection!r}")
@@ -316,7 +317,8 @@ def _compute(schema: Schema, scope: str, client_id: str, chunk: Sequence[Mutatio
         elif isinstance(outcome, Applied):
             new = outcome.state
             if new is not current:
-                candidate = encode_item(scope, m.collection, m.key, new, f"{client_id}:{m.id}")
+                candidate = encode_item(scope, m.collection, m.key, new, f"{client_id}:{m.id}",
+                                        tombstone_s=settings.tombstone_retention_s)
                 size = item_size(candidate)
                 if size > MAX_ITEM_BYTES:
                     results[m.id] = _rejected(
@@ -330,7 +332,9 @@ def _compute(schema: Schema, scope: str, client_id: str, chunk: Sequence[Mutatio
     writes = []
     for sk, state in states.items():
         if sk in writers:
-            item = encoded.get(sk) or encode_item(scope, *split_sort_key(sk), state, writers[sk])
+            item = encoded.get(sk) or encode_item(
+                scope, *split_sort_key(sk), state, writers[sk],
+                tombstone_s=settings.tombstone_retention_s)
             writes.append(_Write(sk, item, sizes.get(sk) or item_size(item), stored[sk], state))
     return _Computed(results, writes)
 

@@ -167,7 +167,7 @@ def fields_of(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def encode_item(scope: str, collection: str, key: str, state: RecordState, writer: str,
-                now: float | None = None) -> Item:
+                now: float | None = None, tombstone_s: float = TOMBSTONE_TTL_SECONDS) -> Item:
     native: dict[str, Any] = {}
     for name, value in state.fields.items():
         native[name] = to_native(value)
@@ -179,7 +179,7 @@ def encode_item(scope: str, collection: str, key: str, state: RecordState, write
         native["_fh"] = dict(state.stamps)
     native["_del"] = state.deleted
     if state.deleted:
-        native["_ttl"] = int((now if now is not None else time.time()) + TOMBSTONE_TTL_SECONDS)
+        native["_ttl"] = int((now if now is not None else time.time()) + tombstone_s)
     native["_w"] = writer
     item = item_key(scope, collection, key)
     item.update({name: _serializer.serialize(value) for name, value in native.items()})
