@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -16,7 +17,7 @@ from server.config import Settings
 from server.context import ServerContext
 from server.cors import cors_middleware
 from server.events import events_routes, realtime
-from server.http import exception_handlers
+from server.http import CatchBugs, exception_handlers
 from server.pull import pull
 from server.static import static_routes
 from server.tables import ensure_tables
@@ -39,7 +40,8 @@ def create_app(settings: Settings) -> Starlette:
     routes += api_routes(settings)
     routes += [Route("/v1/pull", pull, methods=["GET"]), *events_routes()]
     routes += static_routes()  # last: it mounts "/"
+    middleware = [*cors_middleware(settings), Middleware(CatchBugs)]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(),
-                    middleware=cors_middleware(settings))
+                    middleware=middleware)
     app.state.ctx = ctx
     return app

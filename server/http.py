@@ -14,6 +14,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pysync.errors import (
     AuthError,
@@ -151,10 +152,36 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, exc.detail, exc.headers)
 
 
-async def _bug(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path,
-              exc_info=(type(exc), exc, exc.__traceback__))
-    return error_response(500, "internal_error", "internal server error")
+class CatchBugs:
+    """Last resort: a bug is logged once and answered a generic 500 without any detail.
+
+    A pure ASGI middleware rather than an `Exception` handler, because Starlette re-raises after
+    calling such a handler: uvicorn then logs the error a second time and drops the keep-alive
+    connection under the client's next request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # too late for a clean answer: let the server close the connection
+                raise
+            response = error_response(500, "internal_error", "internal server error")
+            await response(scope, receive, send)
 
 
 Handler = Callable[[Request, Exception], Any]
@@ -171,5 +198,4 @@ def exception_handlers() -> dict[Any, Handler]:
         ClientForbidden: _forbidden,
         StoreUnavailable: _store_unavailable,
         HTTPException: _http_exception,
-        Exception: _bug,
     }
