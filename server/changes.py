@@ -81,7 +81,7 @@ def version_of(image: AttrMap | None) -> int | None:
 
 
 def is_tombstone(image: AttrMap | None) -> bool:
-    return bool(image) and image is not None and image.get("_del", {}).get("BOOL") is True
+    return image is not None and image.get("_del", {}).get("BOOL") is True
 
 
 def record_fields(image: AttrMap) -> AttrMap:

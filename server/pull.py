@@ -28,7 +28,7 @@ from starlette.responses import Response
 
 from pysync.errors import ClientForbidden, ProtocolError
 from server.auth import authenticate
-from server.changelog import EPOCH_KEY, ChangeLog, read_epoch
+from server.changelog import EPOCH_KEY, ChangeLog
 from server.clients import bind_client_sync, client_key
 from server.context import context_of
 from server.http import JSONBody
@@ -217,10 +217,6 @@ class Puller:
                 client = dict(item)
             request = dict(out.get("UnprocessedKeys") or {})
         return epoch, head, client
-
-    def store_id(self) -> str:
-        """Names this data store: its tables' creation times and the epoch (docs/feed.md)."""
-        return f"{self._tables_identity()}-{read_epoch(self.client, self.tables)}"
 
     def pull(self, scope: str, cursor_text: str | None, limit: int,
              client: ClientCheck | None = None) -> dict[str, Any]:
