@@ -11,6 +11,12 @@ Two platform facts shape it (design.md section 3):
   batch of requests as one JSON string and answers a whole batch of reads as one JSON string,
   instead of one proxy call per record or per field.
 
+Completion is not awaited as a JS promise: awaiting one costs a future, two once-callables,
+a microtask and then a `call_soon`, i.e. one more browser task (a MessageChannel hop) before
+the coroutine resumes. Instead the helper calls one long-lived Python callback from the
+transaction's complete/abort event, which settles a `Completion` and resumes the awaiting
+task right there, as `await` on a promise does in JS (see `Completion`).
+
 Failures come back as pysync errors: QuotaExceededError -> StorageFull, ConstraintError ->
 ConstraintViolation, any other abort -> TransactionAborted, a closed database ->
 DatabaseClosed. An exception raised by Python code in a read callback aborts the transaction
@@ -19,8 +25,12 @@ and is re-raised by `done()`.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import itertools
 import json
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +41,14 @@ from pysync.errors import (
     StorageFull,
     TransactionAborted,
 )
+
+log = logging.getLogger("pysync.idb")
+
+
+class Stale(TransactionAborted):
+    """A checked write found a row other than expected, so wrote nothing (the caller's cache
+    was out of date; it reads and retries). Never reaches the app."""
+
 
 Mode = Literal["readonly", "readwrite"]
 # An upgrade step, applied inside the versionchange transaction:
@@ -60,20 +78,26 @@ _HELPER_JS = r"""
     }
   };
 
+  // Python's one completion callback: onDone(id, "") when committed, or the failure as JSON.
+  let onDone = null;
+  const setDone = (callback) => { onDone = callback; };
+
   class Tx {
-    constructor(db, stores, mode) {
+    constructor(db, stores, mode, id) {
       this.tx = db.transaction(stores.split(","), mode);
       this.failure = "";
-      // Resolves "" when committed, or the failure as JSON: never rejects, so Python maps it.
-      this.done = new Promise((resolve) => {
-        this.tx.oncomplete = () => resolve("");
-        this.tx.onabort = () => resolve(this.failure || failure(
-          this.tx.error || { name: "AbortError", message: "the transaction was aborted" }));
-      });
+      this.announce = null;  // [BroadcastChannel, message] to post once committed
+      this.tx.oncomplete = () => {
+        if (this.announce !== null) this.announce[0].postMessage(this.announce[1]);
+        onDone(id, "");
+      };
+      this.tx.onabort = () => onDone(id, this.failure || failure(
+        this.tx.error || { name: "AbortError", message: "the transaction was aborted" }));
     }
     // [[store, "put" | "add" | "delete", [row or key, ...]], ...]
-    write(opsJson) {
-      for (const [store, verb, items] of JSON.parse(opsJson)) {
+    write(opsJson) { this.writeOps(JSON.parse(opsJson)); }
+    writeOps(ops) {
+      for (const [store, verb, items] of ops) {
         const os = this.tx.objectStore(store);
         if (verb === "put") for (const r of items) os.put(r);
         else if (verb === "add") for (const r of items) os.add(r);
@@ -124,9 +148,40 @@ _HELPER_JS = r"""
       });
       settle(-1);
     }
+    // [[store, key, row or null], ...]: a read of each key that aborts the transaction as
+    // stale unless it holds exactly that row (null: none). Issued before the writes of the
+    // same transaction, so every check has run before any write can fail.
+    expect(checks) {
+      for (const [store, key, want] of checks) {
+        const r = this.tx.objectStore(store).get(key);
+        const wanted = JSON.stringify(want);
+        r.onsuccess = () => {
+          if (JSON.stringify(r.result === undefined ? null : r.result) !== wanted) {
+            this.abort({ name: "StaleError", message: `${store} ${JSON.stringify(key)} changed` });
+          }
+        };
+      }
+    }
     abort(e) {
       if (e && !this.failure) this.failure = failure(e);
       try { this.tx.abort(); } catch (_) { /* already finished */ }
+    }
+  }
+
+  // A whole checked write transaction in one call: [checks, ops] as for expect() and write().
+  // Returns "" or the failure that prevented issuing it (the transaction is then aborted).
+  function checkedWrite(db, stores, id, json, channel, message) {
+    let tx = null;
+    try {
+      tx = new Tx(db, stores, "readwrite", id);
+      if (channel) tx.announce = [channel, message];
+      const [checks, ops] = JSON.parse(json);
+      tx.expect(checks);
+      tx.writeOps(ops);
+      return "";
+    } catch (e) {
+      if (tx !== null) tx.abort(e);
+      return failure(e);
     }
   }
 
@@ -174,20 +229,129 @@ _HELPER_JS = r"""
     return ch;
   }
 
-  return { Tx, open, deleteDatabase, channel };
+  return { Tx, checkedWrite, setDone, open, deleteDatabase, channel };
 })()
 """
 
 _helper: Any = None
+_done_proxy: Any = None  # lives as long as the page: one for every transaction
+_completions: dict[int, Completion] = {}
+_ids = itertools.count(1)
 
 
 def _js() -> Any:
-    global _helper
+    global _helper, _done_proxy
     if _helper is None:
         from pyodide.code import run_js
+        from pyodide.ffi import create_proxy
 
-        _helper = run_js(_HELPER_JS)
+        helper = run_js(_HELPER_JS)
+        _done_proxy = create_proxy(_on_done)
+        helper.setDone(_done_proxy)
+        _helper = helper
     return _helper
+
+
+def _on_done(tx_id: int, failure: str) -> None:
+    completion = _completions.pop(tx_id, None)
+    if completion is not None:
+        completion.settle(failure)
+
+
+def _completion() -> tuple[int, Completion]:
+    tx_id = next(_ids)
+    completion = _completions[tx_id] = Completion(asyncio.get_event_loop())
+    return tx_id, completion
+
+
+class Completion:
+    """The end of one transaction: "" (committed) or its failure as JSON.
+
+    A Future-compatible awaitable (asyncio's `_asyncio_future_blocking` protocol) that, when
+    settled from a browser event with no task running, wakes its awaiting task synchronously
+    instead of through `call_soon` (one more browser task under Pyodide's WebLoop): the
+    coroutine goes on inside the transaction's complete event, like JS code after an awaited
+    promise. Any other case (a task is running, cancellation, a callback added once settled)
+    goes through `call_soon` as a Future does.
+    """
+
+    _asyncio_future_blocking = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._done = False
+        self._cancelled = False
+        self._result = ""
+        self._callbacks: list[tuple[Callable[[Any], object], contextvars.Context | None]] = []
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def result(self) -> str:
+        if self._cancelled:
+            raise asyncio.CancelledError
+        if not self._done:
+            raise asyncio.InvalidStateError("the transaction has not ended")
+        return self._result
+
+    def exception(self) -> BaseException | None:
+        if self._cancelled:
+            raise asyncio.CancelledError
+        return None
+
+    def add_done_callback(self, fn: Callable[[Any], object], *,
+                          context: contextvars.Context | None = None) -> None:
+        if self._done:
+            self._loop.call_soon(fn, self, context=context)
+        else:
+            self._callbacks.append((fn, context))
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        kept = [(f, c) for f, c in self._callbacks if f != fn]
+        removed = len(self._callbacks) - len(kept)
+        self._callbacks = kept
+        return removed
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._done:
+            return False
+        self._done = self._cancelled = True
+        self._wake(direct=False)
+        return True
+
+    def settle(self, result: str) -> None:
+        if self._done:  # cancelled meanwhile: the transaction ended on its own
+            return
+        self._done = True
+        self._result = result
+        self._wake(direct=True)
+
+    def _wake(self, direct: bool) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        direct = (direct and asyncio._get_running_loop() is self._loop
+                  and asyncio.current_task(self._loop) is None)
+        for fn, context in callbacks:
+            if not direct:
+                self._loop.call_soon(fn, self, context=context)
+                continue
+            try:
+                (context or contextvars.copy_context()).run(fn, self)
+            except Exception:  # a task's wake-up does not raise; anything else is logged
+                log.exception("a transaction's completion callback failed")
+
+    def __await__(self) -> Generator[Any, None, str]:
+        if not self._done:
+            self._asyncio_future_blocking = True
+            yield self
+        return self.result()
+
+    __iter__ = __await__
 
 
 def _error(failure: str, during: str = "transaction") -> StorageError:
@@ -200,6 +364,8 @@ def _error(failure: str, during: str = "transaction") -> StorageError:
         return ConstraintViolation(text)
     if name == "InvalidStateError":
         return DatabaseClosed(text)
+    if name == "StaleError":
+        return Stale(text)
     if during == "transaction":
         return TransactionAborted(text)
     return StorageError(text)
@@ -267,8 +433,9 @@ Write = tuple[str, Literal["put", "add", "delete"], Sequence[Any]]
 class Transaction:
     """One IndexedDB transaction. Issue requests synchronously; await `done()` once."""
 
-    def __init__(self, js_tx: Any) -> None:
+    def __init__(self, js_tx: Any, completion: Completion) -> None:
         self._js = js_tx
+        self._completion = completion
         self._exception: BaseException | None = None
         self._callbacks: list[Any] = []
 
@@ -317,7 +484,7 @@ class Transaction:
     async def done(self) -> None:
         """Wait for the commit; raise the error that aborted the transaction, if any."""
         try:
-            failure = await self._js.done
+            failure = await self._completion
         finally:
             for proxy, state in self._callbacks:
                 if not state["called"]:
@@ -366,12 +533,42 @@ class Database:
     def transaction(self, stores: Sequence[str], mode: Mode = "readonly") -> Transaction:
         if self.closed:
             raise DatabaseClosed(f"database {self.name!r} is closed")
+        helper = _js()
+        tx_id, completion = _completion()
         try:
-            return Transaction(_js().Tx.new(self._js, ",".join(stores), mode))
+            return Transaction(helper.Tx.new(self._js, ",".join(stores), mode, tx_id),
+                               completion)
         except Exception as e:
+            _completions.pop(tx_id, None)
             if not _is_js_exception(e):
                 raise
             raise _from_js_exception(e, "transaction") from None
+
+    async def checked_write(self, stores: Sequence[str], expect: Sequence[tuple[str, Any, Any]],
+                            writes: Sequence[Write],
+                            announce: tuple[Channel, str] | None = None) -> None:
+        """One readwrite transaction issued in one bridge crossing: reads checking that each
+        (store, key, row) of `expect` holds exactly that row (None: no row), then `writes`.
+        If a check fails the transaction aborts, so nothing is written, and Stale is raised.
+        No Python runs inside the transaction: this is the write path with no read round
+        trip before the writes, for callers that know (and so can check) what they replace.
+        `announce` (channel, message): posted from the complete event, before Python resumes.
+        """
+        if self.closed:
+            raise DatabaseClosed(f"database {self.name!r} is closed")
+        helper = _js()
+        tx_id, completion = _completion()
+        batch = [[store, verb, list(items)] for store, verb, items in writes if items]
+        text = json.dumps([[list(c) for c in expect], batch], separators=(",", ":"))
+        channel, message = announce if announce is not None else (None, "")
+        failure = helper.checkedWrite(self._js, ",".join(stores), tx_id, text,
+                                      None if channel is None else channel._js, message)
+        if failure:
+            _completions.pop(tx_id, None)
+            raise _error(failure, "write")
+        failure = await completion
+        if failure:
+            raise _error(failure)
 
     def close(self) -> None:
         """Close the connection (idempotent). Also called after the browser closed it."""

@@ -18,15 +18,16 @@ import inspect
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pysync import idb
-from pysync.errors import DatabaseClosed, InvalidValue, SchemaError
+from pysync.errors import DatabaseClosed, InvalidValue, NotFound, SchemaError
 from pysync.hlc import ClockError, HybridClock, Stamp, wall_clock_ms
 from pysync.indexkeys import ABSENT, index_range, key_range
-from pysync.outbox import Entry, take
+from pysync.outbox import Entry, dump_value, load_value, take
 from pysync.protocol import (
     MAX_MUTATIONS_PER_PUSH,
     MutationResult,
@@ -44,7 +45,6 @@ from pysync.values import (
     check_record,
     from_json,
     record_size,
-    to_json,
 )
 
 log = logging.getLogger("pysync.store")
@@ -71,6 +71,32 @@ UPGRADES: dict[int, list[idb.Step]] = {
 _UNSET: Any = ABSENT
 # Batches larger than this probe which keys exist with one keys-only read.
 _PROBE_ABOVE = 32
+# Stored rows remembered for the fast write path (least recently used dropped first).
+_CACHED_ROWS = 4096
+_REMEMBER_READS = 200  # a query returning more rows than this is not remembered
+_UNKNOWN: Any = object()
+
+
+@dataclass
+class _Plan:
+    """What one local write stores, and what the fast path checks before storing it."""
+
+    writes: list[idb.Write]
+    changes: list[Change]
+    writer_row: dict[str, Any]
+    rows: dict[tuple[str, str], dict[str, Any] | None]  # as stored after it; None: no row
+    expect: list[tuple[str, Any, Any]] = field(default_factory=list)
+
+    def message(self) -> str:
+        """The changes as other tabs receive them, values as their stored JSON text."""
+        stamp = self.writer_row["v"]["clock"]
+        return json.dumps({"hlc": stamp, "changes": [
+            [c.collection, c.key, _stored_text(self.rows.get((c.collection, c.key))), c.origin]
+            for c in self.changes]})
+
+
+def _stored_text(row: dict[str, Any] | None) -> str | None:
+    return None if row is None else row.get("v")
 
 
 def _utf16(key: str) -> bytes:
@@ -125,7 +151,7 @@ class Database:
     """One local database: a Schema's collections, the outbox and the sync metadata."""
 
     def __init__(self, name: str, schema: Schema, db: idb.Database, client_id: str,
-                 clock: HybridClock) -> None:
+                 clock: HybridClock, writer_row: Any = _UNKNOWN) -> None:
         self.name = name
         self.schema = schema
         self.client_id = client_id
@@ -135,6 +161,10 @@ class Database:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._channel = idb.Channel(f"pysync:{name}", self._on_tab_message)
         self.outbox = Outbox(self)
+        # What this tab last saw stored: the writer meta row (_UNKNOWN: not known) and
+        # record rows by (collection, key), None meaning no row. See _write.
+        self._writer_row: Any = writer_row
+        self._rows: OrderedDict[tuple[str, str], dict[str, Any] | None] = OrderedDict()
 
     @classmethod
     async def open(cls, name: str, schema: Schema,
@@ -168,7 +198,8 @@ class Database:
                 client_id = uuid.uuid4().hex
                 writes += [_meta("client_id", client_id), _meta("next_mutation_id", 1)]
             tx.write([(META, "put", writes)])
-            found.update(client_id=client_id, clock=(writer or {}).get("clock"))
+            found.update(client_id=client_id, clock=(writer or {}).get("clock"),
+                         writer_row=rows[1])
             if indexes != fingerprint:
                 tx.read([idb.get_all(RECORDS)], reindex)
 
@@ -181,7 +212,7 @@ class Database:
             raise
         last = Stamp.parse(found["clock"]) if found["clock"] else None
         self = cls(name, schema, db, found["client_id"],
-                   HybridClock(found["client_id"], clock, last))
+                   HybridClock(found["client_id"], clock, last), found["writer_row"])
         holder.append(self)
         return self
 
@@ -238,61 +269,119 @@ class Database:
 
     async def _write(self, collection: Collection, ops: list[tuple[Op, str, Record | None]]
                      ) -> None:
-        """Apply local writes: read the rows (and meta), then in the read's callback write
-        rows, outbox entries and meta. One transaction, no await inside it."""
+        """Apply local writes: records, outbox entries and the writer row, one transaction.
+
+        Fast path: plan from the rows this tab last saw (cached), and issue the writes together
+        with reads checking those rows are still what is stored: no read round trip and no
+        Python inside the transaction. A check that fails (another tab wrote, or a record this
+        tab never saw exists) aborts it, writing nothing, and the slow path runs: read the
+        rows, then plan and write in the read's callback (never an await inside).
+        """
         keys = list(dict.fromkeys(key for _, key, _ in ops))
+        if len(keys) <= _PROBE_ABOVE and self._writer_row is not _UNKNOWN:
+            plan = self._speculate(collection, ops, keys)
+            if plan is not None:
+                try:
+                    # Other tabs hear of it from the complete event itself: no Python task
+                    # after the commit (it would delay this tab's next write).
+                    await self._db.checked_write([RECORDS, OUTBOX, META], plan.expect,
+                                                 plan.writes, (self._channel, plan.message()))
+                except idb.Stale:
+                    self._writer_row = _UNKNOWN
+                    for k in keys:
+                        self._rows.pop((collection.name, k), None)
+                else:
+                    self._committed(plan)
+                    self._notify(plan.changes)
+                    return
+        await self._write_read_first(collection, ops, keys)
+
+    def _speculate(self, collection: Collection, ops: list[tuple[Op, str, Record | None]],
+                   keys: list[str]) -> _Plan | None:
+        """A plan from the cached rows (a record never seen: assumed absent), or None if the
+        cached state cannot produce one (e.g. a patch of a record believed absent)."""
+        c = collection.name
+        found = {}
+        for k in keys:
+            row = self._rows.get((c, k))
+            if row is not None:
+                found[k] = row
+        try:
+            plan = self._plan(collection, ops, keys, self._writer_row, found)
+        except (InvalidValue, NotFound):
+            return None  # maybe only the cache's view: the slow path decides
+        plan.expect = [(META, WRITER, self._writer_row),
+                       *((RECORDS, [c, k], found.get(k)) for k in keys)]
+        return plan
+
+    def _plan(self, collection: Collection, ops: list[tuple[Op, str, Record | None]],
+              keys: list[str], writer_row: Any, found: dict[str, Any]) -> _Plan:
+        """What a local write stores, given the writer meta row and the batch's stored record
+        rows (absent from `found`: no row). No I/O."""
+        c = collection.name
+        writer = _meta_value(writer_row) or {}
+        self._observe(writer.get("clock"))
+        first_order = order = writer.get("next_order", 1)
+        rows = {k: RecordRow.from_row(found[k]) if k in found else None for k in keys}
+        entries: dict[int, Entry] = {}
+        dropped: set[int] = set()
         changes: list[Change] = []
+        # One stamp for the batch (its records are distinct events on distinct records);
+        # a fresh one whenever a record comes back, so its edits stay ordered.
+        stamp = str(self._clock.now())
+        seen: set[str] = set()
+        for op, key, value in ops:
+            if key in seen:
+                stamp = str(self._clock.now())
+                seen.clear()
+            seen.add(key)
+            out = local_write(rows[key], c, key, op, value, stamp, order)
+            if op == "patch" and out.row is not None and out.row.value is not None \
+                    and record_size(out.row.value) > MAX_RECORD_BYTES:
+                raise InvalidValue(f"the patched record is over {MAX_RECORD_BYTES} bytes", key)
+            if out.used_order:
+                order += 1
+            rows[key] = out.row
+            if out.put_entry is not None:
+                entries[out.put_entry.order] = out.put_entry
+            if out.drop_entry is not None:
+                entries.pop(out.drop_entry, None)
+                dropped.add(out.drop_entry)
+            if out.changed:
+                changes.append(Change(c, key, out.row.value if out.row else None, "local"))
+        stored = {k: r.to_row(collection) if r else None for k, r in rows.items()}
+        new: list[dict[str, Any]] = []
+        merged: list[dict[str, Any]] = []
+        for o, e in entries.items():
+            stored_row = stored.get(e.key)
+            # A put's value is the row's value: reuse its JSON text.
+            text = stored_row["v"] if stored_row is not None and e.op == "put" else None
+            (new if o >= first_order else merged).append(e.to_row(text))
+        writer_after = _meta(WRITER, {"clock": stamp, "next_order": order})
+        writes: list[idb.Write] = [
+            (RECORDS, "put", [r for r in stored.values() if r is not None]),
+            (RECORDS, "delete", [[c, k] for k, r in stored.items() if r is None]),
+            # `add`, not `put`: a new entry must never overwrite another one.
+            (OUTBOX, "add", new),
+            (OUTBOX, "put", merged),
+            (OUTBOX, "delete", [o for o in dropped if o < first_order]),
+            (META, "put", [writer_after]),
+        ]
+        return _Plan(writes, changes, writer_after, {(c, k): r for k, r in stored.items()})
+
+    async def _write_read_first(self, collection: Collection,
+                                ops: list[tuple[Op, str, Record | None]], keys: list[str]
+                                ) -> None:
+        """The slow path: read the rows (and the writer row), then in the read's callback
+        plan and write. One transaction, no await inside it."""
         tx = self._tx([RECORDS, OUTBOX, META], "readwrite")
         c = collection.name
+        box: list[_Plan] = []
 
         def compute(meta: list[Any], found: dict[str, Any]) -> None:
-            writer = _meta_value(meta[0]) or {}
-            self._observe(writer.get("clock"))
-            first_order = order = writer.get("next_order", 1)
-            rows = {k: RecordRow.from_row(found[k]) if k in found else None for k in keys}
-            entries: dict[int, Entry] = {}
-            dropped: set[int] = set()
-            # One stamp for the batch (its records are distinct events on distinct records);
-            # a fresh one whenever a record comes back, so its edits stay ordered.
-            stamp = str(self._clock.now())
-            seen: set[str] = set()
-            for op, key, value in ops:
-                if key in seen:
-                    stamp = str(self._clock.now())
-                    seen.clear()
-                seen.add(key)
-                out = local_write(rows[key], c, key, op, value, stamp, order)
-                if op == "patch" and out.row is not None and out.row.value is not None \
-                        and record_size(out.row.value) > MAX_RECORD_BYTES:
-                    raise InvalidValue(f"the patched record is over {MAX_RECORD_BYTES} bytes",
-                                       key)
-                if out.used_order:
-                    order += 1
-                rows[key] = out.row
-                if out.put_entry is not None:
-                    entries[out.put_entry.order] = out.put_entry
-                if out.drop_entry is not None:
-                    entries.pop(out.drop_entry, None)
-                    dropped.add(out.drop_entry)
-                if out.changed:
-                    changes.append(Change(c, key, out.row.value if out.row else None, "local"))
-            stored = {k: r.to_row(collection) for k, r in rows.items() if r}
-            new: list[dict[str, Any]] = []
-            merged: list[dict[str, Any]] = []
-            for o, e in entries.items():
-                stored_row = stored.get(e.key)
-                # A put's value is the row's value: reuse its JSON text.
-                text = stored_row["v"] if stored_row is not None and e.op == "put" else None
-                (new if o >= first_order else merged).append(e.to_row(text))
-            tx.write([
-                (RECORDS, "put", list(stored.values())),
-                (RECORDS, "delete", [[c, k] for k, r in rows.items() if r is None]),
-                # `add`, not `put`: a new entry must never overwrite another one.
-                (OUTBOX, "add", new),
-                (OUTBOX, "put", merged),
-                (OUTBOX, "delete", [o for o in dropped if o < first_order]),
-                (META, "put", [_meta(WRITER, {"clock": stamp, "next_order": order})]),
-            ])
+            plan = self._plan(collection, ops, keys, meta[0], found)
+            tx.write(plan.writes)
+            box.append(plan)
 
         def read_rows(meta: list[Any], wanted: list[str]) -> None:
             if not wanted:
@@ -316,7 +405,29 @@ class Database:
             tx.read([*meta_reads, idb.get_keys(RECORDS, None, ([c, lo], False), ([c, hi], False))],
                     lambda r: read_rows(r[:1], [k[1] for k in r[1] if k[1] in wanted]))
         await tx.done()
-        self._publish(changes)
+        plan = box[0]
+        if len(keys) > _PROBE_ABOVE:  # not worth caching: forget instead
+            for record in plan.rows:
+                self._rows.pop(record, None)
+            plan.rows = {}
+        self._committed(plan)
+        self._publish(plan.changes)
+
+    # --- the cache of stored rows behind the fast write path -------------------------------
+
+    def _committed(self, plan: _Plan) -> None:
+        self._writer_row = plan.writer_row
+        self._remember(plan.rows)
+
+    def _remember(self, rows: Mapping[tuple[str, str], dict[str, Any] | None]) -> None:
+        """Rows as stored by a committed transaction (None: no row). Only ever a guess: a
+        fast write checks every row it relies on."""
+        cache = self._rows
+        for record, row in rows.items():
+            cache[record] = row
+            cache.move_to_end(record)
+        while len(cache) > _CACHED_ROWS:
+            cache.popitem(last=False)
 
     # --- watchers ------------------------------------------------------------------------
 
@@ -338,26 +449,36 @@ class Database:
         if not changes:
             return
         self._notify(changes)
-        message = {"hlc": str(self._clock.now()), "changes": [
-            [c.collection, c.key, None if c.value is None else to_json(c.value), c.origin]
-            for c in changes]}
-        # Other tabs learn of it after this write returns: the post is not on its latency.
-        asyncio.get_event_loop().call_soon(self._post, json.dumps(message))
+        # Other tabs learn of it after this write returns: neither building the message nor
+        # posting it is on the write's latency.
+        asyncio.get_event_loop().call_soon(self._post, changes)
 
-    def _post(self, text: str) -> None:
-        if not self._db.closed:
-            self._channel.post(text)
+    def _post(self, changes: list[Change]) -> None:
+        if self._db.closed:
+            return
+        message = {"hlc": str(self._clock.now()), "changes": [
+            [c.collection, c.key, None if c.value is None else dump_value(c.value), c.origin]
+            for c in changes]}
+        self._channel.post(json.dumps(message))
 
     def _on_tab_message(self, text: str) -> None:
         try:
             message = json.loads(text)
             self._observe(message.get("hlc"))
-            changes = [Change(c, k, None if v is None else from_json(v),
+            # A value comes as its stored JSON text (older pages: as a JSON structure).
+            changes = [Change(c, k, None if v is None else
+                              load_value(v) if isinstance(v, str) else from_json(v),
                               "server" if origin == "server" else "tab")
                        for c, k, v, origin in message["changes"]]
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed message from another tab")
+            self._writer_row = _UNKNOWN
             return
+        # Another tab wrote: what this tab cached is out of date (the next write would find
+        # out by its checks, then retry; this spares it that failed attempt).
+        self._writer_row = _UNKNOWN
+        for change in changes:
+            self._rows.pop((change.collection, change.key), None)
         self._notify(changes)
 
     # --- server changes (the sync client's entry point) -----------------------------------
@@ -393,6 +514,8 @@ class Database:
             meta = [_meta(k, v) for k, v in (extra_meta or {}).items()]
             meta.append(_meta(WRITER, {**writer, "clock": str(self._clock.now())}))
             tx.write([(RECORDS, "put", list(out.values())), (META, "put", meta)])
+            written.update(out)
+            written_writer.append(meta[-1])
 
         def with_rows(results: list[Any]) -> None:
             writer = _meta_value(results[0]) or {}
@@ -411,8 +534,12 @@ class Database:
             tx.read([idb.get_all(OUTBOX, "record", (keyed[i][0], False), (keyed[i][0], False))
                      for i in busy], with_entries)
 
+        written: dict[tuple[str, str], dict[str, Any] | None] = {}
+        written_writer: list[dict[str, Any]] = []
         tx.read([idb.get(META, WRITER), *(idb.get(RECORDS, k) for k, _ in keyed)], with_rows)
         await tx.done()
+        self._writer_row = written_writer[0]
+        self._remember(written)
         self._publish(notes)
 
     async def get_meta(self, key: str) -> Any:
@@ -484,6 +611,7 @@ class LocalCollection:
         if not keys:
             return []
         rows = await self.db._read([idb.get(RECORDS, [self.name, k]) for k in keys])
+        self.db._remember({(self.name, k): r for k, r in zip(keys, rows, strict=True)})
         return [RecordRow.from_row(r).value if r else None for r in rows]
 
     def _range(self, index: str | None, equals: Any, lower: Any, upper: Any,
@@ -527,6 +655,8 @@ class LocalCollection:
         if limit == 0:
             return []
         rows = await self.db._read([idb.get_all(RECORDS, ix, lo, hi, limit, reverse)])
+        if len(rows[0]) <= _REMEMBER_READS:
+            self.db._remember({(r["k"][0], r["k"][1]): r for r in rows[0]})
         return [_doc(r) for r in rows[0]]
 
     async def count(self, index: str | None = None, *, equals: Any = _UNSET,
@@ -597,19 +727,23 @@ class Outbox:
                     row = by_record.get((e.collection, e.key))
                     if row is not None and row.pending and row.pending.order == e.order:
                         changed_rows.append(RecordRow(**{**row.__dict__, "pending": None}))
+                stored = {(r.collection, r.key): r.to_row(_declared(db.schema, r.collection))
+                          for r in changed_rows}
                 tx.write([
                     (OUTBOX, "put", [e.to_row() for e in taken.updated]),
-                    (RECORDS, "put", [r.to_row(_declared(db.schema, r.collection))
-                                      for r in changed_rows]),
+                    (RECORDS, "put", list(stored.values())),
                     (META, "put", [_meta("next_mutation_id", taken.next_mutation_id)]),
                 ])
                 box.append(taken.batch)
+                written.update(stored)
 
             tx.read([idb.get(RECORDS, list(rec)) for rec in records], second)
 
+        written: dict[tuple[str, str], dict[str, Any] | None] = {}
         tx.read([idb.get(META, "next_mutation_id"), idb.get_all(OUTBOX, "wire"),
                  idb.get_all(OUTBOX, "pending", limit=limit * 4)], first)
         await tx.done()
+        db._remember(written)
         return PushRequest(db.client_id, tuple(e.to_mutation() for e in box[0]))
 
     async def acknowledge(self, response: PushResponse) -> list[MutationResult]:
@@ -644,19 +778,23 @@ class Outbox:
                     after = new.value if new else None
                     if after != row.value:
                         notes.append(Change(e.collection, e.key, after, "server"))
+                stored = {rec: r.to_row(_declared(db.schema, r.collection)) if r else None
+                          for rec, r in current.items()}
                 tx.write([
                     (OUTBOX, "delete", [e.order for e in acked]),
-                    (RECORDS, "put", [r.to_row(_declared(db.schema, r.collection))
-                                      for r in current.values() if r]),
-                    (RECORDS, "delete", [list(rec) for rec, r in current.items() if r is None]),
+                    (RECORDS, "put", [r for r in stored.values() if r is not None]),
+                    (RECORDS, "delete", [list(rec) for rec, r in stored.items() if r is None]),
                     (META, "put", [_meta("next_mutation_id", next_id)]),
                 ])
+                written.update(stored)
 
             tx.read([idb.get(RECORDS, list(rec)) for rec in records], second)
 
+        written: dict[tuple[str, str], dict[str, Any] | None] = {}
         tx.read([idb.get(META, "next_mutation_id"),
                  idb.get_all(OUTBOX, "wire", upper=(response.last_mutation_id, False))], first)
         await tx.done()
+        db._remember(written)
         db._publish(notes)
         return [results[i] for i in sorted(results)]
 

@@ -374,3 +374,66 @@ await js.eval('''(name) => new Promise((ok) => {
 [db.closed, await error_of(db.collection("todos").get("a")), db.close(), db.close()]
 """)
     assert result == [True, "DatabaseClosed", None, None]  # closing again is harmless
+
+
+# Two connections in one page behave as two tabs, and deterministically so: a write resumes in
+# its transaction's complete event, before the other connection's BroadcastChannel message
+# (a later task) can tell it that what it cached is out of date.
+STALE_SETUP = """
+db1 = await fresh("{name}")
+db2 = await pysync.open_database("{name}", SCHEMA)
+read_first = []
+slow = db1._write_read_first
+async def counted(*args):
+    read_first.append(args[2])
+    return await slow(*args)
+db1._write_read_first = counted
+"""
+
+
+def test_a_write_over_a_row_another_tab_changed_meanwhile_coalesces_with_its_edit(
+        page: Page) -> None:
+    result = py(page, STALE_SETUP.format(name="stale-row") + """
+await db1.collection("todos").put("x", {"title": "a"})
+await db2.collection("todos").patch("x", {"done": True})
+await db1.collection("todos").patch("x", {"rank": 3})
+await db1.collection("todos").put("y", {"title": "b"})
+orders = [e.order for e in await db1.outbox.entries()]
+[await db1.collection("todos").get("x"), await outbox(db1), orders == sorted(set(orders)),
+ read_first]
+""")
+    value, entries, ordered, read_first = result
+    assert value == {"title": "a", "done": True, "rank": 3}
+    assert entries == [["put", "x", {"title": "a", "done": True, "rank": 3}, None],
+                       ["put", "y", {"title": "b"}, None]]
+    assert ordered
+    assert read_first == [["x"]]  # the cached row failed its check: read, then written
+
+
+def test_a_put_over_a_record_this_tab_never_saw_replaces_it_with_one_outbox_entry(
+        page: Page) -> None:
+    result = py(page, STALE_SETUP.format(name="unseen-row") + """
+await db2.collection("todos").put("z", {"title": "from db2", "done": False})
+await db1.collection("todos").put("z", {"title": "from db1"})
+[await db2.collection("todos").get("z"), await outbox(db2), read_first]
+""")
+    assert result == [{"title": "from db1"}, [["put", "z", {"title": "from db1"}, None]],
+                      [["z"]]]
+
+
+def test_another_tabs_watchers_hear_of_a_fast_write_and_a_delete(page: Page) -> None:
+    result = py(page, """
+import asyncio
+db1 = await fresh("announce")
+db2 = await pysync.open_database("announce", SCHEMA)
+heard = []
+db2.watch(lambda changes: heard.extend([c.key, c.value, c.origin] for c in changes))
+await db1.collection("todos").put("k", {"title": "t", "tags": [1, 2]})
+await db1.collection("todos").delete("k")
+for _ in range(250):
+    if len(heard) == 2:
+        break
+    await asyncio.sleep(0.02)
+heard
+""")
+    assert result == [["k", {"title": "t", "tags": [1, 2]}, "tab"], ["k", None, "tab"]]
