@@ -5,8 +5,10 @@
 The raw JS baseline writes the same bytes pysync writes: for every record, the record row
 (value as JSON text, computed index keys) and the outbox entry, built by pysync before the
 clock starts, into a database with the same stores and indexes; one transaction for the bulk
-write, one transaction per record for single writes. pysync additionally reads each record
-(and the meta rows) inside the transaction to coalesce, which the baseline does not.
+write, one transaction per record for single writes. pysync additionally checks (single
+writes: reads and compares inside the same transaction, without waiting for the read) or reads
+(bulk: which keys exist) each record and the writer meta row, and writes the writer row: the
+baseline does neither.
 """
 
 from __future__ import annotations
