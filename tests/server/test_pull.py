@@ -178,7 +178,7 @@ ops = st.lists(st.one_of(
 ), min_size=1, max_size=10)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(ops=ops)
 def test_snapshot_plus_deltas_equals_a_fresh_snapshot(store: Store, ops: list[Any]) -> None:
