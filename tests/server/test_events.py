@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from server.app import create_app
+from server.auth import Principal
+from server.events import issue_ticket
 from tests.server.feed_support import Store
 from tests.support import serve
 
@@ -87,8 +89,6 @@ def test_a_ticket_works_once(http: httpx.Client) -> None:
 
 
 def test_an_expired_ticket_is_refused(store: Store, http: httpx.Client) -> None:
-    from server.auth import Principal
-    from server.events import issue_ticket
     t = issue_ticket(store.ctx.dynamodb, store.ctx.tables, Principal.for_user("ann"), -1.0)
     r = http.get("/v1/events", params={"ticket": t})
     assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
