@@ -17,7 +17,7 @@ Images are DynamoDB-typed attribute maps (`{"S": "x"}`), with B as bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 AttrMap: TypeAlias = dict[str, Any]  # attribute name -> typed AttributeValue
@@ -54,6 +54,7 @@ class StampForeign:
     version: int
     changed_fields: tuple[str, ...]
     fh: AttrMap  # the item's current per-field HLC map (typed), to extend
+    fields: AttrMap = field(default_factory=dict)  # the record's fields this version covers
 
 
 @dataclass(frozen=True)
@@ -140,10 +141,11 @@ def classify(record: dict[str, Any]) -> Action | None:
         restamp = None
         if old is not None and old_v is None:
             restamp = StampForeign(scope, item_key, new_v, new_v + 1,
-                                   changed_fields(old, new), new.get("_fh", {}).get("M") or {})
+                                   changed_fields(old, new), new.get("_fh", {}).get("M") or {},
+                                   record_fields(new))
         return LogEntry(scope, item_key, new_v, deleted,
                         {} if deleted else record_fields(new),
                         _string(new, "_hlc"), _string(new, "_w"), seq, restamp)
     fh = new.get("_fh", {}).get("M") or {}
     return StampForeign(scope, item_key, new_v, max(old_v or 0, new_v or 0) + 1,
-                        changed_fields(old, new), fh)
+                        changed_fields(old, new), fh, record_fields(new))

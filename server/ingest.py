@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from pysync.hlc import HybridClock
 from server.changelog import ChangeLog
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify
+from server.records import field_hash, from_native
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ log = logging.getLogger("pysync.feed")
 
 EXTERNAL_WRITER = "external"  # `_w` of versions the feed gave to other programs' writes
 _clock = HybridClock("feed")
+_deserializer = TypeDeserializer()
 ForeignAction = TypeVar("ForeignAction", StampForeign, TombstoneForeign)
 
 
@@ -108,8 +111,13 @@ class Ingestor:
         fh = dict(action.fh)
         for name in action.changed_fields:
             fh[name] = hlc
+        # `_h` (server/records.py): the hashes of the fields this version covers, so that a
+        # later outside UpdateItem that keeps the meta is still seen as foreign by a push.
+        hashes = {name: {"S": field_hash(from_native(_deserializer.deserialize(value)))}
+                  for name, value in action.fields.items()}
         values: dict[str, Any] = {":v": {"N": str(action.version)}, ":h": hlc,
-                                  ":w": {"S": EXTERNAL_WRITER}, ":fh": {"M": fh}}
+                                  ":w": {"S": EXTERNAL_WRITER}, ":fh": {"M": fh},
+                                  ":hh": {"M": hashes}}
         if action.expected_version is None:
             condition = "attribute_exists(pk) AND attribute_not_exists(#v)"
         else:
@@ -118,9 +126,10 @@ class Ingestor:
         self._conditional(lambda: self.client.update_item(
             TableName=self.tables.items,
             Key={"pk": {"S": action.scope}, "sk": {"S": action.item_key}},
-            UpdateExpression="SET #v = :v, #h = :h, #w = :w, #fh = :fh",
+            UpdateExpression="SET #v = :v, #h = :h, #w = :w, #fh = :fh, #hh = :hh",
             ConditionExpression=condition,
-            ExpressionAttributeNames={"#v": "_v", "#h": "_hlc", "#w": "_w", "#fh": "_fh"},
+            ExpressionAttributeNames={"#v": "_v", "#h": "_hlc", "#w": "_w", "#fh": "_fh",
+                                      "#hh": "_h"},
             ExpressionAttributeValues=values,
         ))
 

@@ -291,3 +291,19 @@ def test_concurrent_writers_across_many_scopes_are_logged_in_order_without_skips
             assert [v for k, v in got if k == f"w{w}"] == list(range(1, per_writer + 1))
         positions = [p for p, _, _, _ in entries_summary(store.log(s))]
         assert positions == list(range(1, len(positions) + 1))
+
+
+def test_a_stamp_records_field_hashes_so_a_later_outside_update_stays_detectable(
+        store: Store) -> None:
+    from server.records import decode_item, field_hash
+
+    store.put(A, "todos", "t1", title="Milk", n=1)
+    feed = store.feed()
+    step_until(feed, lambda: store.log(A))
+    stamped = store.item(A, "todos", "t1")
+    assert stamped is not None
+    assert decode_item(stamped, "todos", "t1").foreign_fields == frozenset()
+    assert stamped["_h"]["M"] == {"title": {"S": field_hash("Milk")}, "n": {"S": field_hash(1)}}
+    store.update(A, "todos", "t1", n=2)  # another outside write, keeping the stamped meta
+    changed = store.item(A, "todos", "t1")
+    assert changed is not None and changed["_h"]["M"]["n"] != {"S": field_hash(2)}

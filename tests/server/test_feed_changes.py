@@ -40,7 +40,8 @@ def test_a_tombstone_is_logged_as_a_delete_without_fields() -> None:
 def test_an_update_that_keeps_the_version_is_stamped_with_the_changed_fields() -> None:
     action = classify(record("MODIFY", {"_v": {"N": "3"}, "a": {"S": "x"}, "b": {"N": "2"}},
                              {"_v": {"N": "3"}, "a": {"S": "x"}, "b": {"N": "1"}, "c": {"S": "y"}}))
-    assert action == StampForeign("u#a", "todos#t1", 3, 4, ("b", "c"), {})
+    assert action == StampForeign("u#a", "todos#t1", 3, 4, ("b", "c"), {},
+                                  {"a": {"S": "x"}, "b": {"N": "2"}})
 
 
 def test_a_put_without_meta_over_a_versioned_item_continues_its_versions() -> None:
