@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from server.dynamo_local import DynamoDBLocal
+
+E2E = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last. Playwright's sync API keeps an asyncio loop running in the
+    main thread from its first use to the end of the session, and `asyncio.run` (which the
+    CPython tests use) refuses to start while one is running."""
+    items.sort(key=lambda item: E2E in Path(str(item.path)).parents)
 
 
 @pytest.fixture(scope="session")
