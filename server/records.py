@@ -36,8 +36,8 @@ META_ATTRIBUTES = frozenset({"_v", "_hlc", "_fh", "_h", "_del", "_ttl", "_w"})
 KEY_ATTRIBUTES = frozenset({"pk", "sk"})
 TOMBSTONE_TTL_SECONDS = 30 * 24 * 3600
 # `_w` of the versions the change feed gives to other programs' writes when it stamps them
-# (server/ingest.py EXTERNAL_WRITER). The feed does not maintain `_h`: a stamped item is
-# taken as adopted at its `_v`.
+# (server/ingest.py EXTERNAL_WRITER). The stamp writes `_h` too, so a second outside write
+# landing after the stamp is still seen as foreign.
 FEED_STAMP_WRITER = "external"
 MAX_ITEM_BYTES = 400 * 1024
 
@@ -148,8 +148,6 @@ def decode_item(item: Mapping[str, Any] | None, collection: str, key: str) -> St
     )
     # A foreign change that kept the meta (an UpdateItem) counts as one more version; an
     # item without meta has no version until pysync adopts it (server.push).
-    if stored_v is not None and attrs.get("_w") == FEED_STAMP_WRITER:
-        foreign = frozenset()
     version = int(stored_v) + (1 if foreign else 0) if stored_v is not None else 0
     state = RecordState(
         fields=fields, version=version, hlc=str(attrs.get("_hlc") or ""),

@@ -47,3 +47,16 @@ def test_a_direct_update_stamped_by_the_feed_is_taken_at_the_feeds_version(
     assert [(r.status, r.version) for r in resp.results] == [("applied", 3)]
     item = store.item("u#alice", "accounts", "a1")
     assert item is not None and item["balance"] == {"N": "7"} and item["owner"] == {"S": "you"}
+
+
+def test_a_second_direct_update_after_the_feeds_stamp_is_not_overwritten_by_a_stale_push(
+        dynamodb_local: DynamoDBLocal) -> None:
+    store = Store.create(dynamodb_local, schema=TEST_SCHEMA)
+    assert push(store, 1, None, balance=1).results[0].version == 1
+    store.update("u#alice", "accounts", "a1", balance=7)  # another program
+    drain(store.feed(), store)  # stamped at version 2, with `_h`
+    store.update("u#alice", "accounts", "a1", balance=9)  # again, before the feed stamps it
+    stale = push(store, 2, 2, balance=2)  # based on the stamped version 2
+    assert stale.results[0].status == "conflict"
+    item = store.item("u#alice", "accounts", "a1")
+    assert item is not None and item["balance"] == {"N": "9"}
