@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> None:
         names = ensure_tables(ServerContext.from_settings(settings).dynamodb,
                               settings.table_prefix)
         print(f"tables ready: {names.items}, {names.clients}, {names.log}, {names.feed}")
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        # Open SSE streams never end by themselves: without a bound, Ctrl-C would wait on them.
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
+                    timeout_graceful_shutdown=3)
     finally:
         if local is not None:
             local.stop()

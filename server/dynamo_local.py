@@ -50,7 +50,8 @@ class DynamoDBLocal:
     """A DynamoDB Local child process. Use as a context manager or call start()/stop()."""
 
     def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
-        self.data_dir = data_dir
+        # Absolute: DynamoDB Local runs in its jar folder, where a relative path means nothing.
+        self.data_dir = data_dir.resolve() if data_dir is not None else None
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None

@@ -41,6 +41,14 @@ def test_data_survives_a_restart_with_a_data_dir_and_stop_ends_the_process(
         assert item["title"] == {"S": "kept"}
 
 
+def test_a_relative_data_dir_is_taken_from_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # as `make demo` passes data/dynamodb from the project root
+    with DynamoDBLocal(data_dir=Path("data/dynamodb")) as local:
+        ensure_tables(local_client(local.endpoint), "demo_")
+    assert any((tmp_path / "data" / "dynamodb").iterdir())
+
+
 def test_table_creation_is_idempotent_and_sets_streams_and_ttl(
         dynamodb_local: DynamoDBLocal) -> None:
     client = local_client(dynamodb_local.endpoint)
