@@ -140,19 +140,25 @@ def _client_error(code: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
 
 
+def _fail_get_records_once(store: Store, code: str) -> dict[str, int]:
+    """Make the next GetRecords raise the real AWS error `code`; "left" drops to 0 when it did."""
+    injected = {"left": 1}
+
+    def fail(**kwargs: Any) -> None:
+        if injected["left"]:
+            injected["left"] -= 1
+            raise _client_error(code, "GetRecords")
+
+    store.ctx.streams.meta.events.register("before-call.dynamodbstreams.GetRecords", fail)
+    return injected
+
+
 def test_expired_iterator_is_replaced_without_losing_records(store: Store) -> None:
     # DynamoDB Local never expires an iterator: a botocore hook raises the real error once.
     feed = store.feed()
     store.put(A, "todos", "t0", _v=1)
     step_until(feed, lambda: store.log(A))
-    injected = {"left": 1}
-
-    def expire(**kwargs: Any) -> None:
-        if injected["left"]:
-            injected["left"] -= 1
-            raise _client_error("ExpiredIteratorException", "GetRecords")
-
-    store.ctx.streams.meta.events.register("before-call.dynamodbstreams.GetRecords", expire)
+    injected = _fail_get_records_once(store, "ExpiredIteratorException")
     store.put(A, "todos", "t1", _v=1)
     store.put(A, "todos", "t2", _v=1)
     step_until(feed, lambda: len(store.log(A)) == 3)
@@ -228,14 +234,7 @@ def test_trimmed_iterator_with_an_intact_checkpoint_loses_nothing(store: Store) 
     feed = store.feed()
     store.put(A, "todos", "t0", _v=1)
     step_until(feed, lambda: store.log(A))
-    injected = {"left": 1}
-
-    def trimmed(**kwargs: Any) -> None:
-        if injected["left"]:
-            injected["left"] -= 1
-            raise _client_error("TrimmedDataAccessException", "GetRecords")
-
-    store.ctx.streams.meta.events.register("before-call.dynamodbstreams.GetRecords", trimmed)
+    injected = _fail_get_records_once(store, "TrimmedDataAccessException")
     store.put(A, "todos", "t1", _v=1)
     step_until(feed, lambda: len(store.log(A)) == 2)
     assert injected["left"] == 0

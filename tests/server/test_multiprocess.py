@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from server.assets import ensure_pysync_wheel
-from server.dynamo_local import DynamoDBLocal, free_port
+from server.dynamo_local import DynamoDBLocal, free_port, terminate
 from server.paths import ROOT
 from server.tables import TableNames
 from tests.server.feed_support import Store, entries_summary, wait_for
@@ -56,13 +56,7 @@ def server_process(local: DynamoDBLocal, prefix: str, *, feed: bool) -> Iterator
                 time.sleep(0.1)
             yield url, proc
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            terminate(proc)
 
 
 @pytest.fixture(scope="module", autouse=True)
