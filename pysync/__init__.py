@@ -1,5 +1,7 @@
 """pysync: an offline-first local database on IndexedDB, synced with DynamoDB."""
 
+from typing import TYPE_CHECKING, Any
+
 from pysync.errors import (
     ConstraintViolation,
     DatabaseClosed,
@@ -10,11 +12,28 @@ from pysync.errors import (
     SchemaError,
     StorageError,
     StorageFull,
+    SyncError,
     TransactionAborted,
 )
 from pysync.hlc import HybridClock, Stamp
 from pysync.schema import Collection, Index, Schema, Strategy
 from pysync.store import Change, Database, Doc, LocalCollection, delete_database, open_database
+
+if TYPE_CHECKING:
+    from pysync.client import SyncClient, SyncStatus, dev_token_provider
+
+_LAZY = {"SyncClient", "SyncStatus", "dev_token_provider"}
+
+
+def __getattr__(name: str) -> Any:
+    # The sync client pulls in httpx: imported on first use, so a page that only uses the
+    # local store does not pay for it at boot.
+    if name in _LAZY:
+        from pysync import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'pysync' has no attribute {name!r}")
+
 
 __all__ = [
     "Change",
@@ -36,7 +55,11 @@ __all__ = [
     "StorageError",
     "StorageFull",
     "Strategy",
+    "SyncClient",
+    "SyncError",
+    "SyncStatus",
     "TransactionAborted",
     "delete_database",
+    "dev_token_provider",
     "open_database",
 ]

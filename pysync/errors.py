@@ -98,3 +98,17 @@ class StoreUnavailable(PysyncError):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"the store is busy: retry after {retry_after:g} s")
         self.retry_after = retry_after
+
+
+class SyncError(PysyncError):
+    """The sync client could not push or pull. `code` is the server's error code (or
+    "unreachable" when no answer came); `transient` errors are retried with a backoff."""
+
+    def __init__(self, code: str, message: str, *, status: int | None = None,
+                 transient: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.transient = transient
+        self.retry_after = retry_after

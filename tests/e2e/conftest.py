@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,8 +14,13 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from server.app import create_app
 from server.assets import ensure_pysync_wheel
 from server.config import Settings
+from server.db import dynamodb_client
 from server.dynamo_local import DynamoDBLocal
+from server.tables import TableNames
 from tests.support import serve
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -42,12 +48,44 @@ def live_server(dynamodb_local: DynamoDBLocal) -> Iterator[str]:
         yield url
 
 
+@dataclass(frozen=True)
+class SyncServer:
+    url: str
+    tables: TableNames
+    dynamodb: DynamoDBClient
+
+
+@pytest.fixture(scope="session")
+def sync_server(dynamodb_local: DynamoDBLocal) -> Iterator[SyncServer]:
+    """A dev server with the change feed on (short polls), for the sync tests. Tests share
+    it and keep apart by using their own user (scope)."""
+    ensure_pysync_wheel()
+    prefix = f"sync{uuid.uuid4().hex[:8]}_"
+    settings = Settings(dev=True, dynamodb_endpoint=dynamodb_local.endpoint, table_prefix=prefix,
+                        feed_enabled=True, feed_poll_s=0.05, events_poll_s=0.1,
+                        rate_limit_per_s=0)
+    with serve(create_app(settings)) as url:
+        yield SyncServer(url, TableNames.with_prefix(prefix), dynamodb_client(settings))
+
+
 class ForeignRequest(AssertionError):
     pass
 
 
 def open_test_page(context: BrowserContext, base_url: str) -> Page:
     """A page on test.html with pysync booted; fails the test on any request to another origin."""
+    return open_test_pages([context], base_url)[0]
+
+
+def open_test_pages(contexts: list[BrowserContext], base_url: str) -> list[Page]:
+    """One booted test page per context; the pages boot Pyodide at the same time."""
+    pages = [_goto_test_page(context, base_url) for context in contexts]
+    for page in pages:
+        _wait_for_boot(page)
+    return pages
+
+
+def _goto_test_page(context: BrowserContext, base_url: str) -> Page:
     page = context.new_page()
     origin = urlsplit(base_url).netloc
     foreign: list[str] = []
@@ -60,11 +98,14 @@ def open_test_page(context: BrowserContext, base_url: str) -> Page:
 
     page.on("request", check)
     page.goto(f"{base_url}/test.html")
+    page.__dict__["foreign_requests"] = foreign
+    return page
+
+
+def _wait_for_boot(page: Page) -> None:
     page.wait_for_function("window.pysyncTest !== undefined", timeout=BOOT_TIMEOUT_MS)
     page.evaluate("window.pysyncTest.ready")  # rejects, and so fails here, if the boot failed
     page.set_default_timeout(60_000)
-    page.__dict__["foreign_requests"] = foreign
-    return page
 
 
 @pytest.fixture
@@ -81,4 +122,4 @@ def run_py(page: Page, code: str) -> Any:
     return page.evaluate("code => window.pysyncTest.run(code)", code)
 
 
-__all__ = ["Browser", "open_test_page", "run_py"]
+__all__ = ["Browser", "SyncServer", "open_test_page", "open_test_pages", "run_py"]

@@ -1,4 +1,6 @@
 # The demo todo app: app code in Python, on pysync's local store. Run by index.html after boot.
+# Without a name it keeps todos on this device only; with one (a dev token from the server
+# in dev mode) it syncs them with every device signed in with the same name.
 import asyncio
 import uuid
 
@@ -7,12 +9,18 @@ from pyodide.ffi import create_proxy
 
 import pysync
 from pysync import Collection, Index, Schema
+from pysync.client import SyncClient, dev_token_provider
 
 SCHEMA = Schema(Collection("todos", indexes=(Index("by_created", "created"),)))
 document = js.document
 status = document.getElementById("status")
 title_input = document.getElementById("title")
 add_button = document.getElementById("add-button")
+user_input = document.getElementById("user")
+account_button = document.getElementById("account-button")
+sync_line = document.getElementById("sync")
+USER_KEY = "pysync-demo-user"
+shown_pending = None
 todo_list = document.getElementById("list")
 _tasks = set()
 
@@ -96,23 +104,65 @@ def on_list_event(event):
         spawn(todos.delete(key))
 
 
+def on_account(event):
+    # One local database per user: switching user reloads the page with the other database.
+    event.preventDefault()
+    if user:
+        js.localStorage.removeItem(USER_KEY)
+    elif user_input.value.strip():
+        js.localStorage.setItem(USER_KEY, user_input.value.strip())
+    js.location.reload()
+
+
+def show_sync(s):
+    # An acknowledgement changes no value (so no watch callback) but ends "local" marks.
+    global shown_pending
+    if s.pending != shown_pending:
+        shown_pending = s.pending
+        spawn(render())
+    if s.last_error:
+        text = f"sync problem ({s.last_error}); retrying"
+    elif not s.online:
+        text = "offline: changes will sync when the network is back"
+    elif not s.leader:
+        text = "another tab of this browser is syncing"
+    elif s.syncing:
+        text = "syncing…"
+    else:
+        text = f"synced as {user}"
+    sync_line.textContent = text
+    sync_line.classList.toggle("error", bool(s.last_error))
+
+
 def show_network(_event=None):
     document.getElementById("network").textContent = \
         "online" if js.navigator.onLine else "offline: still works, changes stay local"
 
 
-db = await pysync.open_database("pysync-demo", SCHEMA)
+user = js.localStorage.getItem(USER_KEY) or None
+db = await pysync.open_database(f"pysync-demo:{user}" if user else "pysync-demo", SCHEMA)
 todos = db.collection("todos")
 # Local writes, other tabs and (later) the server all come through watch.
 db.watch(lambda changes: spawn(render()))
-_listeners = [create_proxy(f) for f in (on_submit, on_list_event, show_network)]
+_listeners = [create_proxy(f) for f in (on_submit, on_list_event, show_network, on_account)]
 document.getElementById("add").addEventListener("submit", _listeners[0])
+document.getElementById("account").addEventListener("submit", _listeners[3])
 todo_list.addEventListener("change", _listeners[1])
 todo_list.addEventListener("click", _listeners[1])
 js.window.addEventListener("online", _listeners[2])
 js.window.addEventListener("offline", _listeners[2])
 show_network()
 await render()
+if user:
+    user_input.value = user
+    user_input.readOnly = True
+    account_button.textContent = "Sign out"
+    base = js.location.origin
+    sync = SyncClient(db, base, dev_token_provider(base, user), on_status=show_sync)
+    await sync.start()
+    show_sync(sync.status)
+user_input.disabled = False
+account_button.disabled = False
 title_input.disabled = False
 add_button.disabled = False
 title_input.focus()
