@@ -107,6 +107,7 @@ class SyncClient:
         self._http = http
         self._own_http = http is None
         self._token: str | None = None
+        self._token_lock = asyncio.Lock()
         self._need_push = False
         self._need_pull = False
         self._wake = asyncio.Event()  # a round is wanted
@@ -274,8 +275,10 @@ class SyncClient:
     async def _request(self, method: str, path: str, *, body: Any = None,
                        params: dict[str, str] | None = None) -> Any:
         assert self._http is not None
+        token: str | None = None
         for attempt in range(2):
-            headers = {"Authorization": f"Bearer {await self._bearer(refresh=attempt > 0)}"}
+            token = await self._bearer(stale=token if attempt else None)
+            headers = {"Authorization": f"Bearer {token}"}
             content = None
             if body is not None:
                 content = dumps(body).encode()
@@ -294,15 +297,21 @@ class SyncClient:
             raise _error(answer)
         raise AssertionError("unreachable")
 
-    async def _bearer(self, refresh: bool) -> str:
-        if refresh or self._token is None:
-            try:
-                self._token = await self.token_provider()
-            except SyncError:
-                raise
-            except Exception as e:
-                raise SyncError("no_token", f"the token provider failed: {e}") from None
-        return self._token
+    async def _bearer(self, stale: str | None = None) -> str:
+        """The token; a new one if `stale` (refused with a 401) is still the current one.
+
+        Requests refused at the same time (a push and the events ticket) ask the provider
+        once: the lock serialises them, and the later ones find the token already replaced.
+        """
+        async with self._token_lock:
+            if self._token is None or (stale is not None and self._token == stale):
+                try:
+                    self._token = await self.token_provider()
+                except SyncError:
+                    raise
+                except Exception as e:
+                    raise SyncError("no_token", f"the token provider failed: {e}") from None
+            return self._token
 
     # ---- triggers -----------------------------------------------------------------------
 

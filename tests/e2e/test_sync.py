@@ -18,11 +18,14 @@ from tests.e2e.conftest import ForeignRequest, SyncServer, open_test_pages, run_
 
 WAIT_S = 30.0
 
-START = """
+IMPORTS = """
 import pysync, js
 from pysync import Schema, Collection
 from pysync.client import SyncClient, dev_token_provider
 base = js.location.origin
+"""
+
+START = IMPORTS + """
 db = await pysync.open_database("sync-%(user)s", Schema(Collection("todos")))
 todos = db["todos"]
 client = SyncClient(db, base, dev_token_provider(base, %(user)r))
@@ -163,3 +166,52 @@ def test_only_one_tab_syncs_and_another_takes_over_when_it_stops(
     finally:
         run_py(second_tab, STOP)
         second_tab.close()
+
+
+def test_a_rejected_token_is_replaced_by_asking_the_provider_again(
+        devices: list[Page], sync_server: SyncServer) -> None:
+    user = new_user()
+    [a] = devices[:1]
+    run_py(a, IMPORTS + f"""
+db = await pysync.open_database("sync-{user}", Schema(Collection("todos")))
+todos = db["todos"]
+calls = []
+real = dev_token_provider(base, {user!r})
+async def provider():
+    calls.append(1)
+    return "not-a-token" if len(calls) == 1 else await real()
+client = SyncClient(db, base, provider)
+await client.start()
+None
+""")
+    run_py(a, "await todos.put('t', {'ok': True}); None")
+    eventually(a, "[client.status.pending, client.status.last_error]", [0, None])
+    assert run_py(a, "len(calls)") == 2
+
+
+def test_a_cursor_the_server_cannot_serve_resets_to_a_snapshot_and_keeps_the_outbox(
+        devices: list[Page], sync_server: SyncServer) -> None:
+    other, user = new_user(), new_user()
+    a, b = devices
+    run_py(a, START % {"user": other})
+    run_py(a, "await todos.put('x', {'of': 'another user'}); await client.sync_now(); None")
+    foreign_cursor = run_py(a, "await db.get_meta('cursor')")
+    assert foreign_cursor
+    run_py(a, STOP)
+    run_py(b, START % {"user": user})
+    run_py(b, "await todos.put('r1', {'from': 'b'}); await client.sync_now(); None")
+
+    # Device A opens the user's database with a pending edit and a cursor of another scope.
+    run_py(a, f"""
+db = await pysync.open_database("sync-{user}", Schema(Collection("todos")))
+todos = db["todos"]
+await todos.put('mine', {{'from': 'a'}})
+await db.apply_server_changes([], {{"cursor": {foreign_cursor!r}}})
+client = SyncClient(db, base, dev_token_provider(base, {user!r}))
+await client.start()
+None
+""")
+    eventually(a, "await todos.get('r1')", {"from": "b"})
+    eventually(b, "await todos.get('mine')", {"from": "a"})
+    assert run_py(a, "await todos.get('x')") is None
+    eventually(a, "[client.status.pending, client.status.last_error]", [0, None])
