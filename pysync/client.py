@@ -123,7 +123,8 @@ class SyncClient:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start syncing in the background (once this tab holds the sync lock)."""
+        """Start syncing in the background. When it returns, `status.leader` tells whether
+        this tab syncs or waits for the tab that does (and takes over when that one stops)."""
         if self._running:
             return
         self._running = True
@@ -131,7 +132,10 @@ class SyncClient:
             self._http = _default_http()
         self._unwatch = self.db.watch(self._on_change)
         self._listen_network()
-        self._spawn(self._main())
+        # Known when start() returns: this tab syncs, or another one does and this waits.
+        leader = await self._acquire_lock(if_available=True)
+        self._set(leader=leader)
+        self._spawn(self._main(leader))
         await self._refresh_pending()
 
     async def stop(self) -> None:
@@ -171,8 +175,9 @@ class SyncClient:
 
     # ---- the rounds ---------------------------------------------------------------------
 
-    async def _main(self) -> None:
-        await self._acquire_lock()
+    async def _main(self, leader: bool) -> None:
+        if not leader:
+            await self._acquire_lock(if_available=False)
         self._set(leader=True)
         self._restart_events()
         self._want(push=True, pull=True)
@@ -378,28 +383,44 @@ class SyncClient:
 
     # ---- browser glue -------------------------------------------------------------------
 
-    async def _acquire_lock(self) -> None:
+    async def _acquire_lock(self, if_available: bool) -> bool:
+        """Take the database's sync lock; False if `if_available` and another tab holds it.
+
+        The lock is held while a promise we resolve in stop() is pending.
+        """
         js = _js()
         if not self.use_lock or js is None or not hasattr(js.navigator, "locks"):
-            return
-        from pyodide.ffi import create_once_callable
+            return True
+        from pyodide.ffi import create_once_callable, to_js
 
-        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        granted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         resolvers: list[Any] = []
 
         def executor(resolve: Any, _reject: Any) -> None:
             resolvers.append(resolve)
 
         held = js.Promise.new(create_once_callable(executor))
-        self._release_lock = resolvers[0]  # resolving `held` releases the lock
 
-        def on_grant(_lock: Any) -> Any:
+        def on_grant(lock: Any) -> Any:
+            if granted.done():  # stopped meanwhile: let the lock go at once
+                return None
+            # Not available: the callback gets JS null, which Pyodide passes as `jsnull`.
+            ok = lock is not None and bool(js.Boolean(lock))
+            granted.set_result(ok)
+            return held if ok else None
+
+        options = to_js({"ifAvailable": if_available}, dict_converter=js.Object.fromEntries)
+        js.navigator.locks.request(f"pysync:sync:{self.db.name}", options,
+                                   create_once_callable(on_grant))
+        try:
+            ok = await granted  # (the once-callables destroy themselves after their call)
+        except asyncio.CancelledError:
             if not granted.done():
-                granted.set_result(None)
-            return held
-
-        js.navigator.locks.request(f"pysync:sync:{self.db.name}", create_once_callable(on_grant))
-        await granted  # (the once-callables destroy themselves after their call)
+                granted.cancel()
+            raise
+        if ok:
+            self._release_lock = resolvers[0]
+        return ok
 
     def _listen_network(self) -> None:
         js = _js()
