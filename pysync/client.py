@@ -164,7 +164,8 @@ class SyncClient:
 
     async def sync_now(self) -> SyncStatus:
         """Push and pull now (skipping any backoff); returns the status after that round.
-        Raises the round's SyncError if it failed. In a tab that does not hold the sync lock
+        Raises the round's SyncError if it failed (code "offline" while the browser is
+        offline: the changes stay queued). In a tab that does not hold the sync lock
         it returns at once: the tab that holds it syncs."""
         if not self._running or not self.status.leader:
             return self.status
@@ -184,10 +185,13 @@ class SyncClient:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            waiters, self._waiters = self._waiters, []
             if not _browser_online():
                 self._set(online=False)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(SyncError("offline", "the browser is offline"))
                 continue  # the online event wakes us
-            waiters, self._waiters = self._waiters, []
             error = await self._round()
             for waiter in waiters:
                 if not waiter.done():

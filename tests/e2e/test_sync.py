@@ -33,6 +33,15 @@ await client.start()
 None
 """
 
+SYNC_NOW_ERROR = """
+async def error_code(coro):
+    try:
+        await coro
+    except pysync.SyncError as e:
+        return e.code
+await error_code(client.sync_now())
+"""
+
 LOCKS = """
 locks = await js.navigator.locks.query()
 [[lock.name for lock in locks.held], [lock.name for lock in locks.pending]]
@@ -120,6 +129,7 @@ def test_offline_writes_reach_the_other_device_once_back_online(
     run_py(a, "await todos.put('t2', {'n': 1}); await todos.patch('t2', {'n': 2}); None")
     run_py(a, "await todos.patch('t2', {'n': 3}); None")
     eventually(a, "[client.status.online, client.status.pending]", [False, 1])
+    assert run_py(a, SYNC_NOW_ERROR) == "offline"
     a.context.set_offline(False)
 
     eventually(b, "await todos.get('t2')", {"n": 3})
