@@ -92,7 +92,8 @@ class FetchTransport(httpx.AsyncBaseTransport):
         pairs = json.loads(js.JSON.stringify(getattr(js.Array, "from")(response.headers)))
         headers = [(k, v) for k, v in pairs if k.lower() not in _DECODED_HEADERS]
         status = int(response.status)
-        reader = response.body.getReader() if response.body else None
+        # No body (204, HEAD) is JS null, which Pyodide passes as `jsnull`, not None.
+        reader = response.body.getReader() if js.Boolean(response.body) else None
         if reader is None:
             return httpx.Response(status, headers=headers, content=b"", request=request)
         stream = _ReaderStream(reader, controller, timeout.get("read"), request)
