@@ -56,17 +56,10 @@ class Api:
 
     def items(self, scope: str) -> list[dict[str, Any]]:
         """Every item of `scope` in the items table, raw, read back with boto3."""
-        out: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.ctx.tables.items, "ConsistentRead": True,
-            "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": scope}},
-        }
-        while True:
-            page = self.ctx.dynamodb.query(**kwargs)
-            out += page["Items"]
-            if "LastEvaluatedKey" not in page:
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        pages = self.ctx.dynamodb.get_paginator("query").paginate(
+            TableName=self.ctx.tables.items, ConsistentRead=True,
+            KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": scope}})
+        return [item for page in pages for item in page["Items"]]
 
 
 def unique_prefix() -> str:

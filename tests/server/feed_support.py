@@ -81,17 +81,11 @@ class Store:
 
     def log(self, scope: str) -> list[dict[str, Any]]:
         """Every log entry of `scope` (not the anchor), in position order."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.ctx.tables.log, "ConsistentRead": True,
-            "KeyConditionExpression": "pk = :p AND sk > :z",
-            "ExpressionAttributeValues": {":p": {"S": scope}, ":z": {"N": "0"}}}
-        while True:
-            out = self.ctx.dynamodb.query(**kwargs)
-            items += out["Items"]
-            if "LastEvaluatedKey" not in out:
-                return items
-            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        pages = self.ctx.dynamodb.get_paginator("query").paginate(
+            TableName=self.ctx.tables.log, ConsistentRead=True,
+            KeyConditionExpression="pk = :p AND sk > :z",
+            ExpressionAttributeValues={":p": {"S": scope}, ":z": {"N": "0"}})
+        return [item for page in pages for item in page["Items"]]
 
     def stream_records(self) -> list[dict[str, Any]]:
         """Every record currently in the items table's stream (all shards, from the start)."""
