@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from server.dynamo_local import free_port
+from server.dynamo_local import free_port, terminate
+from server.paths import ROOT
+
+# Dev tokens of one server process are accepted by the others given the same secret.
+SHARED_SECRET = "a-dev-secret-shared-by-every-server-process-of-a-test"
 
 
 @contextmanager
@@ -32,3 +42,36 @@ def serve(app: ASGIApp, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def server_process(endpoint: str, prefix: str, *, feed: bool,
+                   env: Mapping[str, str] | None = None) -> Iterator[tuple[str, Any]]:
+    """A real `python -m server --dev` process on a free loopback port, against the DynamoDB
+    at `endpoint`; yields (base URL, the Popen). Its output goes to a temporary file, shown
+    if it exits before answering /v1/health."""
+    port = free_port()
+    full_env = {**os.environ, "PYSYNC_JWT_SECRET": SHARED_SECRET, "PYSYNC_TABLE_PREFIX": prefix,
+                "PYSYNC_FEED": "1" if feed else "0", **(env or {})}
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--dev", "--dynamodb", endpoint,
+             "--port", str(port)], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"server exited: {log.read().decode()[-3000:]}")
+                try:
+                    if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start")
+                time.sleep(0.1)
+            yield url, proc
+        finally:
+            terminate(proc)

@@ -3,12 +3,7 @@ processes, and the stream lease taken over when the process working it dies."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -18,45 +13,22 @@ import httpx
 import pytest
 
 from server.assets import ensure_pysync_wheel
-from server.dynamo_local import DynamoDBLocal, free_port, terminate
-from server.paths import ROOT
+from server.dynamo_local import DynamoDBLocal
 from server.tables import TableNames
 from tests.server.feed_support import Store, entries_summary, wait_for
 from tests.server.test_events import Events
+from tests.support import server_process as support_server_process
 
 pytestmark = pytest.mark.dynamodb
 
-SECRET = "a-dev-secret-shared-by-every-process-of-this-test"
+FAST = {"PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_EVENTS_POLL_S": "0.05", "PYSYNC_LEASE_S": "1",
+        "PYSYNC_HEARTBEAT_S": "1"}
 
 
 @contextmanager
 def server_process(local: DynamoDBLocal, prefix: str, *, feed: bool) -> Iterator[tuple[str, Any]]:
-    port = free_port()
-    env = {**os.environ, "PYSYNC_JWT_SECRET": SECRET, "PYSYNC_TABLE_PREFIX": prefix,
-           "PYSYNC_FEED": "1" if feed else "0", "PYSYNC_FEED_POLL_S": "0.02",
-           "PYSYNC_EVENTS_POLL_S": "0.05", "PYSYNC_LEASE_S": "1", "PYSYNC_HEARTBEAT_S": "1"}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--dev", "--dynamodb", local.endpoint,
-             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"server exited: {log.read().decode()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start")
-                time.sleep(0.1)
-            yield url, proc
-        finally:
-            terminate(proc)
+    with support_server_process(local.endpoint, prefix, feed=feed, env=FAST) as started:
+        yield started
 
 
 @pytest.fixture(scope="module", autouse=True)
