@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 WHEELS := web/build/wheels
 PORT ?= 8000
 
-.PHONY: setup demo test bench lint chromium pysync-wheel
+.PHONY: setup demo test bench lint chromium pysync-wheel build-FeedFunction
 
 setup: $(VENV)/.installed chromium web/node_modules/.installed $(WHEELS)/.installed pysync-wheel
 
@@ -54,3 +54,12 @@ bench: setup
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# `sam build` (deploy/template.yaml, BuildMethod makefile) calls this with ARTIFACTS_DIR: the
+# feed Lambda's code is pysync's pure core and server/ as they are; boto3 comes with the
+# Lambda runtime. tests/deploy checks that the result handles a real stream event.
+build-FeedFunction:
+	test -n "$(ARTIFACTS_DIR)"
+	mkdir -p "$(ARTIFACTS_DIR)"
+	cp -r pysync server "$(ARTIFACTS_DIR)/"
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +

@@ -23,7 +23,7 @@ from server.assets import ensure_pysync_wheel
 from server.config import Settings
 from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
-from server.tables import ensure_tables
+from server.tables import TablesMissing, ensure_tables
 
 
 def load_schema(spec: str) -> Schema:
@@ -90,8 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         endpoint = args.dynamodb
     try:
         settings = settings_from(args, endpoint)
-        names = ensure_tables(ServerContext.from_settings(settings).dynamodb,
-                              settings.table_prefix)
+        try:
+            names = ensure_tables(ServerContext.from_settings(settings).dynamodb,
+                                  settings.table_prefix, settings.create_tables)
+        except TablesMissing as e:
+            sys.exit(f"error: {e}")
         print(f"tables ready: {names.items}, {names.clients}, {names.log}, {names.feed}")
         # Open SSE streams never end by themselves: without a bound, Ctrl-C would wait on them.
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",

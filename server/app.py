@@ -32,7 +32,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(ensure_tables, ctx.dynamodb, settings.table_prefix)
+        await run_in_threadpool(ensure_tables, ctx.dynamodb, settings.table_prefix,
+                                settings.create_tables)
         async with realtime(app, ctx):  # poke hub; the feed thread if settings.feed_enabled
             yield
 

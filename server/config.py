@@ -32,6 +32,9 @@ class Settings:
     dynamodb_endpoint: str | None = None
     region: str = "us-east-1"
     table_prefix: str = "pysync_"
+    # Create missing tables at start (off where the tables come from deploy/template.yaml
+    # and the server's role may not create them).
+    create_tables: bool = True
     schema: Schema = field(default_factory=Schema)
     # Auth (docs/api.md). The dev issuer signs HS256 tokens with jwt_secret; set
     # PYSYNC_JWT_SECRET so several dev server processes accept each other's tokens.
@@ -94,6 +97,7 @@ class Settings:
             "cors_allow_credentials": env.get("PYSYNC_CORS_CREDENTIALS", "") == "1",
         }
         values["feed_enabled"] = env.get("PYSYNC_FEED", "1") != "0"
+        values["create_tables"] = env.get("PYSYNC_CREATE_TABLES", "1") != "0"
         for name, var in (("feed_poll_s", "PYSYNC_FEED_POLL_S"), ("lease_s", "PYSYNC_LEASE_S"),
                           ("log_retention_s", "PYSYNC_LOG_RETENTION_S"),
                           ("tombstone_retention_s", "PYSYNC_TOMBSTONE_RETENTION_S"),

@@ -11,7 +11,9 @@
           "epoch") and SSE tickets ("ticket", id; TTL). TTL on ttl. See docs/feed.md.
 
 All tables are PAY_PER_REQUEST. `ensure_tables` creates the missing ones and waits for them;
-it never alters or deletes an existing table, so running it on every start is safe.
+it never alters or deletes an existing table, so running it on every start is safe. Where the
+tables are made by someone else (deploy/template.yaml, whose server role may not create
+tables), `create=False` only checks that they exist.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class TablesMissing(RuntimeError):
+    """Tables the server needs do not exist, and it was told not to create them."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,29 @@ def _create_args(name: str, spec: TableSpec) -> dict[str, Any]:
     return args
 
 
-def ensure_tables(client: DynamoDBClient, prefix: str) -> TableNames:
-    """Create whichever of pysync's tables are missing; return their names."""
+def _missing(client: DynamoDBClient, prefix: str) -> list[str]:
+    missing = []
+    for spec in ALL_TABLES:
+        try:
+            client.describe_table(TableName=prefix + spec.suffix)
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            missing.append(prefix + spec.suffix)
+    return missing
+
+
+def ensure_tables(client: DynamoDBClient, prefix: str, create: bool = True) -> TableNames:
+    """Create whichever of pysync's tables are missing (with `create=False`, raise
+    TablesMissing instead); return their names."""
     names = TableNames.with_prefix(prefix)
+    if not create:
+        missing = _missing(client, prefix)
+        if missing:
+            raise TablesMissing(f"tables missing: {', '.join(missing)} (table creation is off, "
+                                "PYSYNC_CREATE_TABLES=0: create them first, e.g. with "
+                                "deploy/template.yaml)")
+        return names
     created: list[tuple[str, TableSpec]] = []
     for spec in ALL_TABLES:
         name = prefix + spec.suffix

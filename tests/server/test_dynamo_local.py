@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from pysync.errors import SchemaError
 from server.__main__ import load_schema, parser, settings_from
 from server.dynamo_local import DynamoDBLocal, local_client
-from server.tables import ensure_tables
+from server.tables import TablesMissing, ensure_tables
 from tests.server.conftest import TEST_SCHEMA
 
 pytestmark = pytest.mark.dynamodb
@@ -124,3 +125,30 @@ def test_stopping_the_server_with_sigterm_stops_its_embedded_dynamodb_local() ->
     while port_open(dynamodb_port) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not port_open(dynamodb_port)
+
+
+def test_with_creation_off_missing_tables_are_named_and_none_is_created(
+        dynamodb_local: DynamoDBLocal) -> None:
+    client = local_client(dynamodb_local.endpoint)
+    prefix = f"nocreate{uuid.uuid4().hex[:8]}_"
+    with pytest.raises(TablesMissing, match=f"{prefix}items, {prefix}clients"):
+        ensure_tables(client, prefix, create=False)
+    assert not [t for t in client.list_tables(ExclusiveStartTableName=prefix[:-1])["TableNames"]
+                if t.startswith(prefix)]
+
+
+def test_with_creation_off_existing_tables_are_accepted(dynamodb_local: DynamoDBLocal) -> None:
+    client = local_client(dynamodb_local.endpoint)
+    prefix = f"made{uuid.uuid4().hex[:8]}_"
+    names = ensure_tables(client, prefix)
+    assert ensure_tables(client, prefix, create=False) == names
+
+
+def test_the_server_exits_with_a_clear_message_when_tables_are_missing_and_creation_is_off(
+        dynamodb_local: DynamoDBLocal) -> None:
+    env = {**os.environ, "PYSYNC_CREATE_TABLES": "0",
+           "PYSYNC_TABLE_PREFIX": f"absent{uuid.uuid4().hex[:8]}_"}
+    done = subprocess.run([sys.executable, "-m", "server", "--dynamodb", dynamodb_local.endpoint,
+                           "--port", "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode != 0
+    assert "tables missing" in done.stderr and "Traceback" not in done.stderr
