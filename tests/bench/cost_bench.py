@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import uuid
-from collections import Counter
 from typing import Any
 
 import httpx
@@ -56,7 +55,7 @@ class Meter:
     """Request units consumed by one boto3 client's calls, read and write apart."""
 
     def __init__(self) -> None:
-        self.units: Counter[str] = Counter()
+        self.units: dict[str, float] = {"read": 0.0, "write": 0.0}
 
     def attach(self, client: Any) -> None:
         events = client.meta.events
@@ -83,7 +82,7 @@ class Meter:
     def take(self) -> tuple[float, float]:
         """(read units, write units) since the last take."""
         read, write = self.units["read"], self.units["write"]
-        self.units.clear()
+        self.units = {"read": 0.0, "write": 0.0}
         return read, write
 
 

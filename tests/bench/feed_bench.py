@@ -114,7 +114,7 @@ def fill(ctx: ServerContext, scope: str, records: int) -> None:
             for n in range(start, min(start + 25, records))]
         todo: dict[str, Any] = {ctx.tables.items: requests}
         while todo:
-            todo = dict(ctx.dynamodb.batch_write_item(RequestItems=todo)  # type: ignore[arg-type]
+            todo = dict(ctx.dynamodb.batch_write_item(RequestItems=todo)
                         .get("UnprocessedItems") or {})
 
     with ThreadPoolExecutor(8) as pool:

@@ -49,7 +49,7 @@ def raw_item(scope: str, i: int) -> dict[str, Any]:
             "rank": {"N": str(i)}}
 
 
-def timed(fn: Callable[[], None]) -> float:
+def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -151,14 +151,15 @@ def designs(local: DynamoDBLocal, names: TableNames, n: int) -> dict[str, float]
         for s in range(0, n, 99):
             ids = range(s, min(n, s + 99))
             read(f"u#tx{run}", ids)
-            client.transact_write_items(TransactItems=[
+            actions: list[Any] = [
                 *({"Put": {"TableName": items, "Item": raw_item(f"u#tx{run}", i),
                            "ConditionExpression": "attribute_not_exists(pk)"}} for i in ids),
                 {"Update": {"TableName": clients, "Key": key,
                             "UpdateExpression": "SET lmid = :n",
                             "ConditionExpression": "lmid = :o",
                             "ExpressionAttributeValues": {":n": {"N": str(ids.stop)},
-                                                          ":o": {"N": str(s)}}}}])
+                                                          ":o": {"N": str(s)}}}}]
+            client.transact_write_items(TransactItems=actions)
 
     return {"BatchWriteItem (baseline)": n / timed(
                 lambda: batch_write(client, items, f"u#base{run}", range(n))),

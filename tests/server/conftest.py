@@ -70,7 +70,7 @@ def read_stream(ctx: ServerContext, scope: str) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
         shards = ctx.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
         for shard in shards:
-            it = ctx.streams.get_shard_iterator(
+            it: str | None = ctx.streams.get_shard_iterator(
                 StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON",
             ).get("ShardIterator")
             while it:

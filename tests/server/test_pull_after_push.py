@@ -49,6 +49,7 @@ def pull_until(http: httpx.Client, headers: dict[str, str], client_id: str, curs
                done: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
     """Pull (looping while has_more) until `done(changes)`; the feed is asynchronous."""
     changes: list[dict[str, Any]] = []
+    last: dict[str, Any] = {}
 
     def attempt() -> bool:
         nonlocal cursor, last
@@ -60,7 +61,6 @@ def pull_until(http: httpx.Client, headers: dict[str, str], client_id: str, curs
             if not last["has_more"]:
                 return bool(done(changes))
 
-    last: dict[str, Any] = {}
     wait_for(attempt, timeout=20, interval=0.05)
     assert cursor is not None
     return cursor, changes, last

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from pysync.errors import StoreUnavailable
 from pysync.hlc import HybridClock
+from pysync.merge import ChangeOp
 from pysync.protocol import Mutation, PushRequest, PushResponse
 from server.context import ServerContext
 from server.push import apply_push
@@ -32,11 +33,11 @@ class SimulatedCrash(Exception):
     """Raised by a hook after DynamoDB committed: the server 'dies' before answering."""
 
 
-def m(mid: int, key: str = "k1", op: str = "put", collection: str = "notes",
+def m(mid: int, key: str = "k1", op: ChangeOp = "put", collection: str = "notes",
       value: dict[str, Any] | None = None, base: int | None = None) -> Mutation:
     if value is None and op != "delete":
         value = {"n": mid}
-    return Mutation(mid, collection, key, op, value, base, str(DEVICE.now()))  # type: ignore[arg-type]
+    return Mutation(mid, collection, key, op, value, base, str(DEVICE.now()))
 
 
 def push(ctx: ServerContext, scope: str, client_id: str, *mutations: Mutation
@@ -46,8 +47,8 @@ def push(ctx: ServerContext, scope: str, client_id: str, *mutations: Mutation
 
 def version(ctx: ServerContext, scope: str, key: str, collection: str = "notes") -> int:
     item = ctx.dynamodb.get_item(TableName=ctx.tables.items, ConsistentRead=True,
-                                 Key=item_key(scope, collection, key))["Item"]  # type: ignore[arg-type]
-    return int(item["_v"]["N"])  # type: ignore[arg-type]
+                                 Key=item_key(scope, collection, key))["Item"]
+    return int(item["_v"]["N"])
 
 
 def writes_of(ctx: ServerContext, scope: str, key: str, collection: str = "notes"
@@ -118,8 +119,8 @@ def test_two_clients_editing_different_fields_at_once_both_survive_under_merge(
         ("other" + client_id, m(1, op="patch", collection=collection, value={"b": "B"}, base=1)),
     ])
     item = ctx.dynamodb.get_item(TableName=ctx.tables.items, ConsistentRead=True,
-                                 Key=item_key(scope, collection, "k1"))["Item"]  # type: ignore[arg-type]
-    assert {k: v["S"] for k, v in item.items() if k in ("a", "b")} == {"a": "A", "b": "B"}  # type: ignore[index]
+                                 Key=item_key(scope, collection, "k1"))["Item"]
+    assert {k: v["S"] for k, v in item.items() if k in ("a", "b")} == {"a": "A", "b": "B"}
     assert version(ctx, scope, "k1", collection) == 3
 
 
@@ -129,7 +130,7 @@ def test_two_clients_writing_one_record_at_once_under_lww_keep_the_newer_stamp(
     newer = Mutation(1, "docs", "k1", "put", {"who": "newer"}, None, str(DEVICE.now()))
     answers = _race(ctx, scope, [(client_id, older), ("other" + client_id, newer)])
     item = ctx.dynamodb.get_item(TableName=ctx.tables.items, ConsistentRead=True,
-                                 Key=item_key(scope, "docs", "k1"))["Item"]  # type: ignore[arg-type]
+                                 Key=item_key(scope, "docs", "k1"))["Item"]
     assert item["who"] == {"S": "newer"}
     applied = sum(a.results[0].status == "applied" for a in answers)
     assert applied in (1, 2)  # the older one is applied only if it landed first
@@ -250,7 +251,7 @@ def test_a_record_written_by_another_program_during_a_push_is_never_overwritten(
     def meddle(**_: Any) -> None:
         fresh_ctx.dynamodb.meta.events.unregister(
             "before-call.dynamodb.TransactWriteItems", meddle)
-        ctx.dynamodb.update_item(TableName=ctx.tables.items,  # type: ignore[arg-type]
+        ctx.dynamodb.update_item(TableName=ctx.tables.items,
                                  Key=item_key(scope, "notes", "r150"),
                                  UpdateExpression="SET #f = :x",
                                  ExpressionAttributeNames={"#f": field},
@@ -262,6 +263,6 @@ def test_a_record_written_by_another_program_during_a_push_is_never_overwritten(
     resp = push(fresh_ctx, scope, client_id, *batch)
     assert resp.results[-1].status == status
     item = ctx.dynamodb.get_item(TableName=ctx.tables.items, ConsistentRead=True,
-                                 Key=item_key(scope, "notes", "r150"))["Item"]  # type: ignore[arg-type]
+                                 Key=item_key(scope, "notes", "r150"))["Item"]
     assert item["a"] == a
-    assert item.get("b", {"S": "direct"}) == {"S": "direct"}  # type: ignore[comparison-overlap]
+    assert item.get("b", {"S": "direct"}) == {"S": "direct"}

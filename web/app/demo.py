@@ -1,15 +1,19 @@
 # The demo todo app: app code in Python, on pysync's local store. Run by index.html after boot.
 # Without a name it keeps todos on this device only; with one (a dev token from the server
 # in dev mode) it syncs them with every device signed in with the same name.
+# Pyodide runs this file with runPythonAsync, where top-level await is allowed:
+# mypy: disable-error-code="top-level-await"
 import asyncio
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 import js
 from pyodide.ffi import create_proxy
 
 import pysync
 from pysync import Collection, Index, Schema
-from pysync.client import SyncClient, dev_token_provider
+from pysync.client import SyncClient, SyncStatus, dev_token_provider
 
 SCHEMA = Schema(Collection("todos", indexes=(Index("by_created", "created"),)))
 document = js.document
@@ -20,25 +24,25 @@ user_input = document.getElementById("user")
 account_button = document.getElementById("account-button")
 sync_line = document.getElementById("sync")
 USER_KEY = "pysync-demo-user"
-shown_pending = None
+shown_pending: int | None = None
 todo_list = document.getElementById("list")
-_tasks = set()
+_tasks: set[asyncio.Future[Any]] = set()
 
 
-def spawn(coro):
+def spawn(coro: Coroutine[Any, Any, Any]) -> None:
     task = asyncio.ensure_future(coro)
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
     task.add_done_callback(report_failure)
 
 
-def report_failure(task):
+def report_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         status.textContent = f"error: {task.exception()}"
         status.classList.add("error")
 
 
-def todo_item(doc):
+def todo_item(doc: pysync.Doc) -> Any:
     li = document.createElement("li")
     li.dataset.key = doc.key
     if doc.value.get("done"):
@@ -67,7 +71,7 @@ def todo_item(doc):
     return li
 
 
-async def render():
+async def render() -> None:
     docs = await todos.query("by_created")
     todo_list.replaceChildren(*[todo_item(d) for d in docs])
     left = sum(1 for d in docs if not d.value.get("done"))
@@ -77,7 +81,7 @@ async def render():
                           else "all changes saved")
 
 
-async def add(title):
+async def add(title: str) -> None:
     title = title.strip()
     if not title:
         return
@@ -85,14 +89,14 @@ async def add(title):
                                        "created": js.Date.now()})
 
 
-def on_submit(event):
+def on_submit(event: Any) -> None:
     event.preventDefault()
     title = title_input.value
     title_input.value = ""
     spawn(add(title))
 
 
-def on_list_event(event):
+def on_list_event(event: Any) -> None:
     target = event.target
     li = target.closest("li")
     if li is None:
@@ -104,7 +108,7 @@ def on_list_event(event):
         spawn(todos.delete(key))
 
 
-def on_account(event):
+def on_account(event: Any) -> None:
     # One local database per user: switching user reloads the page with the other database.
     event.preventDefault()
     if user:
@@ -114,7 +118,7 @@ def on_account(event):
     js.location.reload()
 
 
-def show_sync(s):
+def show_sync(s: SyncStatus) -> None:
     # An acknowledgement changes no value (so no watch callback) but ends "local" marks.
     global shown_pending
     if s.pending != shown_pending:
@@ -134,7 +138,7 @@ def show_sync(s):
     sync_line.classList.toggle("error", bool(s.last_error))
 
 
-def show_network(_event=None):
+def show_network(_event: Any = None) -> None:
     document.getElementById("network").textContent = \
         "online" if js.navigator.onLine else "offline: still works, changes stay local"
 
