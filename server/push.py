@@ -340,7 +340,11 @@ def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mut
 
 
 def _rejected(m: Mutation, code: str, message: str) -> MutationResult:
-    return MutationResult(m.id, "rejected", error_code=code, error_message=message)
+    # The rejection counts as processed once committed, so the response must render: a
+    # message quoting input is made valid UTF-8 (a lone surrogate escaped) here, whatever
+    # produced it.
+    safe = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return MutationResult(m.id, "rejected", error_code=code, error_message=safe)
 
 
 # DynamoDB's limit is 4 KB per expression; past this, the write falls back to a whole Put.
