@@ -24,7 +24,13 @@ Value: TypeAlias = Any  # None | bool | int | float | Decimal | str | bytes | li
 Record: TypeAlias = dict[str, Any]
 
 BYTES_TAG = "$bytes"
-MAX_DEPTH = 32
+# DynamoDB takes 32 levels of nesting in one attribute: an item attribute holding 31 nested
+# lists is the deepest it stores (measured on DynamoDB Local 3.3.1). The change log keeps a
+# record's fields inside one map attribute (`f`, docs/feed.md), one level more than the
+# item, so a field's value gets 31 levels (the value itself is level 1: at most 30 nested
+# lists or maps). This is the limit push enforces: a record it accepts always fits the log.
+DYNAMODB_MAX_NESTING = 32
+MAX_DEPTH = DYNAMODB_MAX_NESTING - 1
 MAX_DIGITS = 38
 MAX_KEY_BYTES = 1024 - 65  # DynamoDB sort key limit minus "<collection>#"
 MAX_RECORD_BYTES = 350_000  # leaves room for meta attributes under DynamoDB's 400 KB item limit
@@ -212,9 +218,10 @@ def to_json(value: Value) -> Any:
 
 def from_json(data: Any, _depth: int = 0) -> Value:
     """The inverse of to_json: {"$bytes": base64} becomes bytes again."""
-    if _depth > MAX_DEPTH + 1:
-        # Bounded so that hostile nesting is refused instead of exhausting the stack.
-        raise InvalidValue(f"nested deeper than {MAX_DEPTH} levels")
+    if _depth > DYNAMODB_MAX_NESTING:
+        # Bounded so that hostile nesting is refused instead of exhausting the stack; the
+        # bound is DynamoDB's, so whatever another program stored still reaches clients.
+        raise InvalidValue(f"nested deeper than {DYNAMODB_MAX_NESTING} levels")
     if isinstance(data, dict):
         if BYTES_TAG in data:
             if len(data) != 1 or not isinstance(data[BYTES_TAG], str):

@@ -42,6 +42,9 @@ class LogEntry:
     # write over it may have restarted from version 1, below what clients hold. The feed
     # then checks the version against the log and, if it is not above, restamps with this.
     restamp: StampForeign | None = None
+    # The log holds this change without its fields (too deep or too large for a log entry,
+    # or refused by DynamoDB): a pull reads the item itself when it serves it (docs/feed.md).
+    fetch: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pysync.hlc import HybridClock
-from server.changelog import ChangeLog
+from server.changelog import ChangeLog, refused_by_dynamodb
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify
 from server.records import field_hash, from_native
 from server.tables import TableNames
@@ -42,6 +42,17 @@ class IngestResult:
     failed_at: int | None = None
 
 
+def _permanent(e: Exception) -> bool:
+    """Whether a failure would recur on every re-read of the same record.
+
+    Throttling, conflicts and lost connections pass; DynamoDB refusing the request as
+    invalid, or an error of our own on this record's data, do not.
+    """
+    if isinstance(e, ClientError):
+        return refused_by_dynamodb(e)
+    return not isinstance(e, BotoCoreError)
+
+
 class Ingestor:
     def __init__(self, client: DynamoDBClient, tables: TableNames, changelog: ChangeLog,
                  tombstone_retention_s: float) -> None:
@@ -57,24 +68,41 @@ class Ingestor:
         result = IngestResult()
         for index, record in enumerate(records):
             action = classify(record)
+            stamp: StampForeign | None = None  # the stamp being written, if any
             try:
                 if isinstance(action, LogEntry) and action.restamp is not None:
                     floor = self._floor(action.scope, action.item_key, seen)
                     if action.version < floor:
                         # Not above what was logged: a stamp that landed on a later state,
                         # or a writer that restarted at 1. Stamp again, above history.
-                        self._stamp(replace(action.restamp,
-                                            version=max(floor, action.restamp.version)))
+                        stamp = replace(action.restamp,
+                                        version=max(floor, action.restamp.version))
+                        self._stamp(stamp)
                         continue
                 if isinstance(action, LogEntry):
                     by_scope.setdefault(action.scope, []).append((index, action))
                     item = (action.scope, action.item_key)
                     seen[item] = max(seen.get(item, 0), action.version)
                 elif isinstance(action, StampForeign):
-                    self._stamp(self._above_history(action, seen))
+                    stamp = self._above_history(action, seen)
+                    self._stamp(stamp)
                 elif isinstance(action, TombstoneForeign):
                     self._tombstone(self._above_history(action, seen))
-            except Exception:
+            except Exception as e:
+                if stamp is not None and _permanent(e):
+                    # E.g. an item near 400 KB that the stamp's meta would push over: it
+                    # would fail the same way on every re-read and stall the shard. The
+                    # change is logged unstamped and fields-less (the pull reads the item).
+                    seq = str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
+                    log.error("could not stamp %s in %s (stream record %s): %s; logging it "
+                              "without its fields at version %d, unstamped", stamp.item_key,
+                              stamp.scope, seq, e, stamp.version)
+                    entry = LogEntry(stamp.scope, stamp.item_key, stamp.version, False, {},
+                                     None, EXTERNAL_WRITER, seq, fetch=True)
+                    by_scope.setdefault(entry.scope, []).append((index, entry))
+                    item = (entry.scope, entry.item_key)
+                    seen[item] = max(seen.get(item, 0), entry.version)
+                    continue
                 log.exception("could not stamp a write by another program")
                 result.failed_at = index if result.failed_at is None else min(
                     result.failed_at, index)

@@ -210,6 +210,10 @@ REJECTED: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
     ("lone surrogate as a top-level field name", {"value": "@S"}, {"@S": '{"\\udc00": 1}'},
      "invalid_value"),
     ("nested deeper than 32", {"value": {"x": nested(40)}}, {}, "invalid_value"),
+    # DynamoDB would store it in the item, but not inside the change log's `f` map: the feed
+    # then failed on it for ever (issue 7, a).
+    ("nested 32 levels (a field holding 31 lists)", {"value": {"x": nested(31)}}, {},
+     "invalid_value"),
     ("39 significant digits", {"value": {"x": Decimal("1." + "3" * 38)}}, {}, "invalid_value"),
     ("huge integer", {"value": {"x": "@H"}}, {"@H": "9" * 5000}, "invalid_value"),
     ("number out of range", {"value": {"x": Decimal("1e200")}}, {}, "invalid_value"),
