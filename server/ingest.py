@@ -9,6 +9,7 @@ own stream records come back later and are logged then.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pysync.hlc import HybridClock
+from pysync.hlc import HybridClock, Stamp, wall_clock_ms
 from server.changelog import ChangeLog, refused_by_dynamodb
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify
+from server.push import MAX_CLOCK_SKEW_MS
 from server.records import field_hash, from_native
 from server.tables import TableNames
 
@@ -30,6 +32,7 @@ log = logging.getLogger("pysync.feed")
 
 EXTERNAL_WRITER = "external"  # `_w` of versions the feed gave to other programs' writes
 _clock = HybridClock("feed")
+_clock_lock = threading.Lock()
 _deserializer = TypeDeserializer()
 ForeignAction = TypeVar("ForeignAction", StampForeign, TombstoneForeign)
 
@@ -40,6 +43,21 @@ class IngestResult:
     # The first record (by index) of each scope whose append failed: a Lambda reports the
     # lowest one as a batch item failure, the feed does not checkpoint past it.
     failed_at: int | None = None
+
+
+def stamp_after(observed: str | None) -> str:
+    """The feed's stamp for a write by another program: newer than `observed` (the record's
+    newest `_hlc` before or in that write) and than the feed's clock, so the write wins
+    under merge and lww as the one that came last. A pysync push may carry a stamp up to
+    MAX_CLOCK_SKEW_MS ahead: observed like the push core does. One further ahead was not
+    written by pysync; the stamp goes just above it without dragging the feed's clock there."""
+    with _clock_lock:
+        if observed is None:
+            return str(_clock.now())
+        seen = Stamp.parse(observed)  # well-formed: server.changes.newest_hlc
+        if seen.wall_ms <= wall_clock_ms() + MAX_CLOCK_SKEW_MS:
+            return str(_clock.observe(seen))
+        return str(HybridClock(_clock.node, lambda: 0, seen).now())
 
 
 def _permanent(e: Exception) -> bool:
@@ -135,7 +153,7 @@ class Ingestor:
                    self.changelog.logged_version(scope, item_key)) + 1
 
     def _stamp(self, action: StampForeign) -> None:
-        hlc = {"S": str(_clock.now())}
+        hlc = {"S": stamp_after(action.after)}
         fh = dict(action.fh)
         for name in action.changed_fields:
             fh[name] = hlc
@@ -165,7 +183,7 @@ class Ingestor:
         item: dict[str, Any] = {
             "pk": {"S": action.scope}, "sk": {"S": action.item_key},
             "_v": {"N": str(action.version)}, "_del": {"BOOL": True},
-            "_hlc": {"S": str(_clock.now())}, "_w": {"S": EXTERNAL_WRITER},
+            "_hlc": {"S": stamp_after(action.after)}, "_w": {"S": EXTERNAL_WRITER},
             "_ttl": {"N": str(int(time.time() + self.tombstone_retention_s))},
         }
         self._conditional(lambda: self.client.put_item(
