@@ -1,8 +1,9 @@
 """What a record may hold, and how it travels as JSON.
 
 A record is a dict of fields. Values are JSON types plus bytes: None, bool, int, float
-(finite), str, bytes, list and dict. Numbers must fit DynamoDB's N type (at most 38
-significant digits, magnitude between 1e-130 and 1e126). Field names starting with "_" are
+(finite), str, bytes, list and dict. Numbers must fit DynamoDB's N type as boto3 writes it
+(`storable_number`: at most 38 significant digits, magnitude between 1e-130 and 1e126; zero
+is stored as 0). Field names starting with "_" are
 reserved for pysync's meta attributes, and "pk" / "sk" are the DynamoDB key attributes (a
 field with one of those names would overwrite the item's key). A record's DynamoDB size must
 stay under MAX_RECORD_BYTES. Bytes travel as {"$bytes": "<base64>"}, so a map whose
@@ -23,12 +24,19 @@ Value: TypeAlias = Any  # None | bool | int | float | Decimal | str | bytes | li
 Record: TypeAlias = dict[str, Any]
 
 BYTES_TAG = "$bytes"
-MAX_DEPTH = 32
+# DynamoDB takes 32 levels of nesting in one attribute: an item attribute holding 31 nested
+# lists is the deepest it stores (measured on DynamoDB Local 3.3.1). The change log keeps a
+# record's fields inside one map attribute (`f`, docs/feed.md), one level more than the
+# item, so a field's value gets 31 levels (the value itself is level 1: at most 30 nested
+# lists or maps). This is the limit push enforces: a record it accepts always fits the log.
+DYNAMODB_MAX_NESTING = 32
+MAX_DEPTH = DYNAMODB_MAX_NESTING - 1
 MAX_DIGITS = 38
 MAX_KEY_BYTES = 1024 - 65  # DynamoDB sort key limit minus "<collection>#"
 MAX_RECORD_BYTES = 350_000  # leaves room for meta attributes under DynamoDB's 400 KB item limit
 _MAX_EXPONENT = 125
 _MIN_EXPONENT = -130
+_MIN_DIGIT_EXPONENT = -165  # boto3's DYNAMODB_CONTEXT: Emin (-128) - prec (38) + 1
 _SMALL_INT = 10**18
 MAX_NAME_BYTES = 65_535
 # The items table's key attributes: records are stored with their fields as top-level
@@ -43,6 +51,12 @@ def _check_str(s: str, path: str) -> None:
         raise InvalidValue("string holds a lone surrogate (not valid UTF-8)", path) from None
 
 
+def _shown(name: str) -> str:
+    """A field name as an error's path: lone surrogates escaped, so that the message can be
+    encoded as UTF-8 (the push response carries it; a raw one failed to render)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _check_name_bytes(name: str, path: str, what: str) -> None:
     """DynamoDB refuses empty attribute names and names over 64 KB, at every level."""
     _check_str(name, path)
@@ -52,10 +66,19 @@ def _check_name_bytes(name: str, path: str, what: str) -> None:
         raise InvalidValue(f"{what} is longer than {MAX_NAME_BYTES} UTF-8 bytes", path)
 
 
-def _check_number(n: int | float | Decimal, path: str) -> int:
-    """Check `n` fits DynamoDB's N type; return its stored size in bytes."""
+def storable_number(n: int | float | Decimal, path: str = "") -> int | Decimal:
+    """`n` exactly as DynamoDB's N holds it, or InvalidValue. The one number rule.
+
+    The client's checks and the server's item serializer (server/records.py to_native) both
+    go through here, so they cannot disagree. Zero of any sign or exponent is 0 (DynamoDB
+    stores zero as 0; boto3 refuses 0E+200 outright) and trailing zeros are dropped
+    (1e50 written out as 51 digits is 1E+50, 38 significant digits). What is left must
+    be what boto3 writes without rounding (its DYNAMODB_CONTEXT traps every rounding) and
+    DynamoDB accepts: at most 38 significant digits, magnitude 1e-130 .. below 1e126, and
+    no significant digit below 1e-165 (boto3's smallest exponent, Emin - precision + 1).
+    """
     if type(n) is int and -_SMALL_INT < n < _SMALL_INT:
-        return len(str(abs(n))) // 2 + 2  # the common case, without a Decimal
+        return n  # the common case, without a Decimal
     if isinstance(n, float) and not math.isfinite(n):
         raise InvalidValue(f"{n!r} is not a finite number", path)
     try:
@@ -65,16 +88,35 @@ def _check_number(n: int | float | Decimal, path: str) -> int:
     if not d.is_finite():
         raise InvalidValue(f"{n!r} is not a finite number", path)
     if d.is_zero():
-        return 2
+        return Decimal(0)
     # Not d.normalize(): it rounds to the context's 28 digits and would hide a 39th.
-    digits = "".join(map(str, d.as_tuple().digits)).strip("0")
-    if len(digits) > MAX_DIGITS:
+    sign, digits, exponent = d.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    significant = len(digits)
+    while digits[significant - 1] == 0:
+        significant -= 1
+    exponent += len(digits) - significant
+    digits = digits[:significant]
+    if significant > MAX_DIGITS:
         raise InvalidValue(f"number has more than {MAX_DIGITS} significant digits", path)
-    exponent = d.adjusted()
-    if exponent > _MAX_EXPONENT or exponent < _MIN_EXPONENT:
+    adjusted = exponent + significant - 1
+    if adjusted > _MAX_EXPONENT or adjusted < _MIN_EXPONENT:
         raise InvalidValue("number is out of DynamoDB's range (1e-130 .. 1e126)", path)
+    if exponent < _MIN_DIGIT_EXPONENT:
+        raise InvalidValue("number has a significant digit below 1e-165 "
+                           "(boto3 cannot write it exactly)", path)
+    return Decimal((sign, digits, exponent))
+
+
+def _check_number(n: int | float | Decimal, path: str) -> int:
+    """Check `n` fits DynamoDB's N type; return its stored size in bytes."""
+    stored = storable_number(n, path)
+    if isinstance(stored, int):
+        return len(str(abs(stored))) // 2 + 2
+    if stored.is_zero():
+        return 2
     # DynamoDB: about one byte per two significant digits, plus one.
-    return (len(digits) + 1) // 2 + 1
+    return (len(stored.as_tuple().digits) + 1) // 2 + 1
 
 
 def check_field_name(name: object, path: str = "") -> None:
@@ -125,7 +167,7 @@ def _check(value: object, path: str, depth: int) -> int:
 
 def record_size(record: Record) -> int:
     """The record's size as a DynamoDB item (field names + values), without pysync's meta."""
-    return sum(len(name.encode("utf-8")) + _check(value, name, 1)
+    return sum(len(name.encode("utf-8")) + _check(value, _shown(name), 1)
                for name, value in record.items())
 
 
@@ -135,8 +177,9 @@ def check_record(record: object) -> Record:
         raise InvalidValue(f"a record must be a dict, not {type(record).__name__}")
     size = 0
     for name, value in record.items():
-        check_field_name(name, str(name))
-        size += len(name.encode("utf-8")) + _check(value, name, 1)
+        path = _shown(name) if isinstance(name, str) else str(name)
+        check_field_name(name, path)
+        size += len(name.encode("utf-8")) + _check(value, path, 1)
     if size > MAX_RECORD_BYTES:
         raise InvalidValue(f"the record is {size} bytes as a DynamoDB item; "
                            f"at most {MAX_RECORD_BYTES} are allowed")
@@ -175,9 +218,10 @@ def to_json(value: Value) -> Any:
 
 def from_json(data: Any, _depth: int = 0) -> Value:
     """The inverse of to_json: {"$bytes": base64} becomes bytes again."""
-    if _depth > MAX_DEPTH + 1:
-        # Bounded so that hostile nesting is refused instead of exhausting the stack.
-        raise InvalidValue(f"nested deeper than {MAX_DEPTH} levels")
+    if _depth > DYNAMODB_MAX_NESTING:
+        # Bounded so that hostile nesting is refused instead of exhausting the stack; the
+        # bound is DynamoDB's, so whatever another program stored still reaches clients.
+        raise InvalidValue(f"nested deeper than {DYNAMODB_MAX_NESTING} levels")
     if isinstance(data, dict):
         if BYTES_TAG in data:
             if len(data) != 1 or not isinstance(data[BYTES_TAG], str):

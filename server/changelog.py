@@ -5,6 +5,11 @@ Log table layout (pk = scope, sk = position, N):
   expires, so positions never restart, and it is what other processes poll for pokes.
 - sk = 1, 2, ... are the changes: `k` (item key), `v` (version), `d` (deleted), `f` (the
   record's fields, typed M), `h` (HLC), `w` (writer), `at`, `ttl` (log retention).
+  A change the log cannot hold with its fields (too deep or too large for one log item, or
+  refused by DynamoDB's validation) is appended without `f` and with `x` = true: the pull
+  reads the item itself when it serves that position (server/pull.py), and an ERROR line
+  says so. One record therefore never stalls the feed (docs/feed.md, "Records the log
+  cannot hold").
 
 Append is one TransactWriteItems per batch of one scope: put the entries at head+1..head+n
 (attribute_not_exists), move the anchor from head to head+n (condition head = old), and for
@@ -18,15 +23,18 @@ the stream's 24 h). Readers read the anchor first, then only positions <= head, 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from pysync.values import DYNAMODB_MAX_NESTING
 from server.changes import LogEntry
+from server.records import MAX_ITEM_BYTES, item_size
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -39,6 +47,12 @@ MAX_TX_BYTES = 3_500_000  # TransactWriteItems takes 4 MB; leave room for keys a
 RETRYABLE = frozenset({"TransactionConflict", "ProvisionedThroughputExceededException",
                        "ThrottlingException", "RequestLimitExceeded", "InternalServerError"})
 MAX_ATTEMPTS = 50
+FETCH = "x"  # a log entry's flag: no `f`, the pull reads the item (see the module docstring)
+# `h` and `w` come from the item's `_hlc` / `_w`, which another program may have set to
+# anything: a fields-less entry keeps them only when they are this short.
+MAX_META_CHARS = 256
+
+log = logging.getLogger("pysync.feed")
 
 
 class AppendFailed(RuntimeError):
@@ -58,6 +72,70 @@ def approx_size(value: Any) -> int:
     if isinstance(value, (bytes, bytearray)):
         return len(value)
     return len(str(value).encode("utf-8"))
+
+
+def nesting(av: Mapping[str, Any]) -> int:
+    """Levels of a typed attribute value as DynamoDB counts them (a scalar is 1)."""
+    ((kind, raw),) = av.items()
+    if kind == "M":
+        return 1 + max((nesting(v) for v in raw.values()), default=0)
+    if kind == "L":
+        return 1 + max((nesting(v) for v in raw), default=0)
+    return 1
+
+
+def entry_item(scope: str, position: int, e: LogEntry, at: Mapping[str, str],
+               ttl: Mapping[str, str]) -> dict[str, Any]:
+    """The log item of one change at `position`."""
+    entry: dict[str, Any] = {
+        "pk": {"S": scope}, "sk": {"N": str(position)}, "k": {"S": e.item_key},
+        "v": {"N": str(e.version)}, "d": {"BOOL": e.deleted}, "at": at, "ttl": ttl,
+    }
+    if e.fetch:
+        entry[FETCH] = {"BOOL": True}
+    elif not e.deleted:
+        entry["f"] = {"M": e.fields}
+    if e.hlc:
+        entry["h"] = {"S": e.hlc}
+    if e.writer:
+        entry["w"] = {"S": e.writer}
+    return entry
+
+
+_WIDEST = {"N": "9" * 20}  # stands for any position, time or ttl when sizing an entry
+
+
+def unloggable(scope: str, e: LogEntry) -> str | None:
+    """Why the log cannot hold `e` as it is (DynamoDB would refuse its item), or None."""
+    if e.fetch or e.deleted:
+        return None
+    if nesting({"M": e.fields}) > DYNAMODB_MAX_NESTING:
+        return f"its fields nest deeper than {DYNAMODB_MAX_NESTING} levels inside the log entry"
+    size = item_size(entry_item(scope, 10**19, e, _WIDEST, _WIDEST))
+    if size > MAX_ITEM_BYTES:
+        return f"its log entry would be {size} bytes, over DynamoDB's {MAX_ITEM_BYTES}"
+    return None
+
+
+def without_fields(e: LogEntry) -> LogEntry | None:
+    """`e` as a fields-less entry (the pull reads the item), one step smaller each call:
+    first without `f`, then without `h` and `w` too; None once nothing is left to drop."""
+    if not e.fetch:
+        return replace(e, fields={}, fetch=True,
+                       hlc=e.hlc if e.hlc and len(e.hlc) <= MAX_META_CHARS else None,
+                       writer=e.writer if e.writer and len(e.writer) <= MAX_META_CHARS
+                       else None)
+    if e.hlc or e.writer:
+        return replace(e, hlc=None, writer=None)
+    return None
+
+
+def refused_by_dynamodb(e: ClientError) -> bool:
+    """DynamoDB refused the request as invalid: retrying the same request cannot help."""
+    error = e.response.get("Error", {})
+    message = str(error.get("Message", "")).lower()
+    # AWS reports some capacity limits as a ValidationException about throughput: transient.
+    return error.get("Code") == "ValidationException" and "throughput" not in message
 
 
 def _marker_keys(chunk: Sequence[LogEntry]) -> list[str]:
@@ -130,15 +208,16 @@ class ChangeLog:
 
     def append(self, scope: str, entries: Sequence[LogEntry]) -> int:
         """Append `entries` (in order) to `scope`'s log, dropping duplicates; return the head."""
-        pending = list(entries)
+        pending = [self._loggable(scope, e) for e in entries]
         head = -1
         attempt = 0
         trust_known = True
+        solo = 0  # the next entries go one per transaction, to find one DynamoDB refuses
         while pending:
             known = self._known_heads.pop(scope, None)
             head = known if known is not None and trust_known else self.anchor(scope).head
             trust_known = False
-            chunk = self._chunk(pending)
+            chunk = pending[:1] if solo else self._chunk(pending)
             now = self.clock()
             items = self._transaction(scope, head, chunk, now)
             try:
@@ -148,11 +227,27 @@ class ChangeLog:
                 self._known_heads[scope] = head
                 attempt = 0
                 trust_known = True
+                solo = max(0, solo - len(chunk))
                 continue
             except ClientError as e:
                 code = e.response["Error"]["Code"]
+                reasons: list[Any] = list(e.response.get("CancellationReasons") or [])
+                refused = [i for i in range(len(chunk))
+                           if self._reason(reasons, i) == "ValidationError"]
+                if refused or refused_by_dynamodb(e):
+                    # Permanent for these entries: never retry them as they are (that
+                    # stalled the shard). Name them from the reasons, else split the chunk.
+                    if not refused and len(chunk) > 1:
+                        solo = len(chunk)
+                        continue
+                    for i in refused or [0]:
+                        smaller = without_fields(chunk[i])
+                        if smaller is None:
+                            raise
+                        self._alarm(scope, chunk[i], f"DynamoDB refused it: {e}")
+                        pending[i] = smaller
+                    continue
                 if code == "TransactionCanceledException":
-                    reasons: list[Any] = list(e.response.get("CancellationReasons", []))
                     keys = _marker_keys(chunk)
                     failed = [k for i, k in enumerate(keys)
                               if self._reason(reasons, len(chunk) + i) == "ConditionalCheckFailed"]
@@ -172,6 +267,21 @@ class ChangeLog:
         if len(self._known_heads) > 10_000:
             self._known_heads.clear()
         return head if head >= 0 else self.anchor(scope).head
+
+    def _loggable(self, scope: str, e: LogEntry) -> LogEntry:
+        why = unloggable(scope, e)
+        if why is None:
+            return e
+        self._alarm(scope, e, why)
+        return without_fields(e) or e
+
+    @staticmethod
+    def _alarm(scope: str, e: LogEntry, why: str) -> None:
+        # The operator's signal (docs/feed.md): the change still reaches clients, but the
+        # record is one pysync would never have written; find the program that wrote it.
+        log.error("change log of %s: %s version %d cannot be logged with its fields (%s): "
+                  "logged without them, pulls read the item instead (stream record %s)",
+                  scope, e.item_key, e.version, why, e.seq)
 
     @staticmethod
     def _reason(reasons: list[Any], index: int) -> str | None:
@@ -209,16 +319,7 @@ class ChangeLog:
         at = {"N": f"{now:.3f}"}
         ttl = {"N": str(int(now + self.retention_s + 24 * 3600))}
         for i, e in enumerate(chunk):
-            entry: dict[str, Any] = {
-                "pk": {"S": scope}, "sk": {"N": str(head + 1 + i)}, "k": {"S": e.item_key},
-                "v": {"N": str(e.version)}, "d": {"BOOL": e.deleted}, "at": at, "ttl": ttl,
-            }
-            if not e.deleted:
-                entry["f"] = {"M": e.fields}
-            if e.hlc:
-                entry["h"] = {"S": e.hlc}
-            if e.writer:
-                entry["w"] = {"S": e.writer}
+            entry = entry_item(scope, head + 1 + i, e, at, ttl)
             items.append({"Put": {"TableName": self.tables.log, "Item": entry,
                                   "ConditionExpression": "attribute_not_exists(pk)"}})
         # One marker update per item (a transaction touches an item once): it moves from

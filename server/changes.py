@@ -4,7 +4,8 @@ A stream record of the items table is one of:
 - a pysync-stamped change: NewImage carries `_v` greater than OldImage's (or OldImage has
   none). It goes into its scope's change log as it is.
 - a write by another program (no `_v`, or `_v` not increased): the feed *stamps* it in place
-  (`_v` = max(old, new) + 1, a server HLC, `_fh` for the changed fields) with a conditional
+  (`_v` = max(old, new) + 1, a server HLC above the record's `_hlc`, `_fh` for the changed
+  fields) with a conditional
   update; the stamp's own stream record is then a pysync-stamped change and is logged.
   So every logged state exists in the table with that version, and a push based on the
   pre-change version is a conflict (docs/feed.md, "Writes from other programs").
@@ -17,8 +18,11 @@ Images are DynamoDB-typed attribute maps (`{"S": "x"}`), with B as bytes.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
+
+from pysync.hlc import ClockError, Stamp
 
 AttrMap: TypeAlias = dict[str, Any]  # attribute name -> typed AttributeValue
 
@@ -42,6 +46,9 @@ class LogEntry:
     # write over it may have restarted from version 1, below what clients hold. The feed
     # then checks the version against the log and, if it is not above, restamps with this.
     restamp: StampForeign | None = None
+    # The log holds this change without its fields (too deep or too large for a log entry,
+    # or refused by DynamoDB): a pull reads the item itself when it serves it (docs/feed.md).
+    fetch: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,9 @@ class StampForeign:
     changed_fields: tuple[str, ...]
     fh: AttrMap  # the item's current per-field HLC map (typed), to extend
     fields: AttrMap = field(default_factory=dict)  # the record's fields this version covers
+    # The newest `_hlc` the record showed (old or new image): the stamp must be above it,
+    # so that under merge and lww the outside write wins as the write that came last.
+    after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class TombstoneForeign:
     scope: str
     item_key: str
     version: int
+    after: str | None = None  # the removed item's `_hlc`: the tombstone's stamp is above it
 
 
 Action: TypeAlias = LogEntry | StampForeign | TombstoneForeign
@@ -109,6 +120,17 @@ def pysync_keys(keys: AttrMap) -> tuple[str, str] | None:
     return scope, item_key
 
 
+def newest_hlc(*images: AttrMap | None) -> str | None:
+    """The newest well-formed `_hlc` among the images (another program may write anything)."""
+    stamps: list[Stamp] = []
+    for image in images:
+        text = _string(image, "_hlc")
+        if text:
+            with contextlib.suppress(ClockError):  # not a stamp: nothing to be above
+                stamps.append(Stamp.parse(text))
+    return str(max(stamps)) if stamps else None
+
+
 def changed_fields(old: AttrMap | None, new: AttrMap) -> tuple[str, ...]:
     before, after = record_fields(old or {}), record_fields(new)
     names = set(before) | set(after)
@@ -131,7 +153,7 @@ def classify(record: dict[str, Any]) -> Action | None:
     if event == "REMOVE":
         if old is None or is_tombstone(old):
             return None  # a tombstone expired (TTL) or was removed: clients already have it
-        return TombstoneForeign(scope, item_key, (old_v or 0) + 1)
+        return TombstoneForeign(scope, item_key, (old_v or 0) + 1, newest_hlc(old))
 
     if new is None:
         return None
@@ -142,10 +164,10 @@ def classify(record: dict[str, Any]) -> Action | None:
         if old is not None and old_v is None:
             restamp = StampForeign(scope, item_key, new_v, new_v + 1,
                                    changed_fields(old, new), new.get("_fh", {}).get("M") or {},
-                                   record_fields(new))
+                                   record_fields(new), newest_hlc(old, new))
         return LogEntry(scope, item_key, new_v, deleted,
                         {} if deleted else record_fields(new),
                         _string(new, "_hlc"), _string(new, "_w"), seq, restamp)
     fh = new.get("_fh", {}).get("M") or {}
     return StampForeign(scope, item_key, new_v, max(old_v or 0, new_v or 0) + 1,
-                        changed_fields(old, new), fh, record_fields(new))
+                        changed_fields(old, new), fh, record_fields(new), newest_hlc(old, new))

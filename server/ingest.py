@@ -9,17 +9,19 @@ own stream records come back later and are logged then.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from pysync.hlc import HybridClock
-from server.changelog import ChangeLog
+from pysync.hlc import HybridClock, Stamp, wall_clock_ms
+from server.changelog import ChangeLog, refused_by_dynamodb
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify
+from server.push import MAX_CLOCK_SKEW_MS
 from server.records import field_hash, from_native
 from server.tables import TableNames
 
@@ -30,6 +32,7 @@ log = logging.getLogger("pysync.feed")
 
 EXTERNAL_WRITER = "external"  # `_w` of versions the feed gave to other programs' writes
 _clock = HybridClock("feed")
+_clock_lock = threading.Lock()
 _deserializer = TypeDeserializer()
 ForeignAction = TypeVar("ForeignAction", StampForeign, TombstoneForeign)
 
@@ -40,6 +43,32 @@ class IngestResult:
     # The first record (by index) of each scope whose append failed: a Lambda reports the
     # lowest one as a batch item failure, the feed does not checkpoint past it.
     failed_at: int | None = None
+
+
+def stamp_after(observed: str | None) -> str:
+    """The feed's stamp for a write by another program: newer than `observed` (the record's
+    newest `_hlc` before or in that write) and than the feed's clock, so the write wins
+    under merge and lww as the one that came last. A pysync push may carry a stamp up to
+    MAX_CLOCK_SKEW_MS ahead: observed like the push core does. One further ahead was not
+    written by pysync; the stamp goes just above it without dragging the feed's clock there."""
+    with _clock_lock:
+        if observed is None:
+            return str(_clock.now())
+        seen = Stamp.parse(observed)  # well-formed: server.changes.newest_hlc
+        if seen.wall_ms <= wall_clock_ms() + MAX_CLOCK_SKEW_MS:
+            return str(_clock.observe(seen))
+        return str(HybridClock(_clock.node, lambda: 0, seen).now())
+
+
+def _permanent(e: Exception) -> bool:
+    """Whether a failure would recur on every re-read of the same record.
+
+    Throttling, conflicts and lost connections pass; DynamoDB refusing the request as
+    invalid, or an error of our own on this record's data, do not.
+    """
+    if isinstance(e, ClientError):
+        return refused_by_dynamodb(e)
+    return not isinstance(e, BotoCoreError)
 
 
 class Ingestor:
@@ -57,24 +86,41 @@ class Ingestor:
         result = IngestResult()
         for index, record in enumerate(records):
             action = classify(record)
+            stamp: StampForeign | None = None  # the stamp being written, if any
             try:
                 if isinstance(action, LogEntry) and action.restamp is not None:
                     floor = self._floor(action.scope, action.item_key, seen)
                     if action.version < floor:
                         # Not above what was logged: a stamp that landed on a later state,
                         # or a writer that restarted at 1. Stamp again, above history.
-                        self._stamp(replace(action.restamp,
-                                            version=max(floor, action.restamp.version)))
+                        stamp = replace(action.restamp,
+                                        version=max(floor, action.restamp.version))
+                        self._stamp(stamp)
                         continue
                 if isinstance(action, LogEntry):
                     by_scope.setdefault(action.scope, []).append((index, action))
                     item = (action.scope, action.item_key)
                     seen[item] = max(seen.get(item, 0), action.version)
                 elif isinstance(action, StampForeign):
-                    self._stamp(self._above_history(action, seen))
+                    stamp = self._above_history(action, seen)
+                    self._stamp(stamp)
                 elif isinstance(action, TombstoneForeign):
                     self._tombstone(self._above_history(action, seen))
-            except Exception:
+            except Exception as e:
+                if stamp is not None and _permanent(e):
+                    # E.g. an item near 400 KB that the stamp's meta would push over: it
+                    # would fail the same way on every re-read and stall the shard. The
+                    # change is logged unstamped and fields-less (the pull reads the item).
+                    seq = str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
+                    log.error("could not stamp %s in %s (stream record %s): %s; logging it "
+                              "without its fields at version %d, unstamped", stamp.item_key,
+                              stamp.scope, seq, e, stamp.version)
+                    entry = LogEntry(stamp.scope, stamp.item_key, stamp.version, False, {},
+                                     None, EXTERNAL_WRITER, seq, fetch=True)
+                    by_scope.setdefault(entry.scope, []).append((index, entry))
+                    item = (entry.scope, entry.item_key)
+                    seen[item] = max(seen.get(item, 0), entry.version)
+                    continue
                 log.exception("could not stamp a write by another program")
                 result.failed_at = index if result.failed_at is None else min(
                     result.failed_at, index)
@@ -107,7 +153,7 @@ class Ingestor:
                    self.changelog.logged_version(scope, item_key)) + 1
 
     def _stamp(self, action: StampForeign) -> None:
-        hlc = {"S": str(_clock.now())}
+        hlc = {"S": stamp_after(action.after)}
         fh = dict(action.fh)
         for name in action.changed_fields:
             fh[name] = hlc
@@ -137,7 +183,7 @@ class Ingestor:
         item: dict[str, Any] = {
             "pk": {"S": action.scope}, "sk": {"S": action.item_key},
             "_v": {"N": str(action.version)}, "_del": {"BOOL": True},
-            "_hlc": {"S": str(_clock.now())}, "_w": {"S": EXTERNAL_WRITER},
+            "_hlc": {"S": stamp_after(action.after)}, "_w": {"S": EXTERNAL_WRITER},
             "_ttl": {"N": str(int(time.time() + self.tombstone_retention_s))},
         }
         self._conditional(lambda: self.client.put_item(

@@ -13,7 +13,9 @@ Partial batch response: when a record cannot be processed, the handler returns
 {"batchItemFailures": [{"itemIdentifier": <its SequenceNumber>}]} for the first such
 record; Lambda retries from there (records before it are done; records after it that did
 go through are dropped as duplicates on the retry). Enable ReportBatchItemFailures on the
-mapping (docs/feed.md).
+mapping (docs/feed.md). A record the log cannot hold (too deep, too large, refused by
+DynamoDB) is not such a failure: it is logged without its fields and the pull reads the
+item (server/changelog.py), so it cannot make Lambda retry the batch for ever.
 """
 
 from __future__ import annotations

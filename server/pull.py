@@ -16,8 +16,9 @@ import base64
 import binascii
 import hashlib
 import json
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -26,12 +27,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pysync.errors import ClientForbidden, ProtocolError
+from pysync.errors import ClientForbidden, ProtocolError, StoreUnavailable
 from server.auth import authenticate
-from server.changelog import EPOCH_KEY, ChangeLog
+from server.changelog import EPOCH_KEY, FETCH, ChangeLog
 from server.clients import bind_client_sync, client_key
 from server.context import context_of
 from server.http import JSONBody
+from server.retry import DEFAULT_BACKOFF, with_retries
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -103,13 +105,68 @@ def change_from_item(item: dict[str, Any]) -> dict[str, Any]:
             "deleted": False, "value": fields_json(item), "hlc": hlc}
 
 
-def change_from_entry(entry: dict[str, Any]) -> dict[str, Any]:
+def change_from_entry(entry: dict[str, Any],
+                      current: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A log entry as a pull change. An entry logged without its fields (`x`: the log could
+    not hold them, docs/feed.md) is served from the item as it is now, `current` (read by
+    `changes_from_entries`): clients cannot tell the difference."""
     collection, key = _split(entry["k"]["S"])
+    version = int(entry["v"]["N"])
+    hlc = entry.get("h", {}).get("S")
+    if entry.get(FETCH, {}).get("BOOL"):
+        item = (current or {}).get(entry["k"]["S"])
+        if item is not None and not item.get("_del", {}).get("BOOL"):
+            change = change_from_item(item)
+            # The item may have moved on: its later versions follow in the log anyway.
+            return {**change, "version": max(version, change["version"]),
+                    "hlc": change["hlc"] or hlc}
+        # Gone or a tombstone by now: its delete is in the log too, at this version or above.
+        tombstone_v = item.get("_v", {}).get("N") if item is not None else None
+        return {"collection": collection, "key": key, "deleted": True, "value": None,
+                "version": max(version, int(tombstone_v) if tombstone_v else 0),
+                "hlc": (item or {}).get("_hlc", {}).get("S") or hlc}
     deleted = entry["d"]["BOOL"]
     fields = entry.get("f", {}).get("M", {})
-    return {"collection": collection, "key": key, "version": int(entry["v"]["N"]),
+    return {"collection": collection, "key": key, "version": version,
             "deleted": deleted, "value": None if deleted else json_value({"M": fields}),
-            "hlc": entry.get("h", {}).get("S")}
+            "hlc": hlc}
+
+
+_MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
+
+
+def current_items(client: DynamoDBClient, table: str, scope: str,
+                  item_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The items of `scope` named by `item_keys` (sort keys), strongly consistent; absent
+    ones are left out. Throttling is retried, then StoreUnavailable (server/retry.py)."""
+    found: dict[str, dict[str, Any]] = {}
+    wanted = list(dict.fromkeys(item_keys))
+    calls: Any = client  # the stubs' TypedDicts add nothing over plain dicts here
+    for start in range(0, len(wanted), _MAX_KEYS_PER_READ):
+        todo: list[dict[str, Any]] = [{"pk": {"S": scope}, "sk": {"S": sk}}
+                                      for sk in wanted[start:start + _MAX_KEYS_PER_READ]]
+        for attempt in range(DEFAULT_BACKOFF.attempts):
+            request = {table: {"Keys": todo, "ConsistentRead": True}}
+            out: dict[str, Any] = with_retries(
+                lambda r=request: calls.batch_get_item(RequestItems=r))  # type: ignore[misc]
+            for item in out.get("Responses", {}).get(table, []):
+                found[item["sk"]["S"]] = item
+            todo = out.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+            if not todo:
+                break
+            time.sleep(random.uniform(0, min(DEFAULT_BACKOFF.cap,
+                                             DEFAULT_BACKOFF.base * 2**attempt)))
+        else:
+            raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
+    return found
+
+
+def changes_from_entries(client: DynamoDBClient, table: str, scope: str,
+                         entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Log entries as pull changes, reading the items of fields-less entries in one go."""
+    fetch = [e["k"]["S"] for e in entries if e.get(FETCH, {}).get("BOOL")]
+    current = current_items(client, table, scope, fetch) if fetch else {}
+    return [change_from_entry(e, current) for e in entries]
 
 
 @dataclass(frozen=True)
@@ -278,7 +335,8 @@ class Puller:
         # (caught up) than now. The retention clock of the next cursor starts there.
         t = float(entries[-1]["at"]["N"]) if entries and position < head else now
         nxt = Cursor(cursor.store, cursor.scope, max(t, cursor.t), position)
-        return {"changes": [change_from_entry(e) for e in entries], "cursor": nxt.encode(),
+        changes = changes_from_entries(self.client, self.tables.items, scope, entries)
+        return {"changes": changes, "cursor": nxt.encode(),
                 "has_more": position < head}
 
 

@@ -34,6 +34,8 @@ from pysync.hlc import ClockError, HybridClock, Stamp, wall_clock_ms
 from pysync.merge import Applied, Change, Conflict, RecordState, Rejected, apply_change
 from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
 from pysync.schema import Schema, Strategy
+from server.changelog import unloggable
+from server.changes import LogEntry
 from server.clients import bind_client_sync, client_key
 from server.config import Settings
 from server.context import ServerContext
@@ -320,7 +322,7 @@ def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mut
                 candidate = encode_item(scope, m.collection, m.key, new, f"{client_id}:{m.id}",
                                         tombstone_s=settings.tombstone_retention_s)
                 size = item_size(candidate)
-                if size > MAX_ITEM_BYTES:
+                if size > MAX_ITEM_BYTES or _unloggable(scope, candidate, size):
                     results[m.id] = _rejected(
                         m, "too_large", "the record would exceed DynamoDB's 400 KB item limit")
                     continue
@@ -339,8 +341,27 @@ def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mut
     return _Computed(results, writes)
 
 
+# A log entry holds the item's fields plus a few short attributes, but not the item's `_h`
+# and `_fh` maps: only an item this close to the limit can make a log entry too large.
+_LOG_ENTRY_MARGIN = 2048
+
+
+def _unloggable(scope: str, candidate: Item, size: int) -> bool:
+    """Whether the change log could not hold this item's change with its fields (the feed
+    would log it fields-less: docs/feed.md). Push refuses what the log cannot hold."""
+    if size <= MAX_ITEM_BYTES - _LOG_ENTRY_MARGIN:
+        return False
+    entry = LogEntry(scope, candidate["sk"]["S"], int(candidate["_v"]["N"]), False,
+                     fields_of(candidate), candidate["_hlc"]["S"], candidate["_w"]["S"], "")
+    return unloggable(scope, entry) is not None
+
+
 def _rejected(m: Mutation, code: str, message: str) -> MutationResult:
-    return MutationResult(m.id, "rejected", error_code=code, error_message=message)
+    # The rejection counts as processed once committed, so the response must render: a
+    # message quoting input is made valid UTF-8 (a lone surrogate escaped) here, whatever
+    # produced it.
+    safe = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return MutationResult(m.id, "rejected", error_code=code, error_message=safe)
 
 
 # DynamoDB's limit is 4 KB per expression; past this, the write falls back to a whole Put.

@@ -31,6 +31,7 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from pysync.merge import ABSENT, RecordState
 from pysync.protocol import ServerRecord
+from pysync.values import storable_number
 
 META_ATTRIBUTES = frozenset({"_v", "_hlc", "_fh", "_h", "_del", "_ttl", "_w"})
 KEY_ATTRIBUTES = frozenset({"pk", "sk"})
@@ -61,11 +62,13 @@ def item_key(scope: str, collection: str, key: str) -> Item:
 
 
 def to_native(value: Any) -> Any:
-    """A record value in the form DynamoDB stores: floats become Decimal (never binary)."""
+    """A record value in the form DynamoDB stores: numbers as pysync.values.storable_number
+    gives them (floats become Decimal, never binary; 0E+200 becomes 0), so the serializer
+    takes every number the push's check took."""
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, float):
-        return Decimal(repr(value))
+    if isinstance(value, (int, float, Decimal)):
+        return storable_number(value)
     if isinstance(value, dict):
         return {k: to_native(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -205,10 +205,21 @@ REJECTED: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
     ("lone surrogate", {"value": {"x": "@S"}}, {"@S": '"a\\ud800"'}, "invalid_value"),
     ("lone surrogate in a field name", {"value": {"x": "@S"}}, {"@S": '{"\\udc00": 1}'},
      "invalid_value"),
+    # A top-level one used to be quoted raw in the message: the response then failed to
+    # render (500) after the rejection was committed, and the retry only got `duplicate`.
+    ("lone surrogate as a top-level field name", {"value": "@S"}, {"@S": '{"\\udc00": 1}'},
+     "invalid_value"),
     ("nested deeper than 32", {"value": {"x": nested(40)}}, {}, "invalid_value"),
+    # DynamoDB would store it in the item, but not inside the change log's `f` map: the feed
+    # then failed on it for ever (issue 7, a).
+    ("nested 32 levels (a field holding 31 lists)", {"value": {"x": nested(31)}}, {},
+     "invalid_value"),
     ("39 significant digits", {"value": {"x": Decimal("1." + "3" * 38)}}, {}, "invalid_value"),
     ("huge integer", {"value": {"x": "@H"}}, {"@H": "9" * 5000}, "invalid_value"),
     ("number out of range", {"value": {"x": Decimal("1e200")}}, {}, "invalid_value"),
+    # DynamoDB itself takes 38 digits down to 1e-167, but boto3 writes no digit below 1e-165.
+    ("38 digits down to 1e-167", {"value": {"x": Decimal("1." + "2" * 37 + "e-130")}}, {},
+     "invalid_value"),
     ("item over 400 KB", {"value": {"x": "a" * 410_000}}, {}, "invalid_value"),
     ("DynamoDB typed JSON record", {"value": {"S": "x"}}, {}, "invalid_value"),
     ("DynamoDB typed JSON map record", {"value": {"M": {"title": {"S": "x"}}}}, {},
@@ -270,4 +281,31 @@ def test_crafted_keys_and_field_names_stay_data_in_the_callers_scope(
     (item,) = api.items(f"u#{user}")
     assert item["sk"] == {"S": sk}
     assert {k: v for k, v in item.items() if k in fields} == fields
+    assert_victim_unchanged(api, victim)
+
+
+# --- numbers DynamoDB stores in a normal form: stored, never a 500 ---
+
+NUMBERS: list[tuple[str, str, dict[str, Any]]] = [
+    # (the JSON text of field `x`, what DynamoDB holds for it afterwards)
+    ("zero with a huge exponent in a map", '{"m": 0e200}', {"M": {"m": {"N": "0"}}}),
+    ("negative zero with exponent 127 in a map", '{"m": -0E+127}', {"M": {"m": {"N": "0"}}}),
+    ("zero with exponent 300 in a list", "[0e300]", {"L": [{"N": "0"}]}),
+    ("zero with a tiny exponent", "0E-200", {"N": "0"}),
+    ("an integer written out as 51 digits", "1" + "0" * 50, {"N": "1" + "0" * 50}),
+    ("one with 40 trailing zeros", "1." + "0" * 40, {"N": "1"}),
+]
+
+
+@pytest.mark.parametrize(("json_text", "stored"), [c[1:] for c in NUMBERS],
+                         ids=[c[0] for c in NUMBERS])
+def test_a_number_in_a_normal_form_is_stored_as_dynamodb_holds_it(
+        api: Api, victim: Victim, json_text: str, stored: dict[str, Any]) -> None:
+    user, token = attacker(api)
+    body = raw(push_body(client_id(), mutation(1, value={"x": "@X"})), {"@X": json_text})
+    r = api.push(token, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["status"] == "applied"
+    (item,) = api.items(f"u#{user}")
+    assert item["x"] == stored
     assert_victim_unchanged(api, victim)

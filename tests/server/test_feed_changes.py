@@ -90,3 +90,24 @@ def test_typed_values_become_protocol_json() -> None:
 def test_cursors_round_trip(store: str, scope: str, t: float, p: int, snap: str | None) -> None:
     c = Cursor(store, scope, round(t, 3), p, snap)
     assert Cursor.decode(c.encode()) == c
+
+
+def test_a_stamp_and_a_tombstone_must_come_after_the_newest_hlc_the_record_showed() -> None:
+    older, newer = "000000000000005:000000:a", "000000000000009:000003:b"
+    put = classify(record("MODIFY", {"t": {"S": "x"}, "_hlc": {"S": older}},
+                          {"_v": {"N": "1"}, "_hlc": {"S": newer}, "t": {"S": "y"}}))
+    assert isinstance(put, StampForeign) and put.after == newer
+    gone = classify(record("REMOVE", old={"_v": {"N": "4"}, "_hlc": {"S": newer}}))
+    assert isinstance(gone, TombstoneForeign) and gone.after == newer
+    junk = classify(record("MODIFY", {"t": {"S": "x"}, "_hlc": {"S": "not a stamp"}}))
+    assert isinstance(junk, StampForeign) and junk.after is None
+
+
+def test_a_stamp_goes_above_a_far_future_hlc_without_dragging_the_feeds_clock() -> None:
+    # Another program may set `_hlc` to anything; push never accepts one over 60 s ahead.
+    from pysync.hlc import Stamp, wall_clock_ms
+    from server.ingest import stamp_after
+
+    far = Stamp(wall_clock_ms() + 10**9, 7, "junk")
+    assert Stamp.parse(stamp_after(str(far))) > far
+    assert Stamp.parse(stamp_after(None)).wall_ms < far.wall_ms

@@ -114,3 +114,19 @@ def test_failed_scope_is_reported_as_a_batch_item_failure(store: Store, handler:
         {"itemIdentifier": records[1]["dynamodb"]["SequenceNumber"]}]}
     assert len(store.log("u#a")) == 1 and len(store.log("u#c")) == 1
     assert store.log("u#broken") == []
+
+
+def test_an_item_too_deep_for_the_log_is_logged_without_its_fields_and_fails_nothing(
+        store: Store, handler: Any) -> None:
+    # 31 nested lists: DynamoDB stores them in the item, not inside a log entry's `f` map.
+    # Before issue 7 (a) the handler reported it as a failure on every retry.
+    deep: Any = 1
+    for _ in range(31):
+        deep = [deep]
+    store.put("u#deep", "todos", "d1", tree=deep, _v=1)
+    store.put("u#b", "todos", "t1", title="next", _v=1)
+    records = wait_for(lambda: len(store.stream_records()) == 2 and store.stream_records())
+    assert handler(lambda_event(store, records), None) == {"batchItemFailures": []}
+    [entry] = store.log("u#deep")
+    assert entry["x"] == {"BOOL": True} and "f" not in entry  # the pull reads the item
+    assert store.log("u#b")[0]["f"] == {"M": {"title": {"S": "next"}}}

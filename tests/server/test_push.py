@@ -129,6 +129,39 @@ def test_patch_of_a_missing_or_deleted_record_is_rejected(
     assert resp.results[3].error_code == "deleted"
 
 
+def test_a_merged_record_whose_item_fits_but_whose_log_entry_would_not_is_rejected(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    # A log entry carries a few attributes the item has not (position, time, TTL): the
+    # largest patch whose item still fits DynamoDB's limit makes a log entry that does not.
+    # Push refuses it, so the feed never has to log a pysync record without its fields.
+    from pysync.merge import RecordState
+    from server.changelog import unloggable
+    from server.changes import LogEntry
+    from server.records import MAX_ITEM_BYTES, encode_item, fields_of, item_size
+
+    first = "x" * 300_000
+    hlc = str(DEVICE.now())
+
+    def candidate(n: int) -> dict[str, Any]:
+        # A `version` collection: no per-field stamps, so the item's meta is smallest.
+        state = RecordState(fields={"a": first, "b": "y" * n}, version=2, hlc=hlc,
+                            deleted=False, exists=True)
+        return encode_item(scope, "accounts", "k1", state, f"{client_id}:2")
+
+    low, high = 0, 120_000  # the largest `b` whose item fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if item_size(candidate(mid)) <= MAX_ITEM_BYTES else (low, mid - 1)
+    item = candidate(low)
+    entry = LogEntry(scope, "accounts#k1", 2, False, fields_of(item), hlc, f"{client_id}:2",
+                     "")
+    assert unloggable(scope, entry) is not None  # the case this test is about
+    resp = push(ctx, scope, client_id, m(1, value={"a": first}, collection="accounts"),
+                m(2, "patch", value={"b": "y" * low}, collection="accounts", base=1))
+    assert statuses(resp) == ["applied", "rejected"]
+    assert resp.results[1].error_code == "too_large"
+
+
 def test_a_record_over_400_kb_after_merge_is_rejected_and_the_record_kept(
         ctx: ServerContext, scope: str, client_id: str) -> None:
     big = "x" * 300_000

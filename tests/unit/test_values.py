@@ -18,6 +18,7 @@ from pysync.values import (
     check_record,
     from_json,
     record_size,
+    storable_number,
     to_json,
 )
 
@@ -90,6 +91,32 @@ def test_a_huge_integer_with_few_significant_digits_is_fine() -> None:
 def test_numbers_beyond_dynamodb_range_are_refused() -> None:
     with pytest.raises(InvalidValue, match="range"):
         check_record({"x": 10**126})
+
+
+@pytest.mark.parametrize("zero", [Decimal("0e200"), Decimal("-0E+127"), Decimal("0E-300"),
+                                  -0.0, Decimal("-0.000")])
+def test_zero_of_any_sign_or_exponent_is_stored_as_zero(zero: object) -> None:
+    check_record({"x": {"m": zero}})
+    stored = storable_number(zero)  # type: ignore[arg-type]
+    assert stored == 0 and str(stored) == "0"
+
+
+def test_trailing_zeros_are_dropped_before_the_digits_are_counted() -> None:
+    assert str(storable_number(Decimal("1." + "0" * 40))) == "1"
+    assert storable_number(10**50) == 10**50 and str(storable_number(10**50)) == "1E+50"
+
+
+def test_a_significant_digit_below_what_boto3_writes_is_refused() -> None:
+    # DynamoDB itself would take it; boto3's serializer would round it (a 500 on push).
+    with pytest.raises(InvalidValue, match="1e-165"):
+        check_record({"x": Decimal("1." + "2" * 37 + "e-130")})
+    check_record({"x": Decimal("1." + "2" * 35 + "e-130")})
+
+
+def test_a_lone_surrogate_in_a_top_level_field_name_gives_an_encodable_message() -> None:
+    with pytest.raises(InvalidValue, match="surrogate") as refused:
+        check_record({"\udc00": 1})
+    str(refused.value).encode("utf-8")  # the push response carries it
 
 
 def test_lone_surrogates_are_refused_in_values_and_map_keys() -> None:
