@@ -4,13 +4,14 @@ The store, the outbox and the sync client run on it unchanged (pysync.storage is
 It keeps the rules of IndexedDB that shape the code, so a mistake that breaks in Chromium
 breaks here too (design.md sections 3 and 8):
 
-- A transaction is active only during the event-loop turn that created it and inside its
-  request callbacks. Requests run later, from the event loop (`loop.call_soon`, as the
-  browser runs request events as tasks); the transaction commits when a turn ends with no
-  request pending. Used after an `await`, it raises what idb.py raises in the browser: a
-  StorageError naming TransactionInactiveError while requests are pending, DatabaseClosed
-  naming InvalidStateError once it has finished (idb.py's helper calls `objectStore()`,
-  which throws that on a finished transaction).
+- A transaction is active only during the event-loop turn (the task step) that created it
+  and inside its request callbacks. Requests answer later, from the event loop
+  (`loop.call_soon`, as the browser runs request events as tasks); the transaction commits
+  when a turn ends with no request pending. Used after an `await`, it raises what idb.py
+  raises in Chromium (checked there with the same code): a StorageError naming
+  TransactionInactiveError while requests are pending, DatabaseClosed naming
+  InvalidStateError once it has finished (idb.py's helper calls `objectStore()`, which
+  throws that on a finished transaction).
 - Any error aborts all of it: an exception in a read callback, a failing request
   (ConstraintError from `add` or a unique index), a request that cannot be issued (a key
   path the value lacks, a store outside the scope, a readonly transaction). Every write of
@@ -289,7 +290,11 @@ class Transaction:
         self._storage = storage
         self._scope = frozenset(stores)
         self._mode = mode
-        self._active = True  # the creating turn; then only inside request callbacks
+        # Active during the creating turn (the task that created it, until it yields) and
+        # inside request callbacks; at no other time.
+        self._creator = asyncio.current_task(self._loop)
+        self._turn_open = True
+        self._in_callback = False
         self._started = False
         self._scheduled = False
         self._finished = False
@@ -345,11 +350,14 @@ class Transaction:
 
     def _usable(self, store: str) -> _ObjectStore:
         """`transaction.objectStore(store)`, then the active check of a request on it."""
+        if self._turn_open and not self._is_active():
+            # Another task, so the creating turn is over (its end is queued behind us).
+            self._end_turn()
         if self._finished:
             raise _Failure("InvalidStateError", "The transaction has finished.")
         if store not in self._scope:
             raise _Failure("NotFoundError", f"The object store {store!r} is not in the scope")
-        if not self._active:
+        if not self._is_active():
             raise _Failure("TransactionInactiveError", "The transaction is not active.")
         return self._state.stores[store]
 
@@ -384,6 +392,10 @@ class Transaction:
             return True
         return _bounds(r) is not None
 
+    def _is_active(self) -> bool:
+        return self._in_callback or (
+            self._turn_open and asyncio.current_task(self._loop) is self._creator)
+
     def _queue(self, request: _Request) -> None:
         self._requests.append(request)
         self._schedule()
@@ -391,15 +403,33 @@ class Transaction:
     def _schedule(self) -> None:
         if not self._scheduled and not self._finished:
             self._scheduled = True
-            self._loop.call_soon(self._run)
+            self._loop.call_soon(self._hop)
 
     # --- running (from the event loop)
+
+    def _end_turn(self) -> None:
+        """The creating turn is over; a transaction that asked nothing commits there."""
+        if self._finished or not self._turn_open:
+            return
+        self._turn_open = False
+        if not self._requests and not self._started and self._state.may_start(self):
+            self._started = True
+            self._commit()
+
+    def _hop(self) -> None:
+        """Requests answer one turn later than they could: in Chromium a task resumed right
+        after the turn that issued them (e.g. after `await asyncio.sleep(0)`) still finds
+        them pending, and so the transaction alive but inactive."""
+        self._end_turn()
+        if self._finished:
+            self._scheduled = False
+            return
+        self._loop.call_soon(self._run)
 
     def _run(self) -> None:
         self._scheduled = False
         if self._finished:
             return
-        self._active = False  # the turn that issued the requests has ended
         if not self._started:
             if not self._state.may_start(self):
                 return  # kicked when an earlier transaction ends
@@ -450,7 +480,7 @@ class Transaction:
 
     def _deliver(self, request: _Read) -> None:
         text = "[" + ",".join(self._answer(r) for r in request.requests) + "]"
-        was_active, self._active = self._active, True  # inside the request's success event
+        was_in, self._in_callback = self._in_callback, True  # inside the success event
         try:
             request.then(json.loads(text))
         except BaseException as e:
@@ -458,7 +488,7 @@ class Transaction:
                 self._exception = e
             self._abort("")
         finally:
-            self._active = was_active and not self._finished
+            self._in_callback = was_in
 
     def _answer(self, r: idb.Read) -> str:
         """One read's result as JSON text, as idb.py's helper returns it."""
@@ -516,13 +546,14 @@ class Transaction:
             return
         self._state.bytes += _restore(self._state.stores, self._undo)
         if not self._failure:
+            # (idb.py's helper names an abort without an error so.)
             self._failure = failure or _Failure("AbortError",
-                                                "The transaction was aborted.").json()
+                                                "the transaction was aborted").json()
         self._end(self._failure)
 
     def _end(self, failure: str, settle: bool = True) -> None:
         self._finished = True
-        self._active = False
+        self._turn_open = False
         self._undo = []
         self._requests.clear()
         if self in self._state.live:

@@ -89,18 +89,58 @@ def test_a_read_callback_can_read_modify_write_inside_the_transaction() -> None:
     run(test)
 
 
-def test_a_transaction_used_after_an_await_raises_as_idb_does_in_the_browser() -> None:
-    """Chromium commits the transaction when the awaiting task's turn ends; idb.py's helper
-    then calls objectStore() on a finished transaction: InvalidStateError -> DatabaseClosed."""
+def test_a_transaction_used_after_an_await_raises_transaction_inactive() -> None:
+    """design.md section 3, measured in Chromium through idb.py with this very code: the
+    read is still pending when the task resumes, so the put throws TransactionInactiveError
+    (StorageError "write failed: TransactionInactiveError: ...") and aborts it all."""
     async def test(storage: MemoryStorage, db: Database) -> None:
         tx = db.transaction(["s"], "readwrite")
         tx.read([idb.get("s", 1)], lambda rows: None)
-        await asyncio.sleep(0)  # any await: the turn ends, the read answers, it commits
+        await asyncio.sleep(0)  # any await ends the turn: the transaction is inactive
+        with pytest.raises(StorageError, match="write failed: TransactionInactiveError"):
+            tx.write([("s", "put", [{"k": 1}])])
+        with pytest.raises(TransactionAborted):
+            await tx.done()
+        assert storage.rows("db", "s") == []
+
+    run(test)
+
+
+def test_a_transaction_used_after_it_committed_raises_as_idb_does_in_the_browser() -> None:
+    """idb.py's helper calls objectStore() on a finished transaction: InvalidStateError,
+    which idb.py reports as DatabaseClosed."""
+    async def test(storage: MemoryStorage, db: Database) -> None:
+        tx = db.transaction(["s"], "readwrite")
+        tx.read([idb.get("s", 1)], lambda rows: None)
+        await tx.done()
         with pytest.raises(DatabaseClosed, match="InvalidStateError"):
             tx.write([("s", "put", [{"k": 1}])])
         assert storage.rows("db", "s") == []
 
     run(test)
+
+
+def test_another_task_cannot_use_a_transaction_it_did_not_create() -> None:
+    async def test(storage: MemoryStorage, db: Database) -> None:
+        holder: list[Any] = []
+
+        async def other() -> str:
+            return _try_write(holder[0])
+
+        task = asyncio.ensure_future(other())  # its first step runs right after this turn
+        holder.append(db.transaction(["s"], "readwrite"))
+        holder[0].read([idb.get("s", 1)], lambda rows: None)  # so it is still alive then
+        assert await task == "TransactionInactiveError"
+
+    run(test)
+
+
+def _try_write(tx: Any) -> str:
+    try:
+        tx.write([("s", "put", [{"k": 1}])])
+    except StorageError as e:
+        return str(e).split(": ")[1]
+    return "no error"
 
 
 def test_a_transaction_still_pending_after_an_await_raises_transaction_inactive() -> None:
@@ -175,6 +215,20 @@ def test_a_value_without_its_key_path_fails_at_once_and_aborts() -> None:
         with pytest.raises(TransactionAborted):
             await tx.done()
         assert storage.rows("db", "s") == []
+
+    run(test)
+
+
+def test_a_transaction_with_no_request_commits_as_its_turn_ends() -> None:
+    async def test(storage: MemoryStorage, db: Database) -> None:
+        holder: list[Any] = []
+
+        async def other() -> str:
+            return _try_write(holder[0])
+
+        task = asyncio.ensure_future(other())
+        holder.append(db.transaction(["s"], "readwrite"))
+        assert await task == "InvalidStateError"  # as measured in Chromium through idb.py
 
     run(test)
 

@@ -176,7 +176,7 @@ def test_a_write_over_the_quota_fails_and_stores_neither_record_nor_entry() -> N
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("steps", range(12))  # 3-7: amid its writes
+@pytest.mark.parametrize("steps", range(18))  # 5-14: amid its writes
 def test_a_crash_mid_write_leaves_all_of_it_or_nothing(steps: int) -> None:
     """Crash after `steps` turns of the event loop into a batch write (a slow-path write:
     read first, then write in the callback): on reopen, either every record and entry of
