@@ -506,15 +506,16 @@ class Transaction:
         bounds = _bounds(r)
         if bounds is None:
             return "0" if r.kind == "count" else "[]"
-        primaries = _span(os, ix, bounds)
+        seq, a, b = _span(os, ix, bounds)
         if r.kind == "count":
-            return str(len(primaries))
+            return str(b - a)
         if r.reverse and r.kind == "all":  # a "prev" cursor: a limit of 0 reads nothing
-            primaries = primaries[::-1]
-            if r.limit is not None:
-                primaries = primaries[:r.limit]
+            part = seq[a:b][::-1] if r.limit is None else seq[max(a, b - r.limit):b][::-1]
         elif r.limit:  # getAll / getAllKeys: a count of 0 means no limit
-            primaries = primaries[:r.limit]
+            part = seq[a:min(b, a + r.limit)]
+        else:
+            part = seq[a:b]
+        primaries = part if ix is None else [p for _, p in part]
         if r.kind == "keys":
             return _json_text([os.records[p][0] for p in primaries])
         return "[" + ",".join(os.records[p][1] for p in primaries) + "]"
@@ -592,8 +593,9 @@ def _bounds(r: idb.Read) -> tuple[Any, bool, Any, bool] | None:
 
 
 def _span(os: _ObjectStore, ix: _Index | None, bounds: tuple[Any, bool, Any, bool]
-          ) -> list[SortKey]:
-    """The primary keys in the range, in (index key, primary key) order."""
+          ) -> tuple[list[Any], int, int]:
+    """The range as a slice [a:b] of the store's keys or the index's (index key, primary
+    key) entries, in order."""
     lo, lo_open, hi, hi_open = bounds
     seq: list[Any] = os.order if ix is None else ix.entries
     key = None if ix is None else _first
@@ -601,8 +603,7 @@ def _span(os: _ObjectStore, ix: _Index | None, bounds: tuple[Any, bool, Any, boo
                               else bisect.bisect_left(seq, lo, key=key))
     b = len(seq) if hi is None else (bisect.bisect_left(seq, hi, key=key) if hi_open
                                      else bisect.bisect_right(seq, hi, key=key))
-    part = seq[a:b]
-    return part if ix is None else [p for _, p in part]
+    return seq, a, b
 
 
 # --- databases, channels, the storage ------------------------------------------------------
