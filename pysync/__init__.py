@@ -21,6 +21,7 @@ from pysync.store import Change, Database, Doc, LocalCollection, delete_database
 
 if TYPE_CHECKING:
     from pysync.client import SyncClient, SyncStatus, dev_token_provider
+    from pysync.memdb import MemoryStorage
 
 _LAZY = {"SyncClient", "SyncStatus", "dev_token_provider"}
 
@@ -32,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from pysync import client
 
         return getattr(client, name)
+    if name == "MemoryStorage":  # the in-memory twin of IndexedDB, for CPython
+        from pysync import memdb
+
+        return memdb.MemoryStorage
     raise AttributeError(f"module 'pysync' has no attribute {name!r}")
 
 
@@ -46,6 +51,7 @@ __all__ = [
     "Index",
     "InvalidValue",
     "LocalCollection",
+    "MemoryStorage",
     "NotFound",
     "ProtocolError",
     "PysyncError",

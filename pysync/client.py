@@ -7,6 +7,9 @@ online, and by `sync_now()`. A failed round is retried after a backoff (pysync.e
 
 Only one tab per database syncs: the client holds a Web Lock named after the database; the
 other tabs' clients wait for it and see the changes through the store's BroadcastChannel.
+The browser (online state, Web Locks, online/offline events) is reached only through a
+pysync.browser Platform: the database's storage's by default, so on CPython over the
+in-memory twin the same client runs unchanged.
 
 Decisions live in pysync.engine (pure); this module only does the I/O around them.
 """
@@ -22,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from pysync.browser import IN_BROWSER, Platform
 from pysync.engine import Answer, Backoff, SSEDecoder, classify
 from pysync.errors import SyncError
 from pysync.protocol import MAX_MUTATIONS_PER_PUSH, PullResponse, PushResponse, dumps, loads
@@ -47,19 +51,6 @@ class SyncStatus:
     last_error: str | None = None  # the last failure, until a round succeeds
 
 
-def _js() -> Any:
-    try:
-        import js
-    except ImportError:  # CPython: no browser, no locks, no online events
-        return None
-    return js
-
-
-def _browser_online() -> bool:
-    js = _js()
-    return js is None or bool(js.navigator.onLine)
-
-
 def dev_token_provider(base_url: str, user: str,
                        http: httpx.AsyncClient | None = None) -> TokenProvider:
     """A token provider for a server in dev mode: POST /v1/dev/token {"user": user}."""
@@ -80,7 +71,7 @@ def dev_token_provider(base_url: str, user: str,
 
 
 def _default_http() -> httpx.AsyncClient:
-    if _js() is None:
+    if not IN_BROWSER:
         return httpx.AsyncClient()
     from pysync.transport import FetchTransport
     return httpx.AsyncClient(transport=FetchTransport())
@@ -88,20 +79,23 @@ def _default_http() -> httpx.AsyncClient:
 
 class SyncClient:
     """Syncs `db` with the server at `base_url`; `token_provider()` returns a bearer token
-    (it is asked again after a 401)."""
+    (it is asked again after a 401). `platform`: the browser glue (default: the one of the
+    database's storage, see pysync.browser)."""
 
     def __init__(self, db: Database, base_url: str, token_provider: TokenProvider, *,
                  on_status: StatusCallback | None = None, http: httpx.AsyncClient | None = None,
                  use_lock: bool = True, push_limit: int = MAX_MUTATIONS_PER_PUSH,
-                 pull_limit: int = 500, backoff: Backoff | None = None) -> None:
+                 pull_limit: int = 500, backoff: Backoff | None = None,
+                 platform: Platform | None = None) -> None:
         self.db = db
+        self._platform = platform or db.storage.platform
         self.base_url = base_url.rstrip("/")
         self.token_provider = token_provider
         self.on_status = on_status
         self.use_lock = use_lock
         self.push_limit = push_limit
         self.pull_limit = pull_limit
-        self.status = SyncStatus(online=_browser_online())
+        self.status = SyncStatus(online=self._browser_online())
         self._backoff = backoff or Backoff()
         self._events_backoff = Backoff(base_s=1.0)
         self._http = http
@@ -116,7 +110,7 @@ class SyncClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events_task: asyncio.Task[None] | None = None
         self._unwatch: Callable[[], None] | None = None
-        self._proxies: list[Any] = []
+        self._unlisten: Callable[[], None] | None = None
         self._release_lock: Any = None
         self._running = False
 
@@ -186,7 +180,7 @@ class SyncClient:
             await self._wake.wait()
             self._wake.clear()
             waiters, self._waiters = self._waiters, []
-            if not _browser_online():
+            if not self._browser_online():
                 self._set(online=False)
                 for waiter in waiters:
                     if not waiter.done():
@@ -233,7 +227,7 @@ class SyncClient:
             self._need_push |= push
             self._need_pull |= pull
             log.info("sync round failed: %s", error)
-            self._set(syncing=False, online=error.code != "unreachable" and _browser_online(),
+            self._set(syncing=False, online=error.code != "unreachable" and self._browser_online(),
                       last_error=f"{error.code}: {error.message}")
         else:
             self._backoff.reset()
@@ -387,62 +381,28 @@ class SyncClient:
 
     # ---- browser glue -------------------------------------------------------------------
 
+    def _browser_online(self) -> bool:
+        return self._platform.online()
+
     async def _acquire_lock(self, if_available: bool) -> bool:
         """Take the database's sync lock; False if `if_available` and another tab holds it.
-
-        The lock is held while a promise we resolve in stop() is pending.
-        """
-        js = _js()
-        if not self.use_lock or js is None or not hasattr(js.navigator, "locks"):
+        Held until stop() calls the release it returns."""
+        if not self.use_lock:
             return True
-        from pyodide.ffi import create_once_callable, to_js
-
-        granted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        resolvers: list[Any] = []
-
-        def executor(resolve: Any, _reject: Any) -> None:
-            resolvers.append(resolve)
-
-        held = js.Promise.new(create_once_callable(executor))
-
-        def on_grant(lock: Any) -> Any:
-            if granted.done():  # stopped meanwhile: let the lock go at once
-                return None
-            # Not available: the callback gets JS null, which Pyodide passes as `jsnull`.
-            ok = lock is not None and bool(js.Boolean(lock))
-            granted.set_result(ok)
-            return held if ok else None
-
-        options = to_js({"ifAvailable": if_available}, dict_converter=js.Object.fromEntries)
-        js.navigator.locks.request(f"pysync:sync:{self.db.name}", options,
-                                   create_once_callable(on_grant))
-        try:
-            ok = await granted  # (the once-callables destroy themselves after their call)
-        except asyncio.CancelledError:
-            if not granted.done():
-                granted.cancel()
-            raise
-        if ok:
-            self._release_lock = resolvers[0]
-        return ok
+        release = await self._platform.lock(f"pysync:sync:{self.db.name}", if_available)
+        if release is None:
+            return False
+        self._release_lock = release
+        return True
 
     def _listen_network(self) -> None:
-        js = _js()
-        if js is None:
-            return
-        from pyodide.ffi import create_proxy
-
-        for name, handler in (("online", self._on_online), ("offline", self._on_offline)):
-            proxy = create_proxy(handler)
-            js.window.addEventListener(name, proxy)
-            self._proxies.append((name, proxy))
+        if self._unlisten is None:
+            self._unlisten = self._platform.listen(self._on_online, self._on_offline)
 
     def _unlisten_network(self) -> None:
-        js = _js()
-        for name, proxy in self._proxies:
-            js.window.removeEventListener(name, proxy)
-            proxy.destroy()
-        self._proxies.clear()
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
 
     # ---- status -------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from pysync.protocol import (
 )
 from pysync.rows import RecordRow, acknowledged, local_write, server_change
 from pysync.schema import Collection, Schema
+from pysync.storage import Connection, Storage, Transaction, default_storage
 from pysync.values import (
     MAX_RECORD_BYTES,
     Record,
@@ -150,16 +151,18 @@ def _doc(row: dict[str, Any]) -> Doc:
 class Database:
     """One local database: a Schema's collections, the outbox and the sync metadata."""
 
-    def __init__(self, name: str, schema: Schema, db: idb.Database, client_id: str,
-                 clock: HybridClock, writer_row: Any = _UNKNOWN) -> None:
+    def __init__(self, name: str, schema: Schema, db: Connection, client_id: str,
+                 clock: HybridClock, writer_row: Any = _UNKNOWN,
+                 storage: Storage | None = None) -> None:
         self.name = name
         self.schema = schema
         self.client_id = client_id
+        self.storage = storage or default_storage()  # where `db` lives (pysync.storage)
         self._db = db
         self._clock = clock
         self._watchers: list[tuple[str | None, Watcher]] = []
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._channel = idb.Channel(f"pysync:{name}", self._on_tab_message)
+        self._channel = self.storage.channel(f"pysync:{name}", self._on_tab_message)
         self.outbox = Outbox(self)
         # What this tab last saw stored: the writer meta row (_UNKNOWN: not known) and
         # record rows by (collection, key), None meaning no row. See _write.
@@ -168,11 +171,15 @@ class Database:
 
     @classmethod
     async def open(cls, name: str, schema: Schema,
-                   clock: Callable[[], int] = wall_clock_ms) -> Database:
+                   clock: Callable[[], int] = wall_clock_ms,
+                   storage: Storage | None = None) -> Database:
         """Open (creating or upgrading) the database; re-index if the schema's indexes changed.
 
         `clock` is the wall clock in ms that stamps writes (a parameter for simulations).
+        `storage`: the browser's IndexedDB under Pyodide, by default; on CPython an in-memory
+        twin (pysync.memdb.MemoryStorage; see pysync.storage).
         """
+        storage = storage or default_storage()
         holder: list[Database] = []
 
         def on_close(reason: str) -> None:
@@ -180,7 +187,7 @@ class Database:
             if holder:
                 holder[0]._channel.close()
 
-        db = await idb.Database.open(name, LAYOUT_VERSION, UPGRADES, on_close)
+        db = await storage.open(name, LAYOUT_VERSION, UPGRADES, on_close)
         fingerprint = _fingerprint(schema)
         found: dict[str, Any] = {}
 
@@ -212,7 +219,7 @@ class Database:
             raise
         last = Stamp.parse(found["clock"]) if found["clock"] else None
         self = cls(name, schema, db, found["client_id"],
-                   HybridClock(found["client_id"], clock, last), found["writer_row"])
+                   HybridClock(found["client_id"], clock, last), found["writer_row"], storage)
         holder.append(self)
         return self
 
@@ -248,7 +255,7 @@ class Database:
 
     # --- transactions --------------------------------------------------------------------
 
-    def _tx(self, stores: Sequence[str], mode: idb.Mode) -> idb.Transaction:
+    def _tx(self, stores: Sequence[str], mode: idb.Mode) -> Transaction:
         if self._db.closed:
             raise DatabaseClosed(f"database {self.name!r} is closed")
         return self._db.transaction(stores, mode)
@@ -832,13 +839,16 @@ class Outbox:
 
 
 async def open_database(name: str, schema: Schema,
-                        clock: Callable[[], int] = wall_clock_ms) -> Database:
-    """Open the local database `name` (one per app and user, e.g. "todos:alice")."""
+                        clock: Callable[[], int] = wall_clock_ms,
+                        storage: Storage | None = None) -> Database:
+    """Open the local database `name` (one per app and user, e.g. "todos:alice"), on
+    `storage` (default: the browser's IndexedDB; on CPython an in-memory twin)."""
     if not isinstance(name, str) or not name:
         raise InvalidValue("a database name is a non-empty string")
     if not isinstance(schema, Schema):
         raise SchemaError("open_database needs a pysync.Schema")
-    return await Database.open(name, schema, clock)
+    return await Database.open(name, schema, clock, storage)
 
 
-delete_database = idb.delete_database
+async def delete_database(name: str, storage: Storage | None = None) -> None:
+    await (storage or default_storage()).delete_database(name)

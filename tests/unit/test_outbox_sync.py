@@ -1,39 +1,55 @@
-"""The outbox and record rows against a simulated server, on CPython.
+"""The real store and outbox (pysync.store over the in-memory IndexedDB twin) against a model
+of the server's push contract, on CPython.
 
-The server uses the `version` strategy (the strictest about base_version): a mutation whose
-base_version is not the server's current version is a conflict. The client mirrors what
-pysync.store does in its transactions, with the same pure functions. Random schedules mix
-local edits, pushes, lost responses, failed sends, direct writes by another program and
-pulls. Invariants: wire ids are consecutive (the server asserts it); with no other writer
-there is never a conflict or a rejection (base versions are right, chained edits included);
-and after quiescence the local view equals the server.
+The client is the real code: `Database` writes, `Outbox.take` / `acknowledge` / `release`,
+`apply_server_changes`, crashes and reopens of the twin. The server is a model of the push
+contract (docs/api.md) with the `version` strategy, the strictest about base_version: a
+mutation whose base_version is not the server's current version is a conflict. (The same
+client against the real server and DynamoDB Local: tests/server/test_client_twin.py.)
+
+Random schedules mix local edits, pushes, lost responses, failed sends, crashes, direct
+writes by another program and pulls. Invariants: wire ids are consecutive (the model
+asserts it); with no other writer there is never a conflict or a rejection (base versions
+are right, chained edits included); and after quiescence the local view equals the server.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pysync.outbox import Entry, apply_op, take
+import pysync
+from pysync.errors import NotFound
+from pysync.hlc import HybridClock
+from pysync.memdb import MemoryStorage
+from pysync.outbox import apply_op
 from pysync.protocol import Mutation, MutationResult, PushResponse, ServerRecord
-from pysync.rows import RecordRow, acknowledged, local_write, server_change
+from pysync.schema import Collection, Schema
+from pysync.store import Database
 
 KEYS = ["a", "b", "c"]
+SCHEMA = Schema(Collection("todos", strategy="version"))
 
 
 @dataclass
 class Server:
-    items: dict[str, tuple[int, dict | None]] = field(default_factory=dict)
+    """The push contract in a few lines: exactly-once by wire id, versions, conflicts."""
+
+    items: dict[str, tuple[int, dict[str, Any] | None, str]] = field(default_factory=dict)
     last: int = 0
     statuses: list[str] = field(default_factory=list)
+    clock: HybridClock = field(default_factory=lambda: HybridClock("server"))
 
     def record(self, key: str) -> ServerRecord:
-        version, value = self.items.get(key, (0, None))
-        return ServerRecord("todos", key, version, value is None, value, f"s{version}")
+        version, value, hlc = self.items.get(key, (0, None, ""))
+        return ServerRecord("todos", key, version, value is None, value, hlc or None)
 
-    def push(self, mutations: list[Mutation]) -> PushResponse:
+    def push(self, mutations: tuple[Mutation, ...]) -> PushResponse:
         results = []
         for m in mutations:
             if m.id <= self.last:
@@ -41,138 +57,125 @@ class Server:
                 continue
             assert m.id == self.last + 1, f"mutation gap: {m.id} after {self.last}"
             self.last = m.id
-            version, current = self.items.get(m.key, (0, None))
+            version, current, _ = self.items.get(m.key, (0, None, ""))
             if (m.base_version or 0) != version:
                 results.append(MutationResult(m.id, "conflict", server=self.record(m.key)))
             elif m.op == "patch" and current is None:
                 results.append(MutationResult(m.id, "rejected", error_code="not_found"))
             else:
-                self.items[m.key] = (version + 1, apply_op(current, m.op, m.value))
+                self._set(m.key, apply_op(current, m.op, m.value))
                 results.append(MutationResult(m.id, "applied", version=version + 1))
         self.statuses += [r.status for r in results]
         return PushResponse(self.last, tuple(results))
 
-    def direct_write(self, key: str, value: dict | None) -> None:
-        version, _ = self.items.get(key, (0, None))
-        self.items[key] = (version + 1, value)
+    def direct_write(self, key: str, value: dict[str, Any] | None) -> None:
+        self._set(key, value)
+
+    def _set(self, key: str, value: dict[str, Any] | None) -> None:
+        version = self.items.get(key, (0, None, ""))[0]
+        self.items[key] = (version + 1, value, str(self.clock.now()))
+
+    def changes(self) -> list[ServerRecord]:
+        return [self.record(k) for k in sorted(self.items)]
 
 
 @dataclass
-class Client:
-    rows: dict[str, RecordRow] = field(default_factory=dict)
-    outbox: dict[int, Entry] = field(default_factory=dict)
-    next_order: int = 1
-    next_id: int = 1
-    clock: int = 0
+class Device:
+    """One device: the real Database on a twin storage that may crash."""
 
-    def write(self, key: str, op: str, value: dict | None) -> None:
-        row = self.rows.get(key)
-        if op == "patch" and (row is None or row.value is None):
-            return  # NotFound: refused, nothing written
-        self.clock += 1
-        out = local_write(row, "todos", key, op, value, f"h{self.clock:06d}",  # type: ignore[arg-type]
-                          self.next_order)
-        self.next_order += out.used_order
-        self._set(key, out.row)
-        if out.put_entry is not None:
-            self.outbox[out.put_entry.order] = out.put_entry
-        if out.drop_entry is not None:
-            del self.outbox[out.drop_entry]
+    storage: MemoryStorage
+    db: Database
 
-    def _set(self, key: str, row: RecordRow | None) -> None:
-        if row is None:
-            self.rows.pop(key, None)
+    @classmethod
+    async def open(cls) -> Device:
+        storage = MemoryStorage()
+        return cls(storage, await pysync.open_database("todo", SCHEMA, storage=storage))
+
+    async def crash(self) -> None:
+        self.storage.crash()
+        self.db = await pysync.open_database("todo", SCHEMA, storage=self.storage)
+
+    async def write(self, key: str, op: str, value: dict[str, Any]) -> None:
+        todos = self.db.collection("todos")
+        if op == "put":
+            await todos.put(key, value)
+        elif op == "delete":
+            await todos.delete(key)
         else:
-            self.rows[key] = row
+            with contextlib.suppress(NotFound):  # refused, nothing written
+                await todos.patch(key, value)
 
-    def take(self, limit: int) -> list[Mutation]:
-        in_flight = [e for e in self.outbox.values() if e.wire_id is not None]
-        pending = [e for e in self.outbox.values() if e.wire_id is None]
-        versions = {("todos", k): r.version for k, r in self.rows.items() if not r.stale}
-        taken = take(in_flight, pending, self.next_id, limit, versions)
-        self.next_id = taken.next_mutation_id
-        for e in taken.updated:
-            self.outbox[e.order] = e
-            row = self.rows[e.key]
-            if row.pending is not None and row.pending.order == e.order:
-                self.rows[e.key] = replace(row, pending=None)
-        return [e.to_mutation() for e in taken.batch]
-
-    def acknowledge(self, response: PushResponse) -> None:
-        results = {r.id: r for r in response.results}
-        done = sorted((e for e in self.outbox.values()
-                       if e.wire_id is not None and e.wire_id <= response.last_mutation_id),
-                      key=lambda e: e.wire_id or 0)
-        for e in done:
-            del self.outbox[e.order]
-            row = self.rows.get(e.key)
-            if row is None:
-                continue
-            later = [p] if (p := row.pending_entry()) else []
-            result = results.get(e.wire_id or 0) or MutationResult(e.wire_id or 0, "duplicate")
-            self._set(e.key, acknowledged(row, e, result, later))
-        self.next_id = max(self.next_id, response.last_mutation_id + 1)
-
-    def pull(self, server: Server) -> None:
-        for key in server.items:
-            entries = [e for e in self.outbox.values() if e.key == key]
-            self._set(key, server_change(self.rows.get(key), server.record(key), entries))
-
-    def view(self, key: str) -> dict | None:
-        row = self.rows.get(key)
-        return row.value if row else None
+    async def pull(self, server: Server) -> None:
+        await self.db.apply_server_changes(server.changes())
 
 
 values = st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 9), min_size=1)
 actions = st.lists(st.one_of(
     st.tuples(st.just("write"), st.sampled_from(KEYS),
               st.sampled_from(["put", "patch", "delete"]), values),
-    st.tuples(st.sampled_from(["push", "push_lost", "send_failed"]), st.integers(1, 3)),
+    st.tuples(st.sampled_from(["push", "push_lost", "send_failed", "push_crash"]),
+              st.integers(1, 3)),
     st.tuples(st.just("pull")),
+    st.tuples(st.just("crash")),
     st.tuples(st.just("direct"), st.sampled_from(KEYS), st.one_of(st.none(), values)),
 ), max_size=40)
 
 
-def run(schedule: list[tuple]) -> tuple[Client, Server]:
-    client, server = Client(), Server()
+async def run(schedule: list[tuple[Any, ...]]) -> tuple[Device, Server]:
+    device, server = await Device.open(), Server()
     for action in schedule:
         kind = action[0]
+        outbox = device.db.outbox
         if kind == "write":
-            _, key, op, value = action
-            client.write(key, op, None if op == "delete" else value)
+            await device.write(action[1], action[2], action[3])
         elif kind == "push":
-            client.acknowledge(server.push(client.take(action[1])))
-        elif kind == "push_lost":
-            server.push(client.take(action[1]))  # applied, but the response never came
-        elif kind == "send_failed":
-            client.take(action[1])  # the request never reached the server
+            request = await outbox.take(action[1])
+            await outbox.acknowledge(server.push(request.mutations))
+        elif kind == "push_lost":  # applied, but the response never came: the client
+            server.push((await outbox.take(action[1])).mutations)  # releases, as after
+            await outbox.release()  # any failed send
+        elif kind == "send_failed":  # the request never reached the server
+            await outbox.take(action[1])
+            await outbox.release()
+        elif kind == "push_crash":  # applied, then the device died before the response
+            server.push((await outbox.take(action[1])).mutations)
+            await device.crash()
+        elif kind == "crash":
+            await device.crash()
         elif kind == "pull":
-            client.pull(server)
+            await device.pull(server)
         else:
             server.direct_write(action[1], action[2])
     for _ in range(20):  # quiescence: push and pull until nothing is left
-        if not client.outbox:
+        if not await device.db.outbox.count():
             break
-        client.acknowledge(server.push(client.take(500)))
-        client.pull(server)
-    assert not client.outbox, "the outbox never drained"
-    client.pull(server)
-    return client, server
+        request = await device.db.outbox.take(500)
+        await device.db.outbox.acknowledge(server.push(request.mutations))
+        await device.pull(server)
+    assert not await device.db.outbox.count(), "the outbox never drained"
+    await device.pull(server)
+    return device, server
 
 
 @settings(max_examples=300, deadline=None)
 @given(actions)
-def test_after_quiescence_the_local_view_equals_the_server(schedule: list[tuple]) -> None:
-    client, server = run(schedule)
-    for key in KEYS:
-        assert client.view(key) == server.items.get(key, (0, None))[1], key
-        row = client.rows.get(key)
-        assert row is None or (row.entries == 0 and row.pending is None)
+def test_after_quiescence_the_local_view_equals_the_server(schedule: list[tuple[Any, ...]]
+                                                           ) -> None:
+    async def main() -> None:
+        device, server = await run(schedule)
+        docs = {d.key: d for d in await device.db.collection("todos").query()}
+        for key in KEYS:
+            version, value, _ = server.items.get(key, (0, None, ""))
+            assert await device.db.collection("todos").get(key) == value, key
+            if value is not None:
+                assert (docs[key].version, docs[key].pending) == (version, False), key
+
+    asyncio.run(main())
 
 
 @settings(max_examples=300, deadline=None)
 @given(actions.map(lambda s: [a for a in s if a[0] != "direct"]))
 def test_with_no_other_writer_no_mutation_is_ever_a_conflict_or_rejected(
-        schedule: list[tuple]) -> None:
-    _, server = run(schedule)
+        schedule: list[tuple[Any, ...]]) -> None:
+    _, server = asyncio.run(run(schedule))
     assert set(server.statuses) <= {"applied", "duplicate"}
