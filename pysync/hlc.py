@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from pysync.errors import PysyncError
 
+# A stamp further ahead of the server's clock than this is replaced by the server's own
+# stamp (clamped), so one device with a fast clock cannot win every conflict; the feed
+# observes stamps up to the same bound.
+MAX_CLOCK_SKEW_MS = 60_000
 _WALL_DIGITS = 15
 _COUNTER_DIGITS = 6
 _MAX_COUNTER = 10**_COUNTER_DIGITS - 1

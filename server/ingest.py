@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pysync.hlc import HybridClock, Stamp, wall_clock_ms
+from pysync.hlc import MAX_CLOCK_SKEW_MS, HybridClock, Stamp, wall_clock_ms
 from server.changelog import ChangeLog, refused_by_dynamodb
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify
-from server.push import MAX_CLOCK_SKEW_MS
 from server.records import field_hash, from_native
 from server.tables import TableNames
 

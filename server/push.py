@@ -30,7 +30,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pysync.errors import MutationGap, StoreUnavailable
-from pysync.hlc import ClockError, HybridClock, Stamp, wall_clock_ms
+from pysync.hlc import MAX_CLOCK_SKEW_MS, ClockError, HybridClock, Stamp, wall_clock_ms
 from pysync.merge import Applied, Change, Conflict, RecordState, Rejected, apply_change
 from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
 from pysync.schema import Schema, Strategy
@@ -55,9 +55,6 @@ from server.records import (
 )
 from server.retry import DEFAULT_BACKOFF, cancellation_codes, error_code, with_retries
 
-# A stamp further ahead of the server's clock than this is replaced by the server's own
-# stamp (clamped), so one device with a fast clock cannot win every conflict.
-MAX_CLOCK_SKEW_MS = 60_000
 MAX_RECORDS_PER_TRANSACTION = 99  # + the client item = DynamoDB's limit of 100 actions
 MAX_TRANSACTION_BYTES = 3_500_000  # DynamoDB's limit is 4 MB per transaction
 MAX_CONTENTION_ROUNDS = 8
