@@ -259,6 +259,40 @@ docs = await todos.query("by_title", equals="Oat milk")
     assert seen == [["a", "server"], ["b", "server"], ["a", "local"], ["a", "server"]]
 
 
+def test_a_resync_closed_midway_resumes_and_drops_the_confirmed_records_it_lacks(
+        page: Page) -> None:
+    result = py(page, """
+from pysync.protocol import ServerRecord as S
+db = await fresh("resync")
+todos = db.collection("todos")
+await db.apply_server_changes([S("todos", k, 1, False, {"title": k})
+                               for k in ("edited", "gone", "kept1", "kept2")], {"cursor": "old"})
+await todos.patch("edited", {"done": True})  # a pending edit: never dropped
+await db.begin_resync({"cursor": None})
+# The snapshot's first page: the same version as stored still confirms the record.
+await db.apply_server_changes([S("todos", "kept1", 1, False, {"title": "kept1"})],
+                              {"cursor": "page1"})
+db.close()  # the page goes away in the middle of the sequence
+db = await pysync.open_database("resync", SCHEMA)
+todos = db.collection("todos")
+seen = []
+db.watch(lambda changes: seen.extend([c.key, c.value] for c in changes))
+before_end = await todos.get("gone")
+await db.apply_server_changes([S("todos", "kept2", 2, False, {"title": "kept2 v2"})],
+                              {"cursor": "page2"}, complete=True)
+[before_end, [[d.key, d.value, d.pending] for d in await todos.query()],
+ await db.get_meta("cursor"), await db.get_meta("resync"), seen, await outbox(db)]
+""")
+    before_end, docs, cursor, resync, seen, entries = result
+    assert before_end == {"title": "gone"}  # dropped only when the sequence completes
+    assert docs == [["edited", {"title": "edited", "done": True}, True],
+                    ["kept1", {"title": "kept1"}, False],
+                    ["kept2", {"title": "kept2 v2"}, False]]
+    assert (cursor, resync) == ("page2", None)
+    assert seen == [["kept2", {"title": "kept2 v2"}], ["gone", None]]
+    assert entries == [["patch", "edited", {"done": True}, None]]
+
+
 def test_data_and_outbox_survive_a_reload(page: Page, live_server: str) -> None:
     py(page, """
 db = await fresh("reload")
