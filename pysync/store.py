@@ -37,7 +37,14 @@ from pysync.protocol import (
     PushResponse,
     ServerRecord,
 )
-from pysync.rows import RecordRow, acknowledged, local_write, server_change
+from pysync.rows import (
+    RESYNC_MARK,
+    RecordRow,
+    acknowledged,
+    local_write,
+    server_change,
+    unconfirmed,
+)
 from pysync.schema import Collection, Schema
 from pysync.values import (
     MAX_RECORD_BYTES,
@@ -55,9 +62,8 @@ RECORDS, OUTBOX, META = "records", "outbox", "meta"
 # The meta row every local write reads and bumps: {"clock": last HLC, "next_order": int}.
 WRITER = "writer"
 # Set while a resync (a snapshot after a reset) is in progress; record rows it has yet to
-# confirm carry RESYNC_MARK. See Database.begin_resync.
+# confirm carry RESYNC_MARK (RecordRow.resync). See Database.begin_resync.
 RESYNC = "resync"
-RESYNC_MARK = "rs"
 # pysync's own IndexedDB layout. App indexes live in the computed multiEntry `ix` / `ux`
 # keys, so declaring a new app index needs no IndexedDB upgrade, only a re-index at open.
 UPGRADES: dict[int, list[idb.Step]] = {
@@ -193,10 +199,7 @@ class Database:
             out = []
             for row in rows[0]:
                 r = RecordRow.from_row(row)
-                stored = r.to_row(_declared(schema, r.collection))
-                if row.get(RESYNC_MARK):  # a resync in progress still has to confirm it
-                    stored[RESYNC_MARK] = 1
-                out.append(stored)
+                out.append(r.to_row(_declared(schema, r.collection)))
             tx.write([(RECORDS, "put", out), (META, "put", [_meta("indexes", fingerprint)])])
 
         def init(rows: list[Any]) -> None:
@@ -507,8 +510,7 @@ class Database:
         tx = self._tx([RECORDS, OUTBOX, META], "readwrite")
 
         def compute(writer: dict[str, Any], rows: list[RecordRow | None],
-                    entries: dict[int, list[Entry]], marked: set[tuple[str, str]],
-                    sweep: bool) -> None:
+                    entries: dict[int, list[Entry]], sweep: bool) -> None:
             out: dict[tuple[str, str], dict[str, Any]] = {}
             current: dict[tuple[str, str], RecordRow | None] = {}
             for i, (k, change) in enumerate(keyed):
@@ -516,12 +518,11 @@ class Database:
                 row = current.get(record, rows[i])
                 if change.hlc:
                     self._observe(change.hlc)
+                # (A row a resync awaits is rewritten even if its value is unchanged: the
+                # rewrite is what records that the server confirmed it.)
                 new = server_change(row, change, entries.get(i, []))
-                # A row marked by a resync is rewritten even if unchanged: the rewrite (to_row
-                # knows no mark) is what records that the snapshot confirmed it.
-                if new is None or (new == row and record not in marked):
+                if new is None or new == row:
                     continue
-                marked.discard(record)
                 current[record] = new
                 out[record] = new.to_row(_declared(self.schema, change.collection))
                 if row is None or new.value != row.value:
@@ -538,18 +539,16 @@ class Database:
             writer = _meta_value(results[0]) or {}
             sweep = complete and bool(_meta_value(results[1]))
             self._observe(writer.get("clock"))
-            raw = results[2:]
-            marked = {(r["k"][0], r["k"][1]) for r in raw if r and r.get(RESYNC_MARK)}
-            rows = [RecordRow.from_row(r) if r else None for r in raw]
+            rows = [RecordRow.from_row(r) if r else None for r in results[2:]]
             busy = [i for i, r in enumerate(rows) if r is not None and r.entries]
             if not busy:
-                compute(writer, rows, {}, marked, sweep)
+                compute(writer, rows, {}, sweep)
                 return
 
             def with_entries(found: list[Any]) -> None:
                 entries = {i: [Entry.from_row(e) for e in es] for i, es in zip(busy, found,
                                                                                  strict=True)}
-                compute(writer, rows, entries, marked, sweep)
+                compute(writer, rows, entries, sweep)
 
             tx.read([idb.get_all(OUTBOX, "record", (keyed[i][0], False), (keyed[i][0], False))
                      for i in busy], with_entries)
@@ -566,35 +565,48 @@ class Database:
     def _sweep(self, tx: idb.Transaction, rows: list[dict[str, Any]],
                written: dict[tuple[str, str], dict[str, Any] | None],
                notes: list[Change]) -> None:
-        """The end of a resync, inside the last page's transaction: drop every record still
-        marked (the snapshot and the changes after it did not have it: it was deleted on the
-        server while this device's cursor was too old), then end the resync. A marked row with
-        outbox entries is only unmarked: pending local writes stay, and are pushed."""
-        dropped: list[list[str]] = []
-        unmarked: list[dict[str, Any]] = []
-        for row in rows:
-            if not row.get(RESYNC_MARK):
-                continue
-            record = (row["k"][0], row["k"][1])
-            if row.get("n"):
-                unmarked.append({k: v for k, v in row.items() if k != RESYNC_MARK})
-                written[record] = unmarked[-1]
-                continue
-            dropped.append(row["k"])
-            written[record] = None
-            if row.get("v") is not None:
-                notes.append(Change(record[0], record[1], None, "server"))
-        tx.write([(RECORDS, "delete", dropped), (RECORDS, "put", unmarked),
-                  (META, "delete", [RESYNC])])
+        """The end of a resync, inside the last page's transaction: every record still marked
+        was in neither the snapshot nor the changes after it, so the server no longer has it
+        (deleted while this device's cursor was too old to learn of it). Its confirmed copy
+        goes: a record without outbox entries is dropped; pending local writes stay and are
+        pushed (rows.unconfirmed). Then the resync ends."""
+        marked = [RecordRow.from_row(r) for r in rows if r.get(RESYNC_MARK)]
+        busy = [r for r in marked if r.entries]
+
+        def settle(found: list[Any]) -> None:
+            entries = {(r.collection, r.key): [Entry.from_row(e) for e in es]
+                       for r, es in zip(busy, found, strict=True)}
+            put: list[dict[str, Any]] = []
+            dropped: list[list[str]] = []
+            for row in marked:
+                record = (row.collection, row.key)
+                new = unconfirmed(row, entries.get(record, []))
+                if new is None:
+                    dropped.append([row.collection, row.key])
+                    written[record] = None
+                else:
+                    put.append(new.to_row(_declared(self.schema, row.collection)))
+                    written[record] = put[-1]
+                after = new.value if new is not None else None
+                if after != row.value:
+                    notes.append(Change(row.collection, row.key, after, "server"))
+            tx.write([(RECORDS, "delete", dropped), (RECORDS, "put", put),
+                      (META, "delete", [RESYNC])])
+
+        if not busy:
+            settle([])
+            return
+        tx.read([idb.get_all(OUTBOX, "record", ([r.collection, r.key], False),
+                             ([r.collection, r.key], False)) for r in busy], settle)
 
     async def begin_resync(self, extra_meta: Mapping[str, Any] | None = None) -> None:
         """Start over from a snapshot (after the server answered a pull with a reset): in one
-        transaction, store `extra_meta` (the client clears its cursor) and mark every
-        confirmed record that has no outbox entry. Whatever the pull sequence that follows
-        confirms is rewritten, which unmarks it; the last page of the sequence
-        (apply_server_changes with complete=True) drops what is still marked. The mark and
-        the RESYNC meta row are stored, so a page closed mid-sequence resumes where it was.
-        Internal: for the sync client.
+        transaction, store `extra_meta` (the client clears its cursor) and mark every record
+        row (RecordRow.resync). Whatever the server confirms next (a change of the pull
+        sequence that follows, or a push answer) unmarks it; the last page of the sequence
+        (apply_server_changes with complete=True) takes the confirmed copy of what is still
+        marked away. The marks and the RESYNC meta row are stored, so a page closed
+        mid-sequence resumes where it was. Internal: for the sync client.
         """
         tx = self._tx([RECORDS, META], "readwrite")
         marked: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -602,7 +614,7 @@ class Database:
         def mark(results: list[Any]) -> None:
             out = []
             for row in results[0]:
-                if row.get("n") or row.get(RESYNC_MARK):
+                if row.get(RESYNC_MARK):
                     continue
                 out.append({**row, RESYNC_MARK: 1})
                 marked[(row["k"][0], row["k"][1])] = out[-1]

@@ -266,8 +266,10 @@ from pysync.protocol import ServerRecord as S
 db = await fresh("resync")
 todos = db.collection("todos")
 await db.apply_server_changes([S("todos", k, 1, False, {"title": k})
-                               for k in ("edited", "gone", "kept1", "kept2")], {"cursor": "old"})
-await todos.patch("edited", {"done": True})  # a pending edit: never dropped
+                               for k in ("gone", "kept1", "kept2", "put", "patched")],
+                              {"cursor": "old"})
+await todos.put("put", {"title": "new"})  # pending local writes: never dropped
+await todos.patch("patched", {"done": True})
 await db.begin_resync({"cursor": None})
 # The snapshot's first page: the same version as stored still confirms the record.
 await db.apply_server_changes([S("todos", "kept1", 1, False, {"title": "kept1"})],
@@ -280,17 +282,20 @@ db.watch(lambda changes: seen.extend([c.key, c.value] for c in changes))
 before_end = await todos.get("gone")
 await db.apply_server_changes([S("todos", "kept2", 2, False, {"title": "kept2 v2"})],
                               {"cursor": "page2"}, complete=True)
-[before_end, [[d.key, d.value, d.pending] for d in await todos.query()],
+[before_end, [[d.key, d.value, d.version, d.pending] for d in await todos.query()],
  await db.get_meta("cursor"), await db.get_meta("resync"), seen, await outbox(db)]
 """)
     before_end, docs, cursor, resync, seen, entries = result
     assert before_end == {"title": "gone"}  # dropped only when the sequence completes
-    assert docs == [["edited", {"title": "edited", "done": True}, True],
-                    ["kept1", {"title": "kept1"}, False],
-                    ["kept2", {"title": "kept2 v2"}, False]]
+    # The put stays, as a record the server has yet to see; the patch of a record the server
+    # no longer has hides, as under a server delete. Both stay in the outbox, to be pushed.
+    assert docs == [["kept1", {"title": "kept1"}, 1, False],
+                    ["kept2", {"title": "kept2 v2"}, 2, False],
+                    ["put", {"title": "new"}, None, True]]
     assert (cursor, resync) == ("page2", None)
-    assert seen == [["kept2", {"title": "kept2 v2"}], ["gone", None]]
-    assert entries == [["patch", "edited", {"done": True}, None]]
+    assert seen == [["kept2", {"title": "kept2 v2"}], ["gone", None], ["patched", None]]
+    assert entries == [["put", "put", {"title": "new"}, None],
+                       ["patch", "patched", {"done": True}, None]]
 
 
 def test_data_and_outbox_survive_a_reload(page: Page, live_server: str) -> None:
