@@ -124,6 +124,25 @@ pages = [keys(p) async for p in todos.pages("by_list", size=3, equals=("home",))
     ]
 
 
+def test_decimal_index_values_order_among_ints_and_floats_and_bound_queries(
+        page: Page) -> None:
+    result = py(page, """
+from decimal import Decimal
+db = await fresh("decimal-index")
+todos = db.collection("todos")
+await todos.put_many({"int": {"list": "l", "rank": 2}, "float": {"list": "l", "rank": 1.5},
+                      "dec": {"list": "l", "rank": Decimal("1.75")},
+                      "big": {"list": "l", "rank": Decimal("123456789.123456789012345678901")},
+                      "in-list": {"list": [Decimal("0.1000000000000000000000000001")]}})
+keys = lambda docs: [d.key for d in docs]
+[keys(await todos.query("by_list", equals=("l",))),
+ keys(await todos.query("by_list", lower=("l", Decimal("1.6")), upper=("l", 3))),
+ str((await todos.get("big"))["rank"])]
+""")
+    assert result == [["float", "dec", "int", "big"], ["dec", "int"],
+                      "123456789.123456789012345678901"]
+
+
 def test_bad_values_are_refused_and_nothing_is_written(page: Page) -> None:
     result = py(page, """
 import js
