@@ -127,23 +127,27 @@ def dumps(data: Any, *, default: Callable[[object], Any] | None = None,
     Decimals are swapped for unique placeholder strings, the C encoder does the rest, and the
     placeholders are replaced by the exact digits (`number(d)`). If the placeholder tag
     happened to occur in the data, a fresh tag is drawn, so the result never depends on luck.
-    `default` converts other types (e.g. bytes to their wrapper), as json.dumps's does.
+    The tag is drawn at the first Decimal: data without one costs one plain json.dumps (the
+    store dumps every record it writes). `default` converts other types (e.g. bytes to their
+    wrapper), as json.dumps's does.
     """
     while True:
-        text = _dumps_with_tag(data, "\x00" + secrets.token_hex(8), default, number,
-                               sort_keys)
+        text = _dumps_with_tags(data, default, number, sort_keys)
         if text is not None:
             return text
 
 
-def _dumps_with_tag(data: Any, tag: str, other: Callable[[object], Any] | None,
-                    number: Callable[[Decimal], str], sort_keys: bool) -> str | None:
+def _dumps_with_tags(data: Any, other: Callable[[object], Any] | None,
+                     number: Callable[[Decimal], str], sort_keys: bool) -> str | None:
     numbers: list[str] = []
+    tags: list[str] = []
 
     def default(value: object) -> Any:
         if isinstance(value, Decimal):
+            if not tags:
+                tags.append("\x00" + secrets.token_hex(8))
             numbers.append(number(value))
-            return f"{tag}{len(numbers) - 1}"
+            return f"{tags[0]}{len(numbers) - 1}"
         if other is not None:
             return other(value)
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
@@ -152,10 +156,11 @@ def _dumps_with_tag(data: Any, tag: str, other: Callable[[object], Any] | None,
                       separators=(",", ":"), sort_keys=sort_keys)
     if not numbers:
         return text
-    escaped = json.dumps(tag)[1:-1]
+    escaped = json.dumps(tags[0])[1:-1]
     if text.count(escaped) != len(numbers):
         return None
-    return re.sub('"' + re.escape(escaped) + r'(\d+)"', lambda m: numbers[int(m.group(1))], text)
+    return re.sub('"' + re.escape(escaped) + r'(\d+)"', lambda m: numbers[int(m.group(1))],
+                  text)
 
 
 # --- messages ------------------------------------------------------------------------------
