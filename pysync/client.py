@@ -27,8 +27,16 @@ import httpx
 
 from pysync.browser import IN_BROWSER, Platform
 from pysync.engine import Answer, Backoff, SSEDecoder, classify
-from pysync.errors import SyncError
-from pysync.protocol import MAX_MUTATIONS_PER_PUSH, PullResponse, PushResponse, dumps, loads
+from pysync.errors import ProtocolError, SyncError
+from pysync.protocol import (
+    MAX_MUTATIONS_PER_PUSH,
+    EventsTicket,
+    PullResponse,
+    PushResponse,
+    dumps,
+    float_if_exact,
+    loads,
+)
 from pysync.store import Change, Database
 
 log = logging.getLogger("pysync.client")
@@ -49,6 +57,9 @@ class SyncStatus:
     syncing: bool = False
     pending: int = 0  # local changes not yet acknowledged by the server
     last_error: str | None = None  # the last failure, until a round succeeds
+    # The last failure of the pokes stream (ticket or connection), until it connects again:
+    # meanwhile changes from elsewhere arrive only with the next round.
+    events_error: str | None = None
 
 
 def dev_token_provider(base_url: str, user: str,
@@ -218,6 +229,8 @@ class SyncClient:
                     self._want(push=True)
         except SyncError as e:
             error = e
+        except ProtocolError as e:  # a 200 whose body is not what protocol v1 says
+            error = _malformed(e)
         except httpx.HTTPError as e:  # a body that broke off midway, for instance
             error = SyncError("unreachable", f"the server could not be reached: {e}")
         except Exception as e:  # a bug or a closed database: report it, retry slowly
@@ -236,18 +249,32 @@ class SyncClient:
         return error
 
     async def _push_all(self) -> None:
+        renumbered = False
         while True:
             request = await self.db.outbox.take(self.push_limit)
             if not request.mutations:
                 return
             try:
-                body = await self._request("POST", "/v1/push", body=request.to_json())
+                response = PushResponse.from_json(
+                    await self._request("POST", "/v1/push", body=request.to_json()))
+            except SyncError as e:
+                if e.code == "mutation_gap" and e.expected is not None and not renumbered \
+                        and e.expected < request.mutations[0].id:
+                    # The server forgot this client (its tables were re-created): give the
+                    # unacknowledged entries ids from the one it expects, and push again.
+                    count = await self.db.outbox.renumber(e.expected)
+                    log.warning("the server expects mutation id %d: %d outbox entries "
+                                "renumbered from it", e.expected, count)
+                    renumbered = True
+                    continue
+                await self.db.outbox.release()
+                raise
             except Exception:
                 # Same ids and content next time: the server answers "duplicate" for any
                 # mutation that did get through, so a retry is exactly-once.
                 await self.db.outbox.release()
                 raise
-            await self.db.outbox.acknowledge(PushResponse.from_json(body))
+            await self.db.outbox.acknowledge(response)
             await self._refresh_pending()
 
     async def _pull_all(self) -> int:
@@ -263,13 +290,16 @@ class SyncClient:
                 if cursor is None or reset:
                     raise SyncError("reset_loop", "the server reset a pull without a cursor",
                                     transient=False)
-                # The outbox stays: pending edits are replayed over the snapshot.
+                # Start over from a snapshot. The outbox stays: pending edits are replayed
+                # over the snapshot; confirmed records it lacks are dropped at its end.
                 reset = True
                 cursor = None
-                await self.db.apply_server_changes([], {CURSOR: None})
+                await self.db.begin_resync({CURSOR: None})
                 continue
-            # The cursor is stored in the same transaction as the changes it covers.
-            await self.db.apply_server_changes(page.changes, {CURSOR: page.cursor})
+            # The cursor is stored in the same transaction as the changes it covers; the
+            # last page also ends a resync in progress (the same transaction again).
+            await self.db.apply_server_changes(page.changes, {CURSOR: page.cursor},
+                                               complete=not page.has_more)
             applied += len(page.changes)
             cursor = page.cursor
             if not page.has_more:
@@ -294,7 +324,9 @@ class SyncClient:
                 raise SyncError("unreachable", f"the server could not be reached: {e}") from None
             answer = classify(r.status_code, _parse(r.content), r.headers.get("retry-after"))
             if answer.verdict == "ok":
-                return _parse(r.content)
+                # Strictly, and every digit kept: a fraction a float cannot hold exactly
+                # becomes a Decimal. A body that is not JSON is ProtocolError.
+                return loads(r.content, parse_float=float_if_exact)
             if answer.verdict == "reauth" and attempt == 0:
                 continue
             raise _error(answer)
@@ -354,26 +386,41 @@ class SyncClient:
         self._events_task = self._spawn(self._events())
 
     async def _events(self) -> None:
+        """Keep one pokes stream open, for as long as the client runs: every failure is
+        reported in `status.events_error` and retried after a backoff, never the end."""
         while True:
+            retry_after: float | None = None
             try:
                 await self._listen()
+                error = None
+            except asyncio.CancelledError:
+                raise
             except SyncError as e:
-                log.info("events stream: %s", e)
+                error, retry_after = e, e.retry_after
+            except ProtocolError as e:
+                error = _malformed(e)
             except httpx.HTTPError as e:
-                log.info("events stream lost: %s", e)
-            delay = self._events_backoff.next()
-            await asyncio.sleep(delay)
+                error = SyncError("unreachable", f"the events stream was lost: {e}")
+            except Exception as e:  # a bug: the stream must come back all the same
+                log.exception("events stream failed")
+                error = SyncError("client_error", f"{type(e).__name__}: {e}")
+            if error is not None:
+                log.info("events stream: %s", error)
+                self._set(events_error=f"{error.code}: {error.message}")
+            await asyncio.sleep(self._events_backoff.next(retry_after))
 
     async def _listen(self) -> None:
         """One SSE connection: a single-use ticket, then `poke` events until it ends."""
         assert self._http is not None
-        ticket = await self._request("POST", "/v1/events/ticket")
+        ticket = EventsTicket.from_json(await self._request("POST", "/v1/events/ticket"))
         async with self._http.stream("GET", self.base_url + "/v1/events",
-                                     params={"ticket": ticket["ticket"]},
+                                     params={"ticket": ticket.ticket},
                                      timeout=EVENTS_TIMEOUT) as r:
             if r.status_code != 200:
-                raise _error(classify(r.status_code, _parse(await r.aread())))
+                raise _error(classify(r.status_code, _parse(await r.aread()),
+                                      r.headers.get("retry-after")))
             self._events_backoff.reset()
+            self._set(events_error=None)
             decoder = SSEDecoder()
             async for text in r.aiter_text():
                 if any(e.event == "poke" for e in decoder.feed(text)):
@@ -440,13 +487,20 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 
 
 def _parse(content: bytes) -> Any:
+    """An error answer's body, for its code and message; None if it is not JSON."""
     try:
-        return loads(content, decimals=False) if content else None
-    except Exception:
+        return loads(content) if content else None
+    except ProtocolError:
         return None
 
 
 def _error(answer: Answer) -> SyncError:
     return SyncError(answer.code or f"http_{answer.status}", answer.message,
                      status=answer.status, transient=answer.verdict == "retry",
-                     retry_after=answer.retry_after)
+                     retry_after=answer.retry_after, expected=answer.expected)
+
+
+def _malformed(e: ProtocolError) -> SyncError:
+    """A 200 answer that does not follow protocol v1 (a broken proxy, a server bug): nothing
+    of it was applied; retried after the backoff like a server error."""
+    return SyncError(e.code, f"the server's answer is malformed: {e.message}")

@@ -102,13 +102,17 @@ class StoreUnavailable(PysyncError):
 
 class SyncError(PysyncError):
     """The sync client could not push or pull. `code` is the server's error code (or
-    "unreachable" when no answer came); `transient` errors are retried with a backoff."""
+    "unreachable" when no answer came, "invalid_response" or "malformed_json" when the answer
+    did not follow the protocol); `transient` errors are retried with a backoff. `expected`:
+    the mutation id a `mutation_gap` answer asks for."""
 
     def __init__(self, code: str, message: str, *, status: int | None = None,
-                 transient: bool = True, retry_after: float | None = None) -> None:
+                 transient: bool = True, retry_after: float | None = None,
+                 expected: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.transient = transient
         self.retry_after = retry_after
+        self.expected = expected

@@ -20,12 +20,12 @@ index key unique, so pages can resume after the last key seen.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, TypeAlias
 
-from pysync.errors import SchemaError
+from pysync.errors import InvalidValue, SchemaError
+from pysync.protocol import dumps
 from pysync.schema import Collection, Index
 from pysync.values import Record, to_json
 
@@ -52,8 +52,15 @@ def encode_field(value: object) -> list[Any]:
     if isinstance(value, bytes):
         return [BYTES, value.hex()]
     if isinstance(value, (list, tuple)):
-        return [LIST, json.dumps(to_json(list(value)), sort_keys=True, separators=(",", ":"))]
-    return [MAP, json.dumps(to_json(value), sort_keys=True, separators=(",", ":"))]
+        return [LIST, _canonical(list(value))]
+    if isinstance(value, dict):
+        return [MAP, _canonical(value)]
+    raise InvalidValue(f"{type(value).__name__} cannot be indexed")
+
+
+def _canonical(value: list[Any] | dict[str, Any]) -> str:
+    """Canonical JSON text of a list or map (sorted keys, Decimals written exactly)."""
+    return dumps(to_json(value), sort_keys=True)
 
 
 def _encode_values(values: Sequence[object]) -> list[Any]:

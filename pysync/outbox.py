@@ -32,29 +32,45 @@ from decimal import Decimal
 from typing import Any
 
 from pysync.errors import NotFound
-from pysync.protocol import Mutation, Op
+from pysync.protocol import Mutation, Op, dumps
 from pysync.values import BYTES_TAG, Record, from_json
 
 
-def _json_default(o: object) -> Any:
+def _bytes_wrapper(o: object) -> Any:
     if isinstance(o, bytes):
         return {BYTES_TAG: base64.b64encode(o).decode("ascii")}
-    if isinstance(o, Decimal):
-        return int(o) if o == o.to_integral_value() else float(o)
     raise TypeError(f"{type(o).__name__} is not storable")
+
+
+def _stored_decimal(d: Decimal) -> str:
+    """A Decimal as stored JSON text: integral ones as plain integers (as to_json makes them),
+    others as `<digits>E<exponent>` with a capital E, a form Python never writes for a float
+    (its repr uses "e"), so load_value knows to give back a Decimal."""
+    if d == d.to_integral_value():
+        return str(int(d))
+    sign, digits, exponent = d.as_tuple()
+    assert isinstance(exponent, int)  # finite: check_record refuses NaN and Infinity
+    return f"{'-' if sign else ''}{''.join(map(str, digits))}E{exponent}"
+
+
+def _stored_fraction(text: str) -> float | Decimal:
+    return Decimal(text) if "E" in text else float(text)
 
 
 def dump_value(value: Record) -> str:
     """A validated value as the JSON text stored in IndexedDB (bytes as {"$bytes": b64}).
 
     Stored as text, not as a JS object: it crosses the bridge inside one JSON batch without
-    a second parse, and integers beyond 2**53 keep every digit.
+    a second parse, integers beyond 2**53 keep every digit, and a Decimal keeps every digit
+    and comes back a Decimal (a float comes back the same float).
     """
-    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+    return dumps(value, default=_bytes_wrapper, number=_stored_decimal)
 
 
 def load_value(text: str) -> Record:
-    return from_json(json.loads(text))  # type: ignore[no-any-return]
+    # No capital E anywhere, so no stored Decimal: the C parser's own floats (faster).
+    data = json.loads(text, parse_float=_stored_fraction) if "E" in text else json.loads(text)
+    return from_json(data)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

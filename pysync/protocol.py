@@ -11,8 +11,10 @@ after it are still processed in order.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -37,6 +39,7 @@ MAX_MESSAGE_CHARS = 300
 Op = Literal["put", "patch", "delete"]
 OPS: tuple[Op, ...] = ("put", "patch", "delete")
 Status = Literal["applied", "conflict", "rejected", "duplicate"]
+STATUSES: tuple[Status, ...] = ("applied", "conflict", "rejected", "duplicate")
 
 _PUSH_FIELDS = frozenset({"protocol", "client_id", "mutations"})
 _MUTATION_FIELDS = frozenset({"id", "collection", "key", "op", "value", "base_version", "hlc"})
@@ -78,63 +81,86 @@ def _parse_int(text: str) -> int | Decimal:
     return int(text) if len(text) <= _MAX_INT_CHARS else Decimal(text)
 
 
-def loads(data: bytes | str, *, decimals: bool = True) -> Any:
+def float_if_exact(text: str) -> float | Decimal:
+    """A JSON fraction as a float when the float holds exactly the number written (its
+    shortest repr is the same number, e.g. 0.1 or 2.5e-3), else as a Decimal (a 30-digit
+    fraction): the client's `parse_float`, so ordinary numbers stay floats for the app and
+    no digit is ever lost."""
+    f = float(text)
+    if math.isfinite(f) and Decimal(repr(f)) == Decimal(text):
+        return f
+    return Decimal(text)
+
+
+def loads(data: bytes | str, *, parse_float: Callable[[str], Any] = Decimal) -> Any:
     """Parse JSON strictly; ProtocolError("malformed_json") for anything that is not I-JSON.
 
     Refused: invalid UTF-8, NaN/Infinity, duplicate keys (which one would win is up to the
-    parser), nesting deep enough to exhaust the parser. Fractions become Decimal (exact) when
-    `decimals`, so a number is stored exactly as sent.
+    parser), nesting deep enough to exhaust the parser. Fractions become Decimal (exact) by
+    default, so a number is stored exactly as sent; the client passes `float_if_exact`.
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, parse_float=Decimal if decimals else float,
+        return json.loads(text, parse_float=parse_float,
                           parse_int=_parse_int, parse_constant=_refuse_constant,
                           object_pairs_hook=_unique_keys)
     except UnicodeDecodeError:
         raise ProtocolError("malformed_json", "the body is not valid UTF-8") from None
     except RecursionError:
         raise ProtocolError("malformed_json", "the JSON is nested too deeply") from None
-    except ValueError as e:  # JSONDecodeError is a ValueError
+    except (ValueError, ArithmeticError) as e:  # JSONDecodeError is a ValueError
         raise ProtocolError("malformed_json", f"invalid JSON: {e}") from None
 
 
-def _encode_number(value: object) -> str:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value} cannot be written as JSON")
-        return str(value)  # exact; "1E+2" style exponents are valid JSON
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+def decimal_text(value: Decimal) -> str:
+    """A finite Decimal as exact JSON number text ("1E+2" style exponents are valid JSON)."""
+    if not value.is_finite():
+        raise ValueError(f"{value} cannot be written as JSON")
+    return str(value)
 
 
-def dumps(data: Any) -> str:
+def dumps(data: Any, *, default: Callable[[object], Any] | None = None,
+          number: Callable[[Decimal], str] = decimal_text, sort_keys: bool = False) -> str:
     """JSON text with every Decimal written exactly (json.dumps would refuse them, and going
     through float would round them).
 
     Decimals are swapped for unique placeholder strings, the C encoder does the rest, and the
-    placeholders are replaced by the exact digits. If the placeholder tag happened to occur in
-    the data, a fresh tag is drawn, so the result never depends on luck.
+    placeholders are replaced by the exact digits (`number(d)`). If the placeholder tag
+    happened to occur in the data, a fresh tag is drawn, so the result never depends on luck.
+    The tag is drawn at the first Decimal: data without one costs one plain json.dumps (the
+    store dumps every record it writes). `default` converts other types (e.g. bytes to their
+    wrapper), as json.dumps's does.
     """
     while True:
-        text = _dumps_with_tag(data, "\x00" + secrets.token_hex(8))
+        text = _dumps_with_tags(data, default, number, sort_keys)
         if text is not None:
             return text
 
 
-def _dumps_with_tag(data: Any, tag: str) -> str | None:
+def _dumps_with_tags(data: Any, other: Callable[[object], Any] | None,
+                     number: Callable[[Decimal], str], sort_keys: bool) -> str | None:
     numbers: list[str] = []
+    tags: list[str] = []
 
-    def default(value: object) -> str:
-        numbers.append(_encode_number(value))
-        return f"{tag}{len(numbers) - 1}"
+    def default(value: object) -> Any:
+        if isinstance(value, Decimal):
+            if not tags:
+                tags.append("\x00" + secrets.token_hex(8))
+            numbers.append(number(value))
+            return f"{tags[0]}{len(numbers) - 1}"
+        if other is not None:
+            return other(value)
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
     text = json.dumps(data, default=default, allow_nan=False, ensure_ascii=False,
-                      separators=(",", ":"))
+                      separators=(",", ":"), sort_keys=sort_keys)
     if not numbers:
         return text
-    escaped = json.dumps(tag)[1:-1]
+    escaped = json.dumps(tags[0])[1:-1]
     if text.count(escaped) != len(numbers):
         return None
-    return re.sub('"' + re.escape(escaped) + r'(\d+)"', lambda m: numbers[int(m.group(1))], text)
+    return re.sub('"' + re.escape(escaped) + r'(\d+)"', lambda m: numbers[int(m.group(1))],
+                  text)
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -182,6 +208,58 @@ def _refuse_typed_json(value: object) -> None:
                 f"the value looks like DynamoDB typed JSON ({{{name!r}: ...}}): "
                 "send plain JSON; a one-field record named after a DynamoDB type is refused"
             )
+
+
+# --- server answers, as the client reads them -----------------------------------------------
+# An answer that does not have the documented shape is refused whole: nothing of it is applied,
+# and the client reports ProtocolError("invalid_response") and retries later. Unknown fields
+# are ignored, so a newer server may add some.
+
+INVALID_RESPONSE = "invalid_response"
+
+
+def _answer_object(obj: object, what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise ProtocolError(INVALID_RESPONSE, f"{what} must be a JSON object, "
+                                              f"not {_json_type(obj)}")
+    return obj
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def _answer_field(obj: dict[str, Any], name: str, kind: type, *,
+                  optional: bool = False) -> Any:
+    """obj[name] if it has the JSON type `kind` (or is null/absent when `optional`)."""
+    value = obj.get(name)
+    if value is None:
+        if optional:
+            return None
+        raise ProtocolError(INVALID_RESPONSE, f"the answer lacks field {name!r}")
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ProtocolError(INVALID_RESPONSE,
+                            f"field {name!r} is {_json_type(value)}, "
+                            f"expected {_json_type(kind())}")
+    return value
+
+
+def _answer_counter(obj: dict[str, Any], name: str, *, optional: bool = False) -> Any:
+    """A version or mutation id: an integer in 0..2**63-1."""
+    value = _answer_field(obj, name, int, optional=optional)
+    if value is not None and not 0 <= value <= MAX_COUNTER:
+        raise ProtocolError(INVALID_RESPONSE, f"field {name!r} is out of 0..2**63-1")
+    return value
 
 
 @dataclass(frozen=True)
@@ -330,10 +408,17 @@ class ServerRecord:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> ServerRecord:
-        value = obj.get("value")
-        return cls(obj["collection"], obj["key"], int(obj["version"]), bool(obj["deleted"]),
-                   from_json(value) if value is not None else None, obj.get("hlc"))
+    def from_json(cls, obj: object) -> ServerRecord:
+        """Parse a record of a server answer; ProtocolError("invalid_response") if malformed."""
+        obj = _answer_object(obj, "a record")
+        value = _answer_field(obj, "value", dict, optional=True)
+        try:
+            record = from_json(value) if value is not None else None
+        except InvalidValue as e:
+            raise ProtocolError(INVALID_RESPONSE, _clip(f"a record's value: {e}")) from None
+        return cls(_answer_field(obj, "collection", str), _answer_field(obj, "key", str),
+                   _answer_counter(obj, "version"), _answer_field(obj, "deleted", bool),
+                   record, _answer_field(obj, "hlc", str, optional=True))
 
 
 @dataclass(frozen=True)
@@ -356,12 +441,24 @@ class MutationResult:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> MutationResult:
-        err = obj.get("error") or {}
-        server = obj.get("server")
-        return cls(obj["id"], obj["status"], obj.get("version"),
-                   ServerRecord.from_json(server) if server else None,
-                   err.get("code"), err.get("message"))
+    def from_json(cls, obj: object) -> MutationResult:
+        """Parse one push result; ProtocolError("invalid_response") if malformed."""
+        obj = _answer_object(obj, "a push result")
+        status = _answer_field(obj, "status", str)
+        if status not in STATUSES:
+            raise ProtocolError(INVALID_RESPONSE, f"unknown push status {_show(status)}")
+        server = _answer_field(obj, "server", dict, optional=True)
+        error = _answer_field(obj, "error", dict, optional=True)
+        code = message = None
+        if error is not None:
+            code = _answer_field(error, "code", str)
+            message = _answer_field(error, "message", str, optional=True)
+        mid = _answer_counter(obj, "id")
+        if mid < 1:
+            raise ProtocolError(INVALID_RESPONSE, "a push result's id must be >= 1")
+        return cls(mid, status, _answer_counter(obj, "version", optional=True),
+                   ServerRecord.from_json(server) if server is not None else None,
+                   code, message)
 
 
 @dataclass(frozen=True)
@@ -374,9 +471,12 @@ class PushResponse:
                 "results": [r.to_json() for r in self.results]}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> PushResponse:
-        return cls(obj["last_mutation_id"],
-                   tuple(MutationResult.from_json(r) for r in obj["results"]))
+    def from_json(cls, obj: object) -> PushResponse:
+        """Parse a push answer; ProtocolError("invalid_response") if malformed."""
+        obj = _answer_object(obj, "a push answer")
+        results = _answer_field(obj, "results", list)
+        return cls(_answer_counter(obj, "last_mutation_id"),
+                   tuple(MutationResult.from_json(r) for r in results))
 
 
 @dataclass(frozen=True)
@@ -394,8 +494,30 @@ class PullResponse:
                 "has_more": self.has_more, "last_mutation_id": self.last_mutation_id}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> PullResponse:
-        if obj.get("reset"):
+    def from_json(cls, obj: object) -> PullResponse:
+        """Parse a pull answer; ProtocolError("invalid_response") if malformed."""
+        obj = _answer_object(obj, "a pull answer")
+        if _answer_field(obj, "reset", bool, optional=True):
             return cls((), None, False, 0, reset=True)
-        return cls(tuple(ServerRecord.from_json(c) for c in obj["changes"]), obj["cursor"],
-                   bool(obj["has_more"]), int(obj["last_mutation_id"]))
+        changes = _answer_field(obj, "changes", list)
+        return cls(tuple(ServerRecord.from_json(c) for c in changes),
+                   _answer_field(obj, "cursor", str), _answer_field(obj, "has_more", bool),
+                   _answer_counter(obj, "last_mutation_id"))
+
+
+@dataclass(frozen=True)
+class EventsTicket:
+    """The answer of POST /v1/events/ticket: a single-use ticket for GET /v1/events."""
+
+    ticket: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ticket": self.ticket}
+
+    @classmethod
+    def from_json(cls, obj: object) -> EventsTicket:
+        obj = _answer_object(obj, "an events ticket answer")
+        ticket = _answer_field(obj, "ticket", str)
+        if not ticket:
+            raise ProtocolError(INVALID_RESPONSE, "the events ticket is empty")
+        return cls(ticket)

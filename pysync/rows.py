@@ -21,6 +21,8 @@ from pysync.protocol import MutationResult, Op, ServerRecord
 from pysync.schema import Collection
 from pysync.values import Record
 
+RESYNC_MARK = "rs"  # a record row's `resync` flag, as stored
+
 
 def _dump(value: Record | None) -> str | None:
     return None if value is None else dump_value(value)
@@ -58,6 +60,10 @@ class RecordRow:
     # The server has our write but did not say its version (a `duplicate` answer after a
     # lost response): the next edit's base_version waits for a pull.
     stale: bool = False
+    # A resync (after the server reset this client's cursor) has yet to confirm the
+    # server's copy: the copy predates the reset, and if the resync's snapshot lacks the
+    # record, it is gone from the server (see unconfirmed()).
+    resync: bool = False
 
     @property
     def in_flight(self) -> int:
@@ -109,6 +115,8 @@ class RecordRow:
             row["p"] = [p.order, p.op, _dump(p.patch), p.base_version, p.chained, p.hlc]
         if self.stale:
             row["st"] = True
+        if self.resync:
+            row[RESYNC_MARK] = 1
         return row
 
     @classmethod
@@ -124,7 +132,7 @@ class RecordRow:
             row["k"][0], row["k"][1], value, stamps, row.get("sv"),
             _load(row.get("sb")) if entries else value, row.get("sh"), entries,
             Pending(p[0], p[1], _load(p[2]), p[3], bool(p[4]), p[5]) if p else None,
-            bool(row.get("st")),
+            bool(row.get("st")), bool(row.get(RESYNC_MARK)),
         )
 
 
@@ -215,14 +223,27 @@ def server_change(row: RecordRow | None, change: ServerRecord,
     Pending local edits (`entries`, read from the outbox) stay visible over the change.
     Returns the row to store, or None when there is nothing to store.
     """
-    if row is not None and row.version is not None and change.version < row.version:
+    # A copy awaiting a resync's confirmation predates a reset: after a store re-created, a
+    # lower version is the truth, so no version check then.
+    if row is not None and row.version is not None and change.version < row.version \
+            and not row.resync:
         return row
     if row is None:
         row = RecordRow(change.collection, change.key, None, {})
     value = None if change.deleted else change.value
     row = replace(row, version=change.version, server_value=value, server_hlc=change.hlc,
-                  stale=False)
+                  stale=False, resync=False)
     return _replay(row, entries)
+
+
+def unconfirmed(row: RecordRow, entries: list[Entry]) -> RecordRow | None:
+    """The row once a resync has completed without the server confirming it: the server has
+    no such record (any more). The confirmed copy goes; pending local edits (`entries`) stay,
+    replayed over nothing (a patch of a record the server no longer has hides, as under a
+    server delete, and the server will reject it). None: remove the row."""
+    row = replace(row, version=None, server_value=None, server_hlc=None, stale=False,
+                  resync=False)
+    return _settle(_replay(row, entries))
 
 
 def acknowledged(row: RecordRow, entry: Entry, result: MutationResult,
@@ -230,6 +251,9 @@ def acknowledged(row: RecordRow, entry: Entry, result: MutationResult,
     """The row once the server has answered for `entry`; `remaining` are the record's other
     outbox entries. Returns None when the row should be removed."""
     confirmed, version, hlc, stale = row.server_value, row.version, row.server_hlc, row.stale
+    # Any answer but a rejection says the server has (had) the record: nothing left for a
+    # resync to confirm.
+    resync = row.resync and result.status == "rejected"
     if result.status in ("applied", "duplicate"):
         # A patch over a copy we never had: the server has the whole record; the pull brings it.
         with contextlib.suppress(NotFound):
@@ -245,6 +269,6 @@ def acknowledged(row: RecordRow, entry: Entry, result: MutationResult,
             confirmed = None if s.deleted else s.value
             version, hlc, stale = s.version, s.hlc, False
     row = replace(row, server_value=confirmed, version=version, server_hlc=hlc,
-                  entries=max(row.entries - 1, 0), stale=stale)
+                  entries=max(row.entries - 1, 0), stale=stale, resync=resync)
     others = [e for e in remaining if e.order != entry.order]
     return _settle(_replay(row, others))

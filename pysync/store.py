@@ -20,7 +20,8 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any, Literal
 
 from pysync import idb
@@ -36,7 +37,14 @@ from pysync.protocol import (
     PushResponse,
     ServerRecord,
 )
-from pysync.rows import RecordRow, acknowledged, local_write, server_change
+from pysync.rows import (
+    RESYNC_MARK,
+    RecordRow,
+    acknowledged,
+    local_write,
+    server_change,
+    unconfirmed,
+)
 from pysync.schema import Collection, Schema
 from pysync.storage import Connection, Storage, Transaction, default_storage
 from pysync.values import (
@@ -54,6 +62,9 @@ LAYOUT_VERSION = 1
 RECORDS, OUTBOX, META = "records", "outbox", "meta"
 # The meta row every local write reads and bumps: {"clock": last HLC, "next_order": int}.
 WRITER = "writer"
+# Set while a resync (a snapshot after a reset) is in progress; record rows it has yet to
+# confirm carry RESYNC_MARK (RecordRow.resync). See Database.begin_resync.
+RESYNC = "resync"
 # pysync's own IndexedDB layout. App indexes live in the computed multiEntry `ix` / `ux`
 # keys, so declaring a new app index needs no IndexedDB upgrade, only a re-index at open.
 UPGRADES: dict[int, list[idb.Step]] = {
@@ -491,11 +502,14 @@ class Database:
     # --- server changes (the sync client's entry point) -----------------------------------
 
     async def apply_server_changes(self, changes: Sequence[ServerRecord],
-                                   extra_meta: Mapping[str, Any] | None = None) -> None:
+                                   extra_meta: Mapping[str, Any] | None = None, *,
+                                   complete: bool = False) -> None:
         """Store a pull's records in one transaction (with `extra_meta`, e.g. the cursor).
 
         Idempotent (an older version than the one stored changes nothing) and pending local
         edits stay visible over the incoming values until the server acknowledges them.
+        `complete`: this is the last page of a pull sequence; if a resync is in progress (see
+        begin_resync) the records it did not confirm are dropped in this same transaction.
         Internal: for the sync client.
         """
         keyed = [([c.collection, c.key], c) for c in changes]
@@ -503,7 +517,7 @@ class Database:
         tx = self._tx([RECORDS, OUTBOX, META], "readwrite")
 
         def compute(writer: dict[str, Any], rows: list[RecordRow | None],
-                    entries: dict[int, list[Entry]]) -> None:
+                    entries: dict[int, list[Entry]], sweep: bool) -> None:
             out: dict[tuple[str, str], dict[str, Any]] = {}
             current: dict[tuple[str, str], RecordRow | None] = {}
             for i, (k, change) in enumerate(keyed):
@@ -511,6 +525,8 @@ class Database:
                 row = current.get(record, rows[i])
                 if change.hlc:
                     self._observe(change.hlc)
+                # (A row a resync awaits is rewritten even if its value is unchanged: the
+                # rewrite is what records that the server confirmed it.)
                 new = server_change(row, change, entries.get(i, []))
                 if new is None or new == row:
                     continue
@@ -523,31 +539,98 @@ class Database:
             tx.write([(RECORDS, "put", list(out.values())), (META, "put", meta)])
             written.update(out)
             written_writer.append(meta[-1])
+            if sweep:
+                tx.read([idb.get_all(RECORDS)], lambda r: self._sweep(tx, r[0], written, notes))
 
         def with_rows(results: list[Any]) -> None:
             writer = _meta_value(results[0]) or {}
+            sweep = complete and bool(_meta_value(results[1]))
             self._observe(writer.get("clock"))
-            rows = [RecordRow.from_row(r) if r else None for r in results[1:]]
+            rows = [RecordRow.from_row(r) if r else None for r in results[2:]]
             busy = [i for i, r in enumerate(rows) if r is not None and r.entries]
             if not busy:
-                compute(writer, rows, {})
+                compute(writer, rows, {}, sweep)
                 return
 
             def with_entries(found: list[Any]) -> None:
                 entries = {i: [Entry.from_row(e) for e in es] for i, es in zip(busy, found,
                                                                                  strict=True)}
-                compute(writer, rows, entries)
+                compute(writer, rows, entries, sweep)
 
             tx.read([idb.get_all(OUTBOX, "record", (keyed[i][0], False), (keyed[i][0], False))
                      for i in busy], with_entries)
 
         written: dict[tuple[str, str], dict[str, Any] | None] = {}
         written_writer: list[dict[str, Any]] = []
-        tx.read([idb.get(META, WRITER), *(idb.get(RECORDS, k) for k, _ in keyed)], with_rows)
+        tx.read([idb.get(META, WRITER), idb.get(META, RESYNC),
+                 *(idb.get(RECORDS, k) for k, _ in keyed)], with_rows)
         await tx.done()
         self._writer_row = written_writer[0]
         self._remember(written)
         self._publish(notes)
+
+    def _sweep(self, tx: Transaction, rows: list[dict[str, Any]],
+               written: dict[tuple[str, str], dict[str, Any] | None],
+               notes: list[Change]) -> None:
+        """The end of a resync, inside the last page's transaction: every record still marked
+        was in neither the snapshot nor the changes after it, so the server no longer has it
+        (deleted while this device's cursor was too old to learn of it). Its confirmed copy
+        goes: a record without outbox entries is dropped; pending local writes stay and are
+        pushed (rows.unconfirmed). Then the resync ends."""
+        marked = [RecordRow.from_row(r) for r in rows if r.get(RESYNC_MARK)]
+        busy = [r for r in marked if r.entries]
+
+        def settle(found: list[Any]) -> None:
+            entries = {(r.collection, r.key): [Entry.from_row(e) for e in es]
+                       for r, es in zip(busy, found, strict=True)}
+            put: list[dict[str, Any]] = []
+            dropped: list[list[str]] = []
+            for row in marked:
+                record = (row.collection, row.key)
+                new = unconfirmed(row, entries.get(record, []))
+                if new is None:
+                    dropped.append([row.collection, row.key])
+                    written[record] = None
+                else:
+                    put.append(new.to_row(_declared(self.schema, row.collection)))
+                    written[record] = put[-1]
+                after = new.value if new is not None else None
+                if after != row.value:
+                    notes.append(Change(row.collection, row.key, after, "server"))
+            tx.write([(RECORDS, "delete", dropped), (RECORDS, "put", put),
+                      (META, "delete", [RESYNC])])
+
+        if not busy:
+            settle([])
+            return
+        tx.read([idb.get_all(OUTBOX, "record", ([r.collection, r.key], False),
+                             ([r.collection, r.key], False)) for r in busy], settle)
+
+    async def begin_resync(self, extra_meta: Mapping[str, Any] | None = None) -> None:
+        """Start over from a snapshot (after the server answered a pull with a reset): in one
+        transaction, store `extra_meta` (the client clears its cursor) and mark every record
+        row (RecordRow.resync). Whatever the server confirms next (a change of the pull
+        sequence that follows, or a push answer) unmarks it; the last page of the sequence
+        (apply_server_changes with complete=True) takes the confirmed copy of what is still
+        marked away. The marks and the RESYNC meta row are stored, so a page closed
+        mid-sequence resumes where it was. Internal: for the sync client.
+        """
+        tx = self._tx([RECORDS, META], "readwrite")
+        marked: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+        def mark(results: list[Any]) -> None:
+            out = []
+            for row in results[0]:
+                if row.get(RESYNC_MARK):
+                    continue
+                out.append({**row, RESYNC_MARK: 1})
+                marked[(row["k"][0], row["k"][1])] = out[-1]
+            meta = [_meta(k, v) for k, v in (extra_meta or {}).items()]
+            tx.write([(RECORDS, "put", out), (META, "put", [*meta, _meta(RESYNC, True)])])
+
+        tx.read([idb.get_all(RECORDS)], mark)
+        await tx.done()
+        self._remember(marked)
 
     async def get_meta(self, key: str) -> Any:
         tx = self._tx([META], "readonly")
@@ -640,8 +723,8 @@ class LocalCollection:
                 for part in v if isinstance(v, tuple) else (v,):
                     if isinstance(part, (dict, list)):
                         check_record({"v": part})
-                    elif part is not None and not isinstance(part, (bool, int, float, str,
-                                                                     bytes)):
+                    elif part is not None and not isinstance(part, (bool, int, float, Decimal,
+                                                                     str, bytes)):
                         raise InvalidValue(f"{type(part).__name__} is not a query value")
         lo, hi = index_range(self.decl, decl, equals=equals, lower=lower, upper=upper,
                              lower_open=lower_open, upper_open=upper_open)
@@ -817,6 +900,36 @@ class Outbox:
 
         tx.read([idb.get_all(OUTBOX, "wire")], then)
         await tx.done()
+
+    async def renumber(self, first: int) -> int:
+        """After a mutation_gap (the server expects `first`, below this outbox's next wire
+        id): the server has forgotten this client (its clients table was re-created, or the
+        client's state expired), so the entries it has not acknowledged get consecutive wire
+        ids from `first` again, in order, and are no longer in flight. Returns how many.
+
+        Whatever the server forgot cannot be deduplicated any more: an entry it had applied
+        before forgetting is applied again (for `merge` and `lww` the same value again).
+        """
+        tx = self._db._tx([OUTBOX, META], "readwrite")
+        box: list[int] = []
+
+        def then(results: list[Any]) -> None:
+            rows = sorted((Entry.from_row(e) for e in results[0]), key=lambda e: e.wire_id or 0)
+            if rows and (rows[0].wire_id or 0) <= first:
+                raise InvalidValue(f"wire ids already start at {rows[0].wire_id}: "
+                                   f"not renumbering to {first}")
+            # Ascending: each new id is below every old one still unrenumbered, so the unique
+            # `wire` index never sees two entries with one id.
+            tx.write([
+                (OUTBOX, "put", [replace(e, wire_id=first + i, in_flight=False).to_row()
+                                 for i, e in enumerate(rows)]),
+                (META, "put", [_meta("next_mutation_id", first + len(rows))]),
+            ])
+            box.append(len(rows))
+
+        tx.read([idb.get_all(OUTBOX, "wire")], then)
+        await tx.done()
+        return box[0]
 
     async def entries(self) -> list[Entry]:
         """Every outbox entry, in order (for tests and diagnostics)."""

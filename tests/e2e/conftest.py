@@ -53,6 +53,16 @@ class SyncServer:
     url: str
     tables: TableNames
     dynamodb: DynamoDBClient
+    settings: Settings
+
+
+def sync_settings(dynamodb_local: DynamoDBLocal, prefix: str, **overrides: Any) -> Settings:
+    """A dev server's settings with the change feed on (short polls) and no rate limit."""
+    options: dict[str, Any] = {"dev": True, "dynamodb_endpoint": dynamodb_local.endpoint,
+                               "table_prefix": prefix, "feed_enabled": True,
+                               "feed_poll_s": 0.05, "events_poll_s": 0.1,
+                               "rate_limit_per_s": 0, **overrides}
+    return Settings(**options)
 
 
 @pytest.fixture(scope="session")
@@ -61,11 +71,10 @@ def sync_server(dynamodb_local: DynamoDBLocal) -> Iterator[SyncServer]:
     it and keep apart by using their own user (scope)."""
     ensure_pysync_wheel()
     prefix = f"sync{uuid.uuid4().hex[:8]}_"
-    settings = Settings(dev=True, dynamodb_endpoint=dynamodb_local.endpoint, table_prefix=prefix,
-                        feed_enabled=True, feed_poll_s=0.05, events_poll_s=0.1,
-                        rate_limit_per_s=0)
+    settings = sync_settings(dynamodb_local, prefix)
     with serve(create_app(settings)) as url:
-        yield SyncServer(url, TableNames.with_prefix(prefix), dynamodb_client(settings))
+        yield SyncServer(url, TableNames.with_prefix(prefix), dynamodb_client(settings),
+                         settings)
 
 
 class ForeignRequest(AssertionError):

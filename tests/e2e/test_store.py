@@ -124,6 +124,25 @@ pages = [keys(p) async for p in todos.pages("by_list", size=3, equals=("home",))
     ]
 
 
+def test_decimal_index_values_order_among_ints_and_floats_and_bound_queries(
+        page: Page) -> None:
+    result = py(page, """
+from decimal import Decimal
+db = await fresh("decimal-index")
+todos = db.collection("todos")
+await todos.put_many({"int": {"list": "l", "rank": 2}, "float": {"list": "l", "rank": 1.5},
+                      "dec": {"list": "l", "rank": Decimal("1.75")},
+                      "big": {"list": "l", "rank": Decimal("123456789.123456789012345678901")},
+                      "in-list": {"list": [Decimal("0.1000000000000000000000000001")]}})
+keys = lambda docs: [d.key for d in docs]
+[keys(await todos.query("by_list", equals=("l",))),
+ keys(await todos.query("by_list", lower=("l", Decimal("1.6")), upper=("l", 3))),
+ str((await todos.get("big"))["rank"])]
+""")
+    assert result == [["float", "dec", "int", "big"], ["dec", "int"],
+                      "123456789.123456789012345678901"]
+
+
 def test_bad_values_are_refused_and_nothing_is_written(page: Page) -> None:
     result = py(page, """
 import js
@@ -257,6 +276,45 @@ docs = await todos.query("by_title", equals="Oat milk")
     assert docs == [["a", 3, True]]
     assert cursor == "c1"
     assert seen == [["a", "server"], ["b", "server"], ["a", "local"], ["a", "server"]]
+
+
+def test_a_resync_closed_midway_resumes_and_drops_the_confirmed_records_it_lacks(
+        page: Page) -> None:
+    result = py(page, """
+from pysync.protocol import ServerRecord as S
+db = await fresh("resync")
+todos = db.collection("todos")
+await db.apply_server_changes([S("todos", k, 1, False, {"title": k})
+                               for k in ("gone", "kept1", "kept2", "put", "patched")],
+                              {"cursor": "old"})
+await todos.put("put", {"title": "new"})  # pending local writes: never dropped
+await todos.patch("patched", {"done": True})
+await db.begin_resync({"cursor": None})
+# The snapshot's first page: the same version as stored still confirms the record.
+await db.apply_server_changes([S("todos", "kept1", 1, False, {"title": "kept1"})],
+                              {"cursor": "page1"})
+db.close()  # the page goes away in the middle of the sequence
+db = await pysync.open_database("resync", SCHEMA)
+todos = db.collection("todos")
+seen = []
+db.watch(lambda changes: seen.extend([c.key, c.value] for c in changes))
+before_end = await todos.get("gone")
+await db.apply_server_changes([S("todos", "kept2", 2, False, {"title": "kept2 v2"})],
+                              {"cursor": "page2"}, complete=True)
+[before_end, [[d.key, d.value, d.version, d.pending] for d in await todos.query()],
+ await db.get_meta("cursor"), await db.get_meta("resync"), seen, await outbox(db)]
+""")
+    before_end, docs, cursor, resync, seen, entries = result
+    assert before_end == {"title": "gone"}  # dropped only when the sequence completes
+    # The put stays, as a record the server has yet to see; the patch of a record the server
+    # no longer has hides, as under a server delete. Both stay in the outbox, to be pushed.
+    assert docs == [["kept1", {"title": "kept1"}, 1, False],
+                    ["kept2", {"title": "kept2 v2"}, 2, False],
+                    ["put", {"title": "new"}, None, True]]
+    assert (cursor, resync) == ("page2", None)
+    assert seen == [["kept2", {"title": "kept2 v2"}], ["gone", None], ["patched", None]]
+    assert entries == [["put", "put", {"title": "new"}, None],
+                       ["patch", "patched", {"done": True}, None]]
 
 
 def test_data_and_outbox_survive_a_reload(page: Page, live_server: str) -> None:

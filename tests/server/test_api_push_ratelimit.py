@@ -18,6 +18,15 @@ class FakeClock:
         return self.now
 
 
+def taken(limiter: RateLimiter, user: str) -> bool:
+    """True if the limiter let one request of `user` through, False if it refused it."""
+    try:
+        limiter.take(user)
+    except RateLimited:
+        return False
+    return True
+
+
 def test_a_burst_is_allowed_then_refused_with_the_time_until_a_token_is_back() -> None:
     clock = FakeClock()
     limiter = RateLimiter(rate=2.0, burst=3, clock=clock)
@@ -32,8 +41,13 @@ def test_tokens_refill_with_time() -> None:
     clock = FakeClock()
     limiter = RateLimiter(rate=2.0, burst=1, clock=clock)
     limiter.take("alice")
-    clock.now = 0.5
-    limiter.take("alice")
+    clock.now = 0.25  # half a token back: still refused, with the time to the whole one
+    with pytest.raises(RateLimited) as early:
+        limiter.take("alice")
+    assert early.value.retry_after == pytest.approx(0.25)
+    clock.now = 0.5  # a whole token back (2 per second): allowed once, then empty again
+    assert taken(limiter, "alice") is True
+    assert taken(limiter, "alice") is False
 
 
 def test_users_have_separate_buckets() -> None:
@@ -57,8 +71,9 @@ def test_a_refused_request_spends_no_token() -> None:
 
 def test_a_zero_rate_disables_the_limit() -> None:
     limiter = RateLimiter(rate=0, burst=0, clock=FakeClock())
-    for _ in range(100):
-        limiter.take("alice")
+    assert limiter.enabled is False
+    # burst 0 and no time passing: any enabled limiter would refuse the very first request.
+    assert [taken(limiter, "alice") for _ in range(100)] == [True] * 100
 
 
 @pytest.mark.dynamodb

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import itertools
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pysync.errors import SchemaError
+from pysync.errors import InvalidValue, SchemaError
 from pysync.indexkeys import compare, encode_field, index_keys, index_range
 from pysync.schema import Collection, Index
 
@@ -91,3 +93,28 @@ def test_a_query_longer_than_the_index_is_refused() -> None:
 
 def test_strings_compare_by_utf16_code_unit_like_indexeddb() -> None:
     assert compare("\U0001f600", "\uffff") < 0  # astral before U+FFFF, unlike Python
+
+
+# --- Decimal values (what pysync.protocol parses a 38-digit fraction into) ---
+
+@given(st.lists(st.one_of(st.integers(-2**53, 2**53),
+                          st.floats(-1e20, 1e20, allow_nan=False, allow_infinity=False),
+                          st.decimals(-10**20, 10**20, allow_nan=False, allow_infinity=False,
+                                      places=6)),
+                min_size=2, max_size=8))
+def test_decimals_sort_numerically_among_ints_and_floats(numbers: list[object]) -> None:
+    ordered = sorted(numbers, key=lambda n: functools.cmp_to_key(compare)(key_of(n)))
+    exact = [Decimal(repr(n)) if isinstance(n, float) else Decimal(n) for n in ordered]
+    # Keys compare as doubles: values closer than a double can tell apart may tie, never invert.
+    assert all(float(a) <= float(b) for a, b in itertools.pairwise(exact))
+
+
+def test_a_decimal_inside_a_list_or_map_is_indexed_with_its_exact_digits() -> None:
+    d = Decimal("0.123456789012345678901234567890")
+    assert key_of([d])[2:4] == [6, "[0.123456789012345678901234567890]"]
+    assert key_of({"p": d, "a": 1})[2:4] == [7, '{"a":1,"p":0.123456789012345678901234567890}']
+
+
+def test_an_unindexable_value_is_a_pysync_error_not_a_type_error() -> None:
+    with pytest.raises(InvalidValue):
+        encode_field(object())

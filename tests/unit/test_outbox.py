@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pysync.errors import NotFound
-from pysync.outbox import Entry, apply_op, coalesce, rebase, take
+from pysync.outbox import Entry, apply_op, coalesce, dump_value, load_value, rebase, take
 from pysync.protocol import Op
 from pysync.rows import RecordRow, local_write
 
@@ -164,3 +166,33 @@ def test_coalesced_outbox_replayed_on_the_server_gives_the_local_view(
         server = rebase(None, mine)
         row = rows[key]
         assert server == (row.value if row else None)
+
+
+# --- the stored JSON text of values ---
+
+def test_a_stored_decimal_keeps_every_digit_and_stays_a_decimal() -> None:
+    value = {"price": Decimal("1234567890.12345678901234567890"), "tiny": Decimal("-1E-130"),
+             "nested": [{"d": Decimal("0.1")}]}
+    back = load_value(dump_value(value))
+    assert back == value
+    assert str(back["price"]) == "1234567890.12345678901234567890"
+    assert type(back["nested"][0]["d"]) is Decimal
+
+
+def test_a_stored_float_stays_the_same_float() -> None:
+    value = {"f": 0.1, "big": 1e300, "small": 2.5e-7, "whole": 3.0}
+    back = load_value(dump_value(value))
+    assert back == value and all(type(v) is float for v in back.values())
+
+
+def test_an_integral_decimal_is_stored_as_an_integer() -> None:
+    # What DynamoDB returns for every whole number; to_json makes it an int on the wire too.
+    assert load_value(dump_value({"n": Decimal("1E+30"), "m": Decimal("42")})) == \
+        {"n": 10**30, "m": 42}
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+    lambda d: d.is_zero() or -130 <= d.adjusted() <= 125))
+def test_any_storable_decimal_survives_the_store_exactly(d: Decimal) -> None:
+    back = load_value(dump_value({"n": d}))["n"]
+    assert back == d and (type(back) is Decimal or d == d.to_integral_value())

@@ -12,12 +12,15 @@ from hypothesis import strategies as st
 from pysync.errors import ProtocolError
 from pysync.protocol import (
     MAX_MUTATIONS_PER_PUSH,
+    EventsTicket,
     Mutation,
     MutationResult,
+    PullResponse,
     PushRequest,
     PushResponse,
     ServerRecord,
     dumps,
+    float_if_exact,
     loads,
 )
 
@@ -178,3 +181,87 @@ def test_a_push_response_with_a_conflict_survives_its_wire_form() -> None:
     text = dumps(response.to_json())
     assert "12.3456789012345678901" in text
     assert PushResponse.from_json(loads(text)) == response
+
+
+# --- server answers, as the client parses them: every field's type is checked ---
+
+def _record(**over: Any) -> dict[str, Any]:
+    r: dict[str, Any] = {"collection": "todos", "key": "t1", "version": 2, "deleted": False,
+                         "value": {"title": "x"}, "hlc": HLC}
+    r.update(over)
+    return r
+
+
+def _pull(**over: Any) -> dict[str, Any]:
+    p: dict[str, Any] = {"changes": [_record()], "cursor": "c1", "has_more": False,
+                         "last_mutation_id": 3}
+    p.update(over)
+    return p
+
+
+def _result(**over: Any) -> dict[str, Any]:
+    r: dict[str, Any] = {"id": 1, "status": "applied", "version": 1}
+    r.update(over)
+    return r
+
+
+def _without(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k != name}
+
+
+@pytest.mark.parametrize("body", [
+    None, [], "x", 3,
+    _without(_pull(), "changes"), _pull(changes={}), _pull(changes=[None]),
+    _pull(cursor=7), _without(_pull(), "cursor"), _pull(has_more="no"),
+    _pull(last_mutation_id="3"), _pull(last_mutation_id=-1), _pull(last_mutation_id=True),
+    _pull(last_mutation_id=2**63), _pull(reset="yes"),
+    _pull(changes=[_record(collection=1)]), _pull(changes=[_without(_record(), "key")]),
+    _pull(changes=[_record(version="2")]), _pull(changes=[_record(version=1.5)]),
+    _pull(changes=[_record(deleted=0)]), _pull(changes=[_record(value=[1])]),
+    _pull(changes=[_record(value={"b": {"$bytes": "not base64!"}})]),
+    _pull(changes=[_record(hlc=5)]),
+])
+def test_a_malformed_pull_answer_is_a_protocol_error(body: object) -> None:
+    assert _code(PullResponse.from_json, body) == "invalid_response"
+
+
+@pytest.mark.parametrize("body", [
+    None, {"results": []}, {"last_mutation_id": 1}, {"last_mutation_id": 1, "results": {}},
+    {"last_mutation_id": 1, "results": [_result(id=0)]},
+    {"last_mutation_id": 1, "results": [_result(id="1")]},
+    {"last_mutation_id": 1, "results": [_result(status="done")]},
+    {"last_mutation_id": 1, "results": [_result(version=[1])]},
+    {"last_mutation_id": 1, "results": [_result(status="conflict", server="t9")]},
+    {"last_mutation_id": 1, "results": [_result(status="conflict", server=_record(key=9))]},
+    {"last_mutation_id": 1, "results": [_result(status="rejected", error="bad")]},
+    {"last_mutation_id": 1, "results": [_result(status="rejected", error={"message": "m"})]},
+])
+def test_a_malformed_push_answer_is_a_protocol_error(body: object) -> None:
+    assert _code(PushResponse.from_json, body) == "invalid_response"
+
+
+@pytest.mark.parametrize("body", [None, {}, {"ticket": None}, {"ticket": 5}, {"ticket": ""},
+                                  ["t"]])
+def test_a_malformed_events_ticket_is_a_protocol_error(body: object) -> None:
+    assert _code(EventsTicket.from_json, body) == "invalid_response"
+
+
+def test_well_formed_answers_parse_and_unknown_fields_are_ignored() -> None:
+    page = PullResponse.from_json(_pull(changes=[_record(extra=1), _record(
+        key="t2", deleted=True, value=None, hlc=None)], newer_field=True))
+    assert [(c.key, c.deleted, c.value) for c in page.changes] == \
+        [("t1", False, {"title": "x"}), ("t2", True, None)]
+    assert PullResponse.from_json({"reset": True}).reset
+    assert EventsTicket.from_json({"ticket": "abc"}).ticket == "abc"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0.1", 0.1), ("2.5e-3", 0.0025), ("1E+300", 1e300), ("3.0", 3.0),
+    ("0.123456789012345678901234567890", Decimal("0.123456789012345678901234567890")),
+    ("12345678901234567.5", Decimal("12345678901234567.5")),
+    ("1E-400", Decimal("1E-400")),
+])
+def test_float_if_exact_keeps_floats_that_hold_the_digits_and_decimals_otherwise(
+        text: str, expected: object) -> None:
+    value = float_if_exact(text)
+    assert value == expected and type(value) is type(expected)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pysync.outbox import Entry
 from pysync.protocol import MutationResult, ServerRecord
-from pysync.rows import RecordRow, acknowledged, local_write, server_change
+from pysync.rows import RecordRow, acknowledged, local_write, server_change, unconfirmed
 from pysync.schema import Collection, Index
 
 TODOS = Collection("todos", indexes=(Index("by_done", "done"),
@@ -142,3 +144,57 @@ def test_a_pending_patch_hidden_by_a_server_delete_is_still_sent_as_it_was() -> 
     assert gone is not None and gone.value is None
     pending = gone.pending_entry()
     assert pending is not None and (pending.op, pending.value) == ("patch", {"done": True})
+
+
+# --- a resync (after a reset): the confirmed copy awaits the server's confirmation ---
+
+def awaiting_resync(value: dict, version: int = 3) -> RecordRow:
+    return replace(synced(value, version), resync=True)
+
+
+def test_the_resync_mark_is_stored_with_the_row() -> None:
+    row = awaiting_resync({"title": "Milk"})
+    assert RecordRow.from_row(row.to_row(TODOS)) == row
+    assert "rs" not in synced({"title": "Milk"}).to_row(TODOS)
+
+
+def test_a_server_change_confirms_a_row_awaiting_a_resync_even_at_a_lower_version() -> None:
+    # After the server's tables were re-created, versions start again from 1.
+    row = server_change(awaiting_resync({"title": "old"}, version=7),
+                        ServerRecord("todos", "t1", 1, False, {"title": "new"}, "s2"), [])
+    assert row is not None
+    assert (row.value, row.version, row.resync) == ({"title": "new"}, 1, False)
+
+
+def test_a_local_edit_keeps_the_resync_mark_and_an_applied_push_clears_it() -> None:
+    row, e = written(awaiting_resync({"title": "Milk"}), "patch", {"done": True})
+    assert row is not None and e is not None and row.resync
+    done = acknowledged(row, e, MutationResult(1, "applied", version=4), [])
+    assert done is not None and not done.resync
+
+
+def test_a_rejected_push_leaves_the_row_awaiting_the_resync() -> None:
+    row, e = written(awaiting_resync({"title": "Milk"}), "patch", {"done": True})
+    assert row is not None and e is not None
+    done = acknowledged(row, e, MutationResult(1, "rejected", error_code="x"), [])
+    assert done is not None and done.resync
+
+
+def test_an_unconfirmed_record_without_local_edits_goes() -> None:
+    assert unconfirmed(awaiting_resync({"title": "Milk"}), []) is None
+
+
+def test_an_unconfirmed_record_keeps_a_pending_put_as_a_record_the_server_never_saw() -> None:
+    row, e = written(awaiting_resync({"title": "Milk"}), "put", {"title": "Oat milk"})
+    assert row is not None and e is not None
+    out = unconfirmed(row, [e])
+    assert out is not None
+    assert (out.value, out.version, out.server_value, out.entries, out.resync) == \
+        ({"title": "Oat milk"}, None, None, 1, False)
+
+
+def test_an_unconfirmed_record_hides_a_pending_patch_as_a_server_delete_does() -> None:
+    row, e = written(awaiting_resync({"title": "Milk"}), "patch", {"done": True})
+    assert row is not None and e is not None
+    out = unconfirmed(row, [e])
+    assert out is not None and out.value is None and out.entries == 1
