@@ -6,10 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from server.dynamo_local import DynamoDBLocal
 
 E2E = Path(__file__).parent / "e2e"
+
+# No per-example deadline: these machines are shared and noisy, and a slow example is not a
+# failure (the brief: no timed assertions in tests).
+settings.register_profile("pysync", deadline=None)
+settings.load_profile("pysync")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
