@@ -88,8 +88,16 @@ _HELPER_JS = r"""
       this.failure = "";
       this.announce = null;  // [BroadcastChannel, message] to post once committed
       this.tx.oncomplete = () => {
-        if (this.announce !== null) this.announce[0].postMessage(this.announce[1]);
-        onDone(id, "");
+        // The database (and with it the channel) may have closed while this committed:
+        // postMessage then throws, and the commit must still be reported, or its writer
+        // waits forever. Nobody is left to tell in this tab.
+        try {
+          if (this.announce !== null) this.announce[0].postMessage(this.announce[1]);
+        } catch (e) {
+          // the channel was closed
+        } finally {
+          onDone(id, "");
+        }
       };
       this.tx.onabort = () => onDone(id, this.failure || failure(
         this.tx.error || { name: "AbortError", message: "the transaction was aborted" }));

@@ -531,15 +531,10 @@ class Transaction:
         if self._announce is not None:
             channel, message = self._announce
             # From the complete event, before the writer resumes (as idb.py's helper does).
-            try:
+            # As idb.py's helper does: postMessage on a channel closed with its database
+            # throws; the commit stands and is still reported to its writer.
+            with contextlib.suppress(_Failure):
                 channel.post(message)
-            except _Failure:
-                # As in the browser: postMessage on a closed channel throws inside the
-                # complete handler, so the completion callback after it never runs and
-                # the writer waits forever.
-                log.error("transaction committed, but its announcement threw (channel "
-                          "closed): its completion is never settled, as in the browser")
-                return
         self._settle("")
 
     def _abort(self, failure: str) -> None:

@@ -495,3 +495,25 @@ for _ in range(250):
 heard
 """)
     assert result == [["k", {"title": "t", "tags": [1, 2]}, "tab"], ["k", None, "tab"]]
+
+
+def test_a_write_in_flight_when_the_database_closes_still_completes(page: Page) -> None:
+    # The commit is announced to other tabs from the complete event: postMessage on the
+    # channel closed with the database threw there, and the writer waited forever.
+    result = py(page, """
+import asyncio
+db = await fresh("close-in-flight")
+todos = db.collection("todos")
+await todos.put("t1", {"title": "warm"})
+write = asyncio.ensure_future(todos.put("t2", {"title": "in flight"}))
+await asyncio.sleep(0)
+db.close()
+try:
+    await asyncio.wait_for(write, timeout=5)
+    outcome = "done"
+except asyncio.TimeoutError:
+    outcome = "hung"
+again = await pysync.open_database("close-in-flight", SCHEMA)
+[outcome, await again.collection("todos").get("t2")]
+""")
+    assert result == ["done", {"title": "in flight"}]

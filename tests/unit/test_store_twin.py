@@ -210,3 +210,19 @@ def test_a_crash_after_the_commit_keeps_the_write_for_the_next_session() -> None
         assert [e.key for e in await reopened.outbox.entries()] == ["t1"]
 
     asyncio.run(main())
+
+
+def test_a_write_in_flight_when_the_database_closes_still_completes() -> None:
+    # The commit is announced to other tabs from the complete event; the channel closed with
+    # the database made that announcement throw, and the writer then waited forever.
+    async def test(storage: MemoryStorage, db: Database) -> None:
+        todos = db.collection("todos")
+        await todos.put("t1", {"title": "warm"})  # the next put takes the fast path
+        write = asyncio.ensure_future(todos.put("t2", {"title": "in flight"}))
+        await asyncio.sleep(0)  # its transaction is issued
+        db.close()
+        await asyncio.wait_for(write, timeout=5)
+        again = await pysync.open_database("app:alice", SCHEMA, storage=storage)
+        assert await again.collection("todos").get("t2") == {"title": "in flight"}
+
+    run(test)
