@@ -59,9 +59,9 @@ UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (BotoConnectionError, HTTPClie
 # botocore's timeouts for every DynamoDB client of the server (server/db.py). A paused
 # DynamoDB accepts connections (the kernel does) but never answers: the read timeout ends it.
 CONNECT_TIMEOUT_S = 1.0
-READ_TIMEOUT_S = 4.0
+READ_TIMEOUT_S = 5.0
 # Failed attempts and backoff pauses a request may spend before it answers 503.
-TROUBLE_BUDGET_S = 4.0
+TROUBLE_BUDGET_S = 3.0
 # The documented bound: DynamoDB trouble is answered 503 within this (docs/api.md).
 STORE_TROUBLE_BOUND_S = TROUBLE_BUDGET_S + CONNECT_TIMEOUT_S + READ_TIMEOUT_S
 
