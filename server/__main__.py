@@ -9,12 +9,17 @@ standard AWS environment (AWS_REGION, credentials chain); `--dynamodb URL` to an
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+import h11
 import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pysync.errors import SchemaError
 from pysync.schema import Schema
@@ -37,6 +42,75 @@ def load_schema(spec: str) -> Schema:
     if not isinstance(schema, Schema):
         raise SchemaError(f"--schema {spec!r}: {attr or 'SCHEMA'} is not a pysync.Schema")
     return schema
+
+
+# uvicorn's own limits, kept explicit here (docs/api.md, "Slow clients"):
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this (uvicorn's default)
+MAX_HEAD_BYTES = 16 * 1024  # a request line + headers larger than this: 400 (h11's default)
+GRACEFUL_SHUTDOWN_S = 3  # open SSE streams never end by themselves: bound Ctrl-C's wait
+
+
+def head_deadline_protocol(timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, plus a deadline for each request's head (request line and
+    headers), from the connection's start or the previous response's end.
+
+    uvicorn has none: its keep-alive timer starts only after a response, and every byte
+    received cancels it, so a client sending its headers one byte a second (or connecting
+    and sending nothing) would hold the connection for ever. Bodies are bounded by the app
+    (server/http.py: body_timeout_s, and Connection: close for a body left unread).
+    """
+
+    class HeadDeadlineH11Protocol(H11Protocol):
+        _head_deadline: asyncio.TimerHandle | None = None
+
+        def _arm_head_deadline(self) -> None:
+            self._cancel_head_deadline()
+            self._head_deadline = self.loop.call_later(timeout_s, self._head_timed_out)
+
+        def _cancel_head_deadline(self) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+
+        def _head_timed_out(self) -> None:
+            self._head_deadline = None
+            # Still waiting for (the rest of) a request's head: no request is being served.
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_head_deadline()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # the whole head has arrived
+                self._cancel_head_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm_head_deadline()  # the next request's head
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_deadline()
+            super().connection_lost(exc)
+
+    return HeadDeadlineH11Protocol
+
+
+def uvicorn_config(app: ASGIApp, host: str, port: int, header_timeout_s: float,
+                   **overrides: Any) -> uvicorn.Config:
+    """How the server runs under uvicorn (tests start theirs with the same config)."""
+    options: dict[str, Any] = {
+        "host": host, "port": port, "log_level": "info",
+        "http": head_deadline_protocol(header_timeout_s),
+        "timeout_keep_alive": KEEP_ALIVE_S,
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,9 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         except TablesMissing as e:
             sys.exit(f"error: {e}")
         print(f"tables ready: {names.items}, {names.clients}, {names.log}, {names.feed}")
-        # Open SSE streams never end by themselves: without a bound, Ctrl-C would wait on them.
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
-                    timeout_graceful_shutdown=3)
+        uvicorn.Server(uvicorn_config(create_app(settings), args.host, args.port,
+                                      settings.header_timeout_s)).run()
     finally:
         if local is not None:
             local.stop()

@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 from pysync.values import DYNAMODB_MAX_NESTING
 from server.changes import LogEntry
 from server.records import MAX_ITEM_BYTES, item_size
+from server.retry import batch_get_all, with_retries
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -160,10 +161,14 @@ class ChangeLog:
         self._known_heads: dict[str, int] = {}
 
     # ---- reading -------------------------------------------------------------------------
+    # Reads go through the retry boundary (server/retry.py): throttling and an unreachable
+    # DynamoDB end in StoreUnavailable (503 on a request path; the poller and the feed log it
+    # and try again on their next pass).
 
     def anchor(self, scope: str) -> Anchor:
-        out = self.client.get_item(TableName=self.tables.log, ConsistentRead=True,
-                                   Key={"pk": {"S": scope}, "sk": {"N": "0"}})
+        out = with_retries(lambda: self.client.get_item(
+            TableName=self.tables.log, ConsistentRead=True,
+            Key={"pk": {"S": scope}, "sk": {"N": "0"}}))
         item = out.get("Item")
         if not item:
             return Anchor(0, 0.0)
@@ -178,23 +183,20 @@ class ChangeLog:
             request: dict[str, Any] = {self.tables.log: {
                 "Keys": [{"pk": {"S": s}, "sk": {"N": "0"}} for s in chunk],
                 "ConsistentRead": True, "ProjectionExpression": "pk, head"}}
-            while request:
-                out = self.client.batch_get_item(RequestItems=request)
-                for item in out.get("Responses", {}).get(self.tables.log, []):
-                    heads[item["pk"]["S"]] = int(item["head"]["N"])
-                request = dict(out.get("UnprocessedKeys") or {})
+            for item in batch_get_all(self.client, request).get(self.tables.log, []):
+                heads[item["pk"]["S"]] = int(item["head"]["N"])
         return heads
 
     def read(self, scope: str, after: int, head: int, limit: int) -> list[dict[str, Any]]:
         """Entries after `after`, up to `head` (read from the anchor first), consecutive only."""
         if head <= after:
             return []
-        out = self.client.query(
+        out = with_retries(lambda: self.client.query(
             TableName=self.tables.log, ConsistentRead=True, Limit=limit,
             KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
             ExpressionAttributeValues={":p": {"S": scope}, ":a": {"N": str(after + 1)},
                                        ":b": {"N": str(head)}},
-        )
+        ))
         entries: list[dict[str, Any]] = []
         expected = after + 1
         for item in out.get("Items", []):

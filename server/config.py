@@ -48,6 +48,13 @@ class Settings:
     # Request limits of /v1/push.
     max_body_bytes: int = 2 * 1024 * 1024
     max_mutations: int = MAX_MUTATIONS_PER_PUSH
+    # A request body must have arrived within this, else 408 request_timeout and the
+    # connection is closed: a client trickling its body cannot hold a connection (f).
+    body_timeout_s: float = 30.0
+    # A request's head (request line and headers) must have arrived within this, counted
+    # from the connection's start or the previous response, else the connection is closed
+    # (python -m server; see server/__main__.py).
+    header_timeout_s: float = 10.0
     # Per-user token bucket, in process: `rate_limit_per_s` requests/s, bursts up to
     # `rate_limit_burst`. 0 disables it.
     rate_limit_per_s: float = 50.0
@@ -76,6 +83,8 @@ class Settings:
             raise ValueError(f"jwt_algorithms must be asymmetric algorithms, not {sorted(bad)}")
         if "*" in self.cors_origins and self.cors_allow_credentials:
             raise ValueError("CORS: '*' cannot be combined with credentials")
+        if not (0 < self.body_timeout_s <= 3600 and 0 < self.header_timeout_s <= 3600):
+            raise ValueError("body_timeout_s and header_timeout_s must be in (0, 3600]")
         if self.max_body_bytes < 1024 or self.max_mutations < 1:
             raise ValueError("max_body_bytes must be >= 1024 and max_mutations >= 1")
         if self.tombstone_retention_s <= self.log_retention_s:
@@ -102,7 +111,9 @@ class Settings:
                           ("log_retention_s", "PYSYNC_LOG_RETENTION_S"),
                           ("tombstone_retention_s", "PYSYNC_TOMBSTONE_RETENTION_S"),
                           ("events_poll_s", "PYSYNC_EVENTS_POLL_S"),
-                          ("heartbeat_s", "PYSYNC_HEARTBEAT_S")):
+                          ("heartbeat_s", "PYSYNC_HEARTBEAT_S"),
+                          ("body_timeout_s", "PYSYNC_BODY_TIMEOUT_S"),
+                          ("header_timeout_s", "PYSYNC_HEADER_TIMEOUT_S")):
             if env.get(var):
                 values[name] = float(env[var])
         if env.get("PYSYNC_JWT_SECRET"):

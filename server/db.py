@@ -8,16 +8,20 @@ import boto3
 from botocore.config import Config
 
 from server.config import Settings
+from server.retry import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
 
 # Pooled connections for concurrent requests; botocore retries are ours to control
-# (throttling is retried with backoff by the server, then answered 503).
+# (server/retry.py retries throttling and unreachable DynamoDB, then answers 503).
+# Short timeouts so that a DynamoDB that accepts connections but never answers (paused,
+# overloaded) costs a request a bounded time (botocore's default read timeout is 60 s).
 # botocore's client-side parameter validation is off: our requests are built by code, and
 # DynamoDB validates them anyway; it cost a third of push's CPU time (docs/server.md).
-_CONFIG = Config(max_pool_connections=64, retries={"max_attempts": 1, "mode": "standard"},
+_CONFIG = Config(max_pool_connections=64, retries={"total_max_attempts": 1, "mode": "standard"},
+                 connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
                  parameter_validation=False)
 
 

@@ -134,6 +134,27 @@ class DynamoDBLocal:
         if proc is not None:
             terminate(proc)
 
+    # ---- faults, for tests: the real process paused, or killed and started again ----------
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            raise DynamoDBLocalError("DynamoDB Local is not running")
+        return self._proc
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are still accepted (by the kernel) but nothing is answered."""
+        self._running().send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._running().send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL, no shutdown: what a crash does. start() brings it back on the same port
+        (and, with a data_dir, the same data)."""
+        proc, self._proc = self._running(), None
+        proc.kill()
+        proc.wait()
+
     def __enter__(self) -> DynamoDBLocal:
         return self.start() if self._proc is None else self
 

@@ -41,6 +41,7 @@ from server.changelog import ChangeLog
 from server.context import ServerContext, context_of
 from server.feed import Feed
 from server.http import JSONBody
+from server.retry import with_retries
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -113,6 +114,9 @@ class PokeHub:
             loop.call_soon_threadsafe(self.publish, dict(heads))
 
     async def _poll(self) -> None:
+        # Never ends on an error: DynamoDB down, paused or throttling only delays pokes; the
+        # first pass after it comes back publishes every head that moved meanwhile.
+        failing = False
         while True:
             await asyncio.sleep(self.poll_s)
             scopes = list(self._subs)
@@ -121,8 +125,13 @@ class PokeHub:
             try:
                 heads = await run_in_threadpool(self.changelog.heads, scopes)
             except Exception:
-                log.warning("could not read the log heads", exc_info=True)
+                if not failing:  # once per outage, not every poll_s
+                    log.warning("could not read the log heads; retrying", exc_info=True)
+                failing = True
                 continue
+            if failing:
+                log.info("reading the log heads again")
+                failing = False
             self.publish(heads)
 
 
@@ -142,9 +151,10 @@ def issue_ticket(client: DynamoDBClient, tables: TableNames, principal: Principa
                  ttl_s: float) -> str:
     ticket = secrets.token_urlsafe(32)
     expires = time.time() + ttl_s
-    client.put_item(TableName=tables.feed, Item={
+    # Repeating this put (a retry after a lost answer) writes the same item: harmless.
+    with_retries(lambda: client.put_item(TableName=tables.feed, Item={
         **_ticket_key(ticket), "user": {"S": principal.user}, "scope": {"S": principal.scope},
-        "exp": {"N": f"{expires:.3f}"}, "ttl": {"N": str(int(expires) + 60)}})
+        "exp": {"N": f"{expires:.3f}"}, "ttl": {"N": str(int(expires) + 60)}}))
     return ticket
 
 
@@ -152,8 +162,11 @@ def redeem_ticket(client: DynamoDBClient, tables: TableNames, ticket: str) -> Pr
     """The ticket's principal; the ticket is gone afterwards. AuthError if unknown or expired."""
     if not ticket or len(ticket) > 128:
         raise AuthError("invalid_ticket", "the events ticket is invalid")
-    item = client.delete_item(TableName=tables.feed, Key=_ticket_key(ticket),
-                              ReturnValues="ALL_OLD").get("Attributes")
+    # A retry after a lost answer finds the ticket deleted already: 401, and the client takes
+    # a new ticket. Single use is kept even then.
+    item = with_retries(lambda: client.delete_item(
+        TableName=tables.feed, Key=_ticket_key(ticket), ReturnValues="ALL_OLD")
+    ).get("Attributes")
     if not item:
         raise AuthError("invalid_ticket", "the events ticket is unknown or was used already")
     if float(item["exp"]["N"]) < time.time():

@@ -2,10 +2,16 @@
 
 Every error a client can cause is answered {"error": {"code": ..., "message": ...}} with the
 status of its code; a bug is logged and answered a generic 500 without any detail.
+
+Slow clients: a request body must arrive within Settings.body_timeout_s (408
+request_timeout), and a response given before the request's body was read to its end (an
+early 401, a route that takes no body) closes the connection, so a client trickling a body
+cannot hold a connection open (docs/api.md, "Slow clients").
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -26,6 +32,8 @@ from pysync.errors import (
     StoreUnavailable,
 )
 from pysync.protocol import dumps, loads
+from server.context import context_of
+from server.retry import request_budget
 
 log = logging.getLogger("pysync.server")
 
@@ -37,6 +45,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "invalid_request": 400,
     "unsupported_protocol": 400,
     "not_found": 404,
+    "request_timeout": 408,
     "body_too_large": 413,
     "too_many_mutations": 413,
     "unsupported_media_type": 415,
@@ -74,28 +83,40 @@ def require_json(request: Request) -> None:
             raise ProtocolError("unsupported_media_type", "the body must be UTF-8")
 
 
+# A Content-Length longer than this is not a number we need to parse (and int() of 5,000
+# digits is refused by Python's int-conversion limit anyway).
+MAX_CONTENT_LENGTH_DIGITS = 18
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it exceeds `limit` bytes.
+    """The raw body, refused with 413 as soon as it exceeds `limit` bytes, and with 408 if it
+    has not arrived within the app's `body_timeout_s`.
 
     A declared Content-Length over the limit is refused before reading anything; the stream
     is counted as it arrives too, since a chunked body declares no length.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise ProtocolError("invalid_request", "Content-Length is not a number")
-        if int(declared) > limit:
+        if len(declared) > MAX_CONTENT_LENGTH_DIGITS or int(declared) > limit:
             raise ProtocolError("body_too_large", f"the body is larger than {limit} bytes")
+    timeout = context_of(request).settings.body_timeout_s
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ProtocolError("body_too_large", f"the body is larger than {limit} bytes")
-            chunks.append(chunk)
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ProtocolError("body_too_large",
+                                        f"the body is larger than {limit} bytes")
+                chunks.append(chunk)
     except ClientDisconnect:
         raise ProtocolError("invalid_request", "the client went away mid-body") from None
+    except TimeoutError:
+        raise ProtocolError("request_timeout",
+                            f"the body did not arrive within {timeout:g} s") from None
     return b"".join(chunks)
 
 
@@ -152,12 +173,25 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, exc.detail, exc.headers)
 
 
-class CatchBugs:
-    """Last resort: a bug is logged once and answered a generic 500 without any detail.
+def _declares_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
 
-    A pure ASGI middleware rather than an `Exception` handler, because Starlette re-raises after
-    calling such a handler: uvicorn then logs the error a second time and drops the keep-alive
-    connection under the client's next request.
+
+class CatchBugs:
+    """The outermost part of every request (CORS aside):
+
+    - a bug is logged once and answered a generic 500 without any detail. A pure ASGI
+      middleware rather than an `Exception` handler, because Starlette re-raises after calling
+      such a handler: uvicorn then logs the error a second time and drops the keep-alive
+      connection under the client's next request;
+    - the request gets its DynamoDB trouble budget (server/retry.py), shared by every call it
+      makes, so DynamoDB trouble is answered 503 within the documented bound;
+    - a response that starts before the request's body was received to its end says
+      `Connection: close`: otherwise the server would keep reading (and discarding) a body
+      the client may trickle forever, the connection never becoming idle.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -168,20 +202,34 @@ class CatchBugs:
             await self.app(scope, receive, send)
             return
         started = False
+        body_done = not _declares_body(scope)
+
+        async def tracking_receive() -> Message:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if not body_done:
+                    headers = [(k, v) for k, v in message.get("headers", [])
+                               if k.lower() != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         try:
-            await self.app(scope, receive, tracking_send)
+            with request_budget():
+                await self.app(scope, tracking_receive, tracking_send)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:  # too late for a clean answer: let the server close the connection
                 raise
             response = error_response(500, "internal_error", "internal server error")
-            await response(scope, receive, send)
+            await response(scope, tracking_receive, tracking_send)
 
 
 Handler = Callable[[Request, Exception], Any]

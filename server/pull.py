@@ -7,7 +7,9 @@ belongs to (`id`: the items and log tables' creation times and the store epoch),
 - log phase: `p` = the last position returned.
 `t` is the time from which the positions after the cursor are guaranteed to be kept: a
 cursor older than the log retention, from another store, or pointing at trimmed positions
-gets {"reset": true}, and the client starts again from no cursor.
+gets {"reset": true}, and the client starts again from no cursor. A cursor this server
+cannot have issued (not base64url JSON of that shape, a position or time out of range, a
+snapshot key DynamoDB could not hold) is 400 invalid_cursor, before any DynamoDB work.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import base64
 import binascii
 import hashlib
 import json
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,13 +28,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pysync.errors import ClientForbidden, ProtocolError, StoreUnavailable
+from pysync.errors import ClientForbidden, ProtocolError
+from pysync.protocol import CLIENT_ID, MAX_COUNTER
 from server.auth import authenticate
 from server.changelog import EPOCH_KEY, FETCH, ChangeLog
 from server.clients import bind_client_sync, client_key
 from server.context import context_of
 from server.http import JSONBody
-from server.retry import DEFAULT_BACKOFF, with_retries
+from server.retry import batch_get_all, with_retries
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -42,8 +44,12 @@ if TYPE_CHECKING:
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
 MAX_CURSOR_CHARS = 4096
-MAX_CLIENT_ID_CHARS = 128
 CURSOR_VERSION = 1
+# Bounds of a cursor's fields (anything outside was not issued by this server):
+MAX_POSITION = MAX_COUNTER  # log positions are DynamoDB N counters, well below 2^63
+MAX_CURSOR_TIME = 1e11  # epoch seconds (year 5138)
+MAX_STORE_ID_CHARS = 200
+MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit for a sort key: the snapshot's last item key
 IDENTITY_CACHE_S = 30.0
 
 
@@ -138,26 +144,15 @@ _MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 def current_items(client: DynamoDBClient, table: str, scope: str,
                   item_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The items of `scope` named by `item_keys` (sort keys), strongly consistent; absent
-    ones are left out. Throttling is retried, then StoreUnavailable (server/retry.py)."""
+    ones are left out. DynamoDB trouble is retried, then StoreUnavailable (server/retry.py)."""
     found: dict[str, dict[str, Any]] = {}
     wanted = list(dict.fromkeys(item_keys))
-    calls: Any = client  # the stubs' TypedDicts add nothing over plain dicts here
     for start in range(0, len(wanted), _MAX_KEYS_PER_READ):
-        todo: list[dict[str, Any]] = [{"pk": {"S": scope}, "sk": {"S": sk}}
-                                      for sk in wanted[start:start + _MAX_KEYS_PER_READ]]
-        for attempt in range(DEFAULT_BACKOFF.attempts):
-            request = {table: {"Keys": todo, "ConsistentRead": True}}
-            out: dict[str, Any] = with_retries(
-                lambda r=request: calls.batch_get_item(RequestItems=r))  # type: ignore[misc]
-            for item in out.get("Responses", {}).get(table, []):
-                found[item["sk"]["S"]] = item
-            todo = out.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-            if not todo:
-                break
-            time.sleep(random.uniform(0, min(DEFAULT_BACKOFF.cap,
-                                             DEFAULT_BACKOFF.base * 2**attempt)))
-        else:
-            raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
+        keys = [{"pk": {"S": scope}, "sk": {"S": sk}}
+                for sk in wanted[start:start + _MAX_KEYS_PER_READ]]
+        responses = batch_get_all(client, {table: {"Keys": keys, "ConsistentRead": True}})
+        for item in responses.get(table, []):
+            found[item["sk"]["S"]] = item
     return found
 
 
@@ -202,24 +197,47 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        """The cursor `text` names; ProtocolError invalid_cursor (400) for anything this
+        server cannot have issued, so no forged field ever reaches DynamoDB."""
         bad = ProtocolError("invalid_cursor", "the cursor is not one this server issued")
         if len(text) > MAX_CURSOR_CHARS:
             raise bad
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             data = json.loads(raw)
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, RecursionError):
+            # (ValueError covers non-ASCII text, bad UTF-8, and ints past Python's digit limit)
             raise bad from None
-        if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION:
+        if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION \
+                or not set(data) <= {"v", "id", "sc", "t", "p", "s"}:
             raise bad
         store, scope, t, p = data.get("id"), data.get("sc"), data.get("t"), data.get("p")
         snap = data.get("s")
-        if (not isinstance(store, str) or not isinstance(scope, str)
-                or not isinstance(t, (int, float)) or isinstance(t, bool)
-                or not isinstance(p, int) or isinstance(p, bool) or p < 0
-                or (snap is not None and not isinstance(snap, str))):
+        if not (_bounded_text(store, MAX_STORE_ID_CHARS) and _bounded_text(scope, 64)
+                and _number_in(t, 0, MAX_CURSOR_TIME) and isinstance(p, int)
+                and _number_in(p, 0, MAX_POSITION)
+                and (snap is None or _bounded_text(snap, MAX_SORT_KEY_BYTES))):
             raise bad
+        assert isinstance(store, str) and isinstance(scope, str) and isinstance(p, int)
+        assert isinstance(t, (int, float))
         return cls(store, scope, float(t), p, snap)
+
+
+def _bounded_text(value: object, max_bytes: int) -> bool:
+    """A str DynamoDB can hold (valid UTF-8: no lone surrogate) of at most `max_bytes`."""
+    if not isinstance(value, str) or len(value) > max_bytes:
+        return False
+    try:
+        return len(value.encode("utf-8")) <= max_bytes
+    except UnicodeEncodeError:
+        return False
+
+
+def _number_in(value: object, low: float, high: float) -> bool:
+    """An int or finite float (never a bool, NaN or infinity) in low..high."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return low <= value <= high  # False for NaN; an infinity is out of range
 
 
 def scope_hash(scope: str) -> str:
@@ -243,7 +261,8 @@ class Puller:
         """The items and log tables' creation times (cached: they change only on re-creation)."""
         if self._tables_id is None or time.monotonic() - self._tables_id_at > IDENTITY_CACHE_S:
             created = [
-                self.client.describe_table(TableName=name)["Table"]["CreationDateTime"]
+                with_retries(lambda n=name: self.client.describe_table(  # type: ignore[misc]
+                    TableName=n))["Table"]["CreationDateTime"]
                 for name in (self.tables.items, self.tables.log)
             ]
             self._tables_id = "-".join(str(int(c.timestamp() * 1000)) for c in created)
@@ -263,16 +282,13 @@ class Puller:
             request[self.tables.clients] = {"Keys": [client_key], "ConsistentRead": True}
         epoch = head = 0
         client: dict[str, Any] | None = None
-        while request:
-            out = self.client.batch_get_item(RequestItems=request)
-            responses = out.get("Responses", {})
-            for item in responses.get(self.tables.feed, []):
-                epoch = int(item["n"]["N"])
-            for item in responses.get(self.tables.log, []):
-                head = int(item["head"]["N"])
-            for item in responses.get(self.tables.clients, []):
-                client = dict(item)
-            request = dict(out.get("UnprocessedKeys") or {})
+        responses = batch_get_all(self.client, request)
+        for item in responses.get(self.tables.feed, []):
+            epoch = int(item["n"]["N"])
+        for item in responses.get(self.tables.log, []):
+            head = int(item["head"]["N"])
+        for item in responses.get(self.tables.clients, []):
+            client = dict(item)
         return epoch, head, client
 
     def pull(self, scope: str, cursor_text: str | None, limit: int,
@@ -312,7 +328,7 @@ class Puller:
         if cursor.snapshot_after:
             kwargs["ExclusiveStartKey"] = {"pk": {"S": scope},
                                            "sk": {"S": cursor.snapshot_after}}
-        out = self.client.query(**kwargs)
+        out = with_retries(lambda: self.client.query(**kwargs))
         changes = [change_from_item(item) for item in out.get("Items", [])
                    if not item.get("_del", {}).get("BOOL")]
         last = out.get("LastEvaluatedKey")
@@ -352,25 +368,35 @@ def puller_of(request: Request) -> Puller:
     return puller
 
 
+def parse_limit(raw: str | None) -> int:
+    """`limit`: ASCII digits only (no sign, no "²", no 5,000 digits), 1..MAX_LIMIT."""
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_LIMIT))) \
+            or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ProtocolError("invalid_request", f"limit must be an integer 1..{MAX_LIMIT}")
+    return int(raw)
+
+
+def parse_client_id(raw: str | None) -> str:
+    """The one client_id rule, push's (pysync.protocol.CLIENT_ID): pull never binds a
+    client_id that push would refuse."""
+    if raw is None or not CLIENT_ID.match(raw):
+        raise ProtocolError("invalid_request",
+                            "client_id is required: 1..128 of letters, digits and _ . : -")
+    return raw
+
+
 def _params(request: Request) -> tuple[str, str | None, int]:
     query = request.query_params
     for name in query:
         if name not in ("client_id", "cursor", "limit"):
-            raise ProtocolError("invalid_request", f"unknown parameter {name!r}")
+            raise ProtocolError("invalid_request", f"unknown parameter {name[:40]!r}")
         if len(query.getlist(name)) > 1:
             raise ProtocolError("invalid_request", f"parameter {name!r} given twice")
-    client_id = query.get("client_id")
-    if not client_id or len(client_id) > MAX_CLIENT_ID_CHARS or not client_id.isprintable():
-        raise ProtocolError("invalid_request",
-                            f"client_id is required: 1..{MAX_CLIENT_ID_CHARS} printable chars")
+    client_id = parse_client_id(query.get("client_id"))
     cursor = query.get("cursor") or None
-    raw_limit = query.get("limit")
-    limit = DEFAULT_LIMIT
-    if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-            raise ProtocolError("invalid_request", f"limit must be an integer 1..{MAX_LIMIT}")
-        limit = int(raw_limit)
-    return client_id, cursor, limit
+    return client_id, cursor, parse_limit(query.get("limit"))
 
 
 async def pull(request: Request) -> Response:

@@ -17,6 +17,7 @@ How (docs/server.md has the why and the measurements):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import random
 import secrets
@@ -138,7 +139,9 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
     failures = 0
     while pending:
         plan = planned or _plan(ctx.settings, scope, client_id, pending, stored)
-        commit = _COMMITTERS.submit(_commit, ctx, user, client_id, last, plan.chunk[-1].id,
+        # (in the request's context: its DynamoDB trouble budget, server/retry.py)
+        commit = _COMMITTERS.submit(contextvars.copy_context().run, _commit, ctx, user,
+                                    client_id, last, plan.chunk[-1].id,
                                     plan.computed.writes)
         # While DynamoDB works on this chunk, compute the next one as if it succeeds.
         rest = pending[len(plan.chunk):]
@@ -230,7 +233,8 @@ def _read_records(ctx: ServerContext, scope: str,
     groups = [wanted[i:i + _MAX_KEYS_PER_READ]
               for i in range(0, len(wanted), _MAX_KEYS_PER_READ)]
     found: dict[str, Item] = {}
-    for items in _READERS.map(lambda g: _batch_get(ctx, g), groups):
+    request = contextvars.copy_context()  # the request's DynamoDB trouble budget
+    for items in _READERS.map(lambda g: request.copy().run(_batch_get, ctx, g), groups):
         found.update(items)
     return {sk: decode_item(found.get(sk), *split_sort_key(sk)) for sk in keys}
 

@@ -8,8 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
+from pysync.errors import ProtocolError
+from pysync.protocol import PushRequest
 from server.app import create_app
 from server.auth import Principal
+from server.clients import client_key
 from server.events import issue_ticket
 from tests.server.feed_support import Store
 from tests.support import serve
@@ -135,6 +138,37 @@ def test_pull_refuses_bad_parameters(http: httpx.Client) -> None:
         r = http.get("/v1/pull", params=params, headers=auth)
         assert r.status_code == 400, params
         assert r.json()["error"]["code"] in ("invalid_request", "invalid_cursor")
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0661", "1" * 5000, "0" * 5000 + "1", "+5", " 5",
+                                   "5.0", "-1", "1e3", ""])
+def test_pull_refuses_a_limit_that_is_not_plain_ascii_digits_in_range(
+        http: httpx.Client, limit: str) -> None:
+    r = http.get("/v1/pull", params={"client_id": "c", "limit": limit},
+                 headers=token(http, "ann"))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("client_id", ["dev ice", "caf\u00e9", "a/b", "a#b", "x" * 129, "tab\t",
+                                       "\u00b2"])
+def test_pull_refuses_a_client_id_push_refuses_and_binds_nothing(
+        store: Store, http: httpx.Client, client_id: str) -> None:
+    with pytest.raises(ProtocolError):  # push's rule
+        PushRequest.from_json({"protocol": 1, "client_id": client_id, "mutations": []})
+    r = http.get("/v1/pull", params={"client_id": client_id}, headers=token(http, "ann"))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_request"
+    assert "Item" not in store.ctx.dynamodb.get_item(
+        TableName=store.ctx.tables.clients, Key=client_key(client_id), ConsistentRead=True)
+
+
+def test_pull_accepts_a_client_id_push_accepts(http: httpx.Client) -> None:
+    cid = "A-z_0.9:" + "x" * 120
+    PushRequest.from_json({"protocol": 1, "client_id": cid, "mutations": []})
+    r = http.get("/v1/pull", params={"client_id": cid, "limit": "1000"},
+                 headers=token(http, "ann"))
+    assert r.status_code == 200, r.text
 
 
 def test_pull_of_another_users_client_id_is_forbidden(http: httpx.Client) -> None:

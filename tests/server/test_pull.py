@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from typing import Any
 
@@ -164,6 +166,51 @@ def test_malformed_cursor_is_a_protocol_error(store: Store, bad: str) -> None:
     with pytest.raises(ProtocolError) as e:
         puller(store).pull(A, bad, 10)
     assert e.value.code == "invalid_cursor"
+
+
+def forge(cursor: str, **fields: str) -> str:
+    """`cursor` with some fields replaced by raw JSON text (what an attacker can write)."""
+    data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    text = json.dumps({k: v for k, v in data.items() if k not in fields})[:-1]
+    text += "".join(f', "{k}": {v}' for k, v in fields.items()) + "}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+FORGED = {
+    "huge position": {"p": str(10**300)},
+    "position past 2^63": {"p": str(2**63)},
+    "huge integer time": {"t": str(10**400)},
+    "infinite time": {"t": "1e999"},
+    "NaN time": {"t": "NaN"},
+    "negative time": {"t": "-1"},
+    "boolean position": {"p": "true"},
+    "snapshot key longer than a sort key": {"s": json.dumps("x" * 1100)},
+    "snapshot key with a lone surrogate": {"s": '"\\ud800"'},
+    "snapshot key not a string": {"s": "[1]"},
+    "unknown field": {"zz": "1"},
+    "deep nesting": {"zz": "[" * 1100 + "]" * 1100},
+}
+
+
+@pytest.mark.parametrize("fields", list(FORGED.values()), ids=list(FORGED))
+@pytest.mark.parametrize("phase", ["snapshot", "log"])
+def test_a_cursor_with_forged_fields_is_invalid_before_any_dynamodb_work(
+        store: Store, scope: str, phase: str, fields: dict[str, str]) -> None:
+    p = puller(store)
+    store.put(scope, "todos", "t1", title="x", _v=1)
+    out = p.pull(scope, None, 1 if phase == "snapshot" else 100)
+    cursor = out["cursor"]
+    assert Cursor.decode(cursor).in_snapshot == (phase == "snapshot")
+    with pytest.raises(ProtocolError) as e:
+        p.pull(scope, forge(cursor, **fields), 10)
+    assert e.value.code == "invalid_cursor"
+
+
+def test_a_cursor_at_the_bounds_is_accepted(store: Store, scope: str) -> None:
+    p = puller(store)
+    cursor, _ = pull_all(p, scope, None)
+    # A position far above the head is one this server could issue later: reset, not 400.
+    assert p.pull(scope, forge(cursor, p=str(2**63 - 1)), 10) == {"reset": True}
 
 
 # ---- incremental state equals a full recompute ------------------------------------------
