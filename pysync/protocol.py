@@ -26,8 +26,9 @@ from pysync.values import Record, check_key, check_record, from_json, to_json
 
 PROTOCOL_VERSION = 1
 MAX_MUTATIONS_PER_PUSH = 500
-# Opaque to the server, chosen by the client (a UUID in practice).
-CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# Opaque to the server, chosen by the client (a UUID in practice). Ends in \Z, not $: a "$"
+# also matches before a final newline.
+CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
 # Integers longer than this are parsed as Decimal: int() of a huge digit string is slow (and
 # refused past 4300 digits), and no valid value has more than 38 significant digits anyway.
 _MAX_INT_CHARS = 40

@@ -151,7 +151,7 @@ def test_pull_refuses_a_limit_that_is_not_plain_ascii_digits_in_range(
 
 
 @pytest.mark.parametrize("client_id", ["dev ice", "caf\u00e9", "a/b", "a#b", "x" * 129, "tab\t",
-                                       "\u00b2"])
+                                       "\u00b2", "trailing-newline\n"])
 def test_pull_refuses_a_client_id_push_refuses_and_binds_nothing(
         store: Store, http: httpx.Client, client_id: str) -> None:
     with pytest.raises(ProtocolError):  # push's rule

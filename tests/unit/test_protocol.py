@@ -97,6 +97,7 @@ def test_loads_refuses_what_is_not_strict_json(body: bytes) -> None:
     ({"protocol": 1, "mutations": []}, "invalid_request"),
     (_push(client_id="a b"), "invalid_request"),
     (_push(client_id="x" * 129), "invalid_request"),
+    (_push(client_id="c-1\n"), "invalid_request"),
     (_push(scope="u#bob"), "invalid_request"),
     (_push(mutations={}), "invalid_request"),
     (_push(_mut(1), {"collection": "todos"}), "invalid_request"),
