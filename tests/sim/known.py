@@ -10,10 +10,25 @@ told (`--tolerate-known`). REMOVE an entry as soon as the fix is merged.
   record deleted on the server while the device's cursor was stale stays on the device (the
   reset's snapshot lists live records only and the device keeps what it does not mention).
   Being fixed in pysync/store.py / pysync/client.py (reset handling). Replay: seed 5, 7.
+- held-entry-after-reset: the same cause, worse effect: a device whose row waits for the
+  server's version (`st`: a `duplicate` answer after a lost response) never learns it when
+  the record was deleted on the server and the reset's snapshot leaves it out, so the entry
+  is held forever: the write never reaches the server (lost) and the outbox never empties.
+  The reset fix must settle such rows too.
+- version-reuse-after-external-delete: NOT being fixed by anyone yet (server/push.py, for
+  the lead to decide): after another program deletes an item outright, a push that lands
+  before the feed has turned the delete into a tombstone starts the record again at
+  version 1, so one version number names two different states (version strategy: a device
+  still holding the old "version 1" may then write over the new one without a conflict).
 """
 
 from __future__ import annotations
 
-from tests.sim.model import STALE_DELETE_AFTER_RESET
+from tests.sim.model import (
+    HELD_ENTRY_AFTER_RESET,
+    STALE_DELETE_AFTER_RESET,
+    VERSION_REUSE_AFTER_EXTERNAL_DELETE,
+)
 
-FAST_TIER_TOLERATES: frozenset[str] = frozenset({STALE_DELETE_AFTER_RESET})
+FAST_TIER_TOLERATES: frozenset[str] = frozenset({
+    STALE_DELETE_AFTER_RESET, HELD_ENTRY_AFTER_RESET, VERSION_REUSE_AFTER_EXTERNAL_DELETE})

@@ -150,6 +150,7 @@ class Final:
     views: dict[str, tuple[str, dict[str, Any]]]  # device -> (user, view)
     fresh: dict[str, dict[str, Any]]  # user -> a fresh device's snapshot
     pending: dict[str, int]  # device -> outbox entries left
+    stuck: dict[str, set[Rec]] = field(default_factory=dict)  # device -> their records
 
 
 @dataclass
@@ -184,7 +185,7 @@ def judge(h: History, final: Final, tolerate: frozenset[str] = frozenset()) -> O
     out = Outcome(tolerate=tolerate)
     _convergence(h, final, out)
     applied = _verdicts(h, final, out)
-    _local_writes(h, out)
+    _local_writes(h, final, out)
     _effects(h, final, applied, out)
     return out
 
@@ -195,7 +196,28 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
                      if a.get(k) != b.get(k))[:600]
 
 
+# Shapes of known defects (tests/sim/known.py says which are tolerated where, and why).
 STALE_DELETE_AFTER_RESET = "stale-delete-after-reset"
+HELD_ENTRY_AFTER_RESET = "held-entry-after-reset"
+VERSION_REUSE_AFTER_EXTERNAL_DELETE = "version-reuse-after-external-delete"
+
+
+def _gone(final: Final, user: str, rec: Rec) -> bool:
+    item = final.items.get(user, {}).get(rec)
+    return item is None or item.deleted
+
+
+def _held_after_reset(h: History, final: Final, device: str, user: str, rec: Rec) -> bool:
+    """The shape of HELD_ENTRY_AFTER_RESET: the device's pulls were reset, its entry on a
+    record the server deleted is still in its outbox."""
+    return bool(h.resets[device]) and rec in final.stuck.get(device, set()) \
+        and _gone(final, user, rec)
+
+
+def _external_delete_between(h: History, user: str, rec: Rec, after: int,
+                             before: int | None = None) -> bool:
+    return any(e.kind == "delete" and e.user == user and (e.collection, e.key) == rec
+               and e.seq > after and (before is None or e.seq < before) for e in h.external)
 
 
 def _convergence(h: History, final: Final, out: Outcome) -> None:
@@ -210,7 +232,11 @@ def _convergence(h: History, final: Final, out: Outcome) -> None:
             out.flag("divergent", f"{device} (user {user}) != server: {_diff(view, expected)}",
                      known)
         if final.pending.get(device):
-            out.flag("divergent", f"{device} still has {final.pending[device]} outbox entries")
+            stuck = final.stuck.get(device, set())
+            known = HELD_ENTRY_AFTER_RESET if stuck and all(
+                _held_after_reset(h, final, device, user, rec) for rec in stuck) else None
+            out.flag("divergent", f"{device} still has {final.pending[device]} outbox entries "
+                                  f"({sorted(stuck)})", known)
     for user, view in sorted(final.fresh.items()):
         expected = server_view(final.items.get(user, {}))
         if view != expected:
@@ -239,20 +265,23 @@ def _verdicts(h: History, final: Final, out: Outcome) -> dict[tuple[str, int], V
         for writer, n in writers.items():
             if n > 1:
                 out.flag("duplicated", f"writer {writer} on {n} log entries of {user}")
-    seen: dict[tuple[str, Rec, int], tuple[str, int]] = {}
-    for mid, v in applied.items():
+    seen: dict[tuple[str, Rec, int], Verdict] = {}
+    for mid, v in sorted(applied.items(), key=lambda kv: kv[1].seq):
         m = h.sent[mid]
         if v.version is None:
             continue
-        slot = (m.user, (m.collection, m.key), v.version)
-        if slot in seen and seen[slot] != mid:
+        rec = (m.collection, m.key)
+        slot = (m.user, rec, v.version)
+        if slot in seen:
+            known = VERSION_REUSE_AFTER_EXTERNAL_DELETE if _external_delete_between(
+                h, m.user, rec, seen[slot].seq, v.seq) else None
             out.flag("duplicated", f"two mutations applied as version {v.version} of "
-                                   f"{m.collection}/{m.key}")
-        seen[slot] = mid
+                                   f"{m.collection}/{m.key}", known)
+        seen[slot] = v
     return applied
 
 
-def _local_writes(h: History, out: Outcome) -> None:
+def _local_writes(h: History, final: Final, out: Outcome) -> None:
     """Each acknowledged local write went over the wire, alone or with later edits."""
     newest: dict[tuple[str, Rec], str] = {}
     for m in h.sent.values():
@@ -270,8 +299,11 @@ def _local_writes(h: History, out: Outcome) -> None:
         if w.local_only or cancelled.get(k, "") > w.stamp:
             continue
         if newest.get(k, "") < w.stamp:
+            rec = (w.collection, w.key)
+            known = HELD_ENTRY_AFTER_RESET if _held_after_reset(h, final, w.device, w.user,
+                                                                rec) else None
             out.flag("lost", f"local write #{w.seq} by {w.device} ({w.op} {w.collection}/"
-                             f"{w.key}, stamp {w.stamp}) never reached the server")
+                             f"{w.key}, stamp {w.stamp}) never reached the server", known)
 
 
 def _effect_holds(m: Sent, item: FinalItem | None) -> bool:
@@ -298,7 +330,9 @@ def _effects(h: History, final: Final, applied: dict[tuple[str, int], Verdict],
         strategy = h.strategies[m.collection]
         name = f"{m.op} {m.collection}/{m.key} by {m.client_id[:8]}:{m.id}"
         if strategy == "version":
-            _by_version(m, verdict, item, name, out)
+            known = VERSION_REUSE_AFTER_EXTERNAL_DELETE if _external_delete_between(
+                h, m.user, rec, verdict.seq) else None
+            _by_version(m, verdict, item, name, out, known)
             continue
         stamp = _effective_stamp(m, strategy, logs[(m.user, rec)])
         if stamp is None:
@@ -308,7 +342,10 @@ def _effects(h: History, final: Final, applied: dict[tuple[str, int], Verdict],
             _by_record_stamp(m, stamp, item, name, out)
         else:
             tombstones = [e.hlc for e in logs[(m.user, rec)] if e.deleted]
-            _by_field_stamps(m, stamp, item, max(tombstones, default=""), name, out)
+            later = {h.sent[o].hlc for o, ov in applied.items() if ov.seq > verdict.seq
+                     and h.sent[o].user == m.user and (h.sent[o].collection,
+                                                       h.sent[o].key) == rec}
+            _by_field_stamps(m, stamp, item, max(tombstones, default=""), later, name, out)
 
 
 def _effective_stamp(m: Sent, strategy: str, entries: list[LogEntry]) -> str | None:
@@ -325,14 +362,17 @@ def _effective_stamp(m: Sent, strategy: str, entries: list[LogEntry]) -> str | N
     return None
 
 
-def _by_version(m: Sent, v: Verdict, item: FinalItem | None, name: str, out: Outcome) -> None:
+def _by_version(m: Sent, v: Verdict, item: FinalItem | None, name: str, out: Outcome,
+                known: str | None) -> None:
     version = v.version or 0
     final_v = item.version if item is not None else 0
     if final_v < version:
-        out.flag("lost", f"{name}: applied as version {version}, the record ends at {final_v}")
+        out.flag("lost", f"{name}: applied as version {version}, the record ends at {final_v}",
+                 known)
     elif final_v == version and item is not None:
         if item.writer != f"{m.client_id}:{m.id}":
-            out.flag("lost", f"{name}: version {version} is now written by {item.writer}")
+            out.flag("lost", f"{name}: version {version} is now written by {item.writer}",
+                     known)
         elif not _effect_holds(m, item):
             kind = "resurrected" if m.op == "delete" else "lost"
             out.flag(kind, f"{name}: the final record {item.fields} (deleted="
@@ -354,7 +394,8 @@ def _by_record_stamp(m: Sent, stamp: str, item: FinalItem | None, name: str,
 
 
 def _by_field_stamps(m: Sent, stamp: str, item: FinalItem | None, tombstone: str,
-                     name: str, out: Outcome) -> None:
+                     later: set[str], name: str, out: Outcome) -> None:
+    """`later`: the stamps of the record's mutations applied after this one."""
     live = item is not None and not item.deleted
     final_hlc = item.hlc if item is not None else ""
     if m.op == "delete":
@@ -371,9 +412,13 @@ def _by_field_stamps(m: Sent, stamp: str, item: FinalItem | None, tombstone: str
                              f"{final_hlc}")
         return
     assert item is not None
-    if m.op == "put":  # a put removes the fields it does not set: back only if newer
+    if m.op == "put":
+        # A put removes the fields the record has when it lands (merge.py: the fields it
+        # touches); one an older write adds after it lands is a concurrent edit of another
+        # field, and survives. Back with an older stamp from a write applied before: lost.
         for g in item.fields:
-            if g not in (m.value or {}) and item.fh.get(g, item.hlc) <= stamp:
+            if g not in (m.value or {}) and item.fh.get(g, item.hlc) <= stamp \
+                    and item.fh.get(g, item.hlc) not in later:
                 out.flag("lost", f"{name}: field {g!r} it removed is back, stamped "
                                  f"{item.fh.get(g, item.hlc)}")
     for f, value in (m.value or {}).items():

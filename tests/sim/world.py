@@ -84,7 +84,7 @@ SCHEMA = Schema(Collection("notes"), Collection("docs", strategy="lww"),
 STRATEGIES = {c.name: c.strategy for c in SCHEMA}
 KEYS = ("a", "b", "c")  # few keys: devices contend for the same records
 FIELDS = ("x", "y", "z")
-SKEWS_S = (-300, -120, -30, -5, 0, 0, 0, 5, 120, 300)
+SKEWS_S = (-300, -120, -30, -5, 0, 0, 0, 5, 30, 55, 120, 300)  # s; > 60: clamped
 BASE_URL = "http://sim.invalid"
 # Rounds are driven: a failed round is retried when the driver says so (sync_now, online),
 # never after a timer that would race the driver.
@@ -473,10 +473,16 @@ class World:
     async def collect(self) -> Final:
         views: dict[str, tuple[str, dict[str, Any]]] = {}
         pending: dict[str, int] = {}
+        stuck: dict[str, set[tuple[str, str]]] = {}
         for d in self.devices:
             assert d.db is not None
             views[d.name] = (d.user, await view(d.db))
             pending[d.name] = await d.db.outbox.count()
+            for e in await d.db.outbox.entries():  # what is stuck, for the replay's reader
+                stuck.setdefault(d.name, set()).add((e.collection, e.key))
+                row = next((r for r in d.storage.rows(d.db.name, "records")
+                            if r["k"] == [e.collection, e.key]), None)
+                self.note(f"    {d.name} still holds {e} over the row {row}")
         fresh: dict[str, dict[str, Any]] = {}
         for user in self.users:
             d = Device(f"fresh-{user}", user, MemoryStorage(), 0, self)
@@ -492,7 +498,7 @@ class World:
         for user in self.users:
             items[user] = read_items(self.store, f"u#{user}")
             log[user] = [log_entry(e) for e in self.store.log(f"u#{user}")]
-        return Final(items, log, views, fresh, pending)
+        return Final(items, log, views, fresh, pending, stuck)
 
     async def close(self) -> None:
         for d in self.devices:
