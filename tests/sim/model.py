@@ -272,13 +272,19 @@ def _verdicts(h: History, final: Final, out: Outcome) -> dict[tuple[str, int], V
             continue
         rec = (m.collection, m.key)
         slot = (m.user, rec, v.version)
-        if slot in seen:
+        if slot in seen and not (m.op == "delete" and h.sent[_key(seen[slot])].op == "delete"):
+            # (a delete that finds the record deleted writes nothing and answers "applied"
+            # with the tombstone's version: the same version twice, one write)
             known = VERSION_REUSE_AFTER_EXTERNAL_DELETE if _external_delete_between(
                 h, m.user, rec, seen[slot].seq, v.seq) else None
             out.flag("duplicated", f"two mutations applied as version {v.version} of "
                                    f"{m.collection}/{m.key}", known)
         seen[slot] = v
     return applied
+
+
+def _key(v: Verdict) -> tuple[str, int]:
+    return (v.client_id, v.id)
 
 
 def _local_writes(h: History, final: Final, out: Outcome) -> None:
@@ -334,7 +340,13 @@ def _effects(h: History, final: Final, applied: dict[tuple[str, int], Verdict],
                 h, m.user, rec, verdict.seq) else None
             _by_version(m, verdict, item, name, out, known)
             continue
-        stamp = _effective_stamp(m, strategy, logs[(m.user, rec)])
+        # A clamped write that landed on another program's write (adopted by the push with
+        # a server stamp after the mutation's, server/push.py _adopt) leaves no trace of its
+        # own stamp in the log.
+        adopted = any(e.user == m.user and (e.collection, e.key) == rec
+                      and e.seq < verdict.seq for e in h.external)
+        stamp = None if m.clamped and adopted else \
+            _effective_stamp(m, strategy, logs[(m.user, rec)])
         if stamp is None:
             out.counts["unverifiable"] += 1
             continue
@@ -370,7 +382,7 @@ def _by_version(m: Sent, v: Verdict, item: FinalItem | None, name: str, out: Out
         out.flag("lost", f"{name}: applied as version {version}, the record ends at {final_v}",
                  known)
     elif final_v == version and item is not None:
-        if item.writer != f"{m.client_id}:{m.id}":
+        if item.writer != f"{m.client_id}:{m.id}" and not (m.op == "delete" and item.deleted):
             out.flag("lost", f"{name}: version {version} is now written by {item.writer}",
                      known)
         elif not _effect_holds(m, item):

@@ -95,7 +95,7 @@ NETWORK_FAULTS = (("drop_request", 0.05), ("drop_response", 0.05), ("duplicate",
                   ("delay", 0.04), ("crash_in_round", 0.025))
 # Step kinds and weights.
 STEPS = (("write", 50), ("sync", 18), ("toggle_network", 6), ("feed", 8), ("crash", 2),
-         ("server_restart", 1.5), ("external", 4), ("epoch_bump", 1), ("retention_passed", 1),
+         ("server_restart", 1.5), ("external", 6), ("epoch_bump", 1), ("retention_passed", 1),
          ("deliver_delayed", 3))
 
 
