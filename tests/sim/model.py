@@ -335,6 +335,8 @@ def _effects(h: History, final: Final, applied: dict[tuple[str, int], Verdict],
         item = final.items.get(m.user, {}).get(rec)
         strategy = h.strategies[m.collection]
         name = f"{m.op} {m.collection}/{m.key} by {m.client_id[:8]}:{m.id}"
+        if item is None and _external_delete_between(h, m.user, rec, verdict.seq):
+            continue  # another program deleted the item outright afterwards (a later write)
         if strategy == "version":
             known = VERSION_REUSE_AFTER_EXTERNAL_DELETE if _external_delete_between(
                 h, m.user, rec, verdict.seq) else None

@@ -351,7 +351,10 @@ class World:
             self.history.ops["patch_refused"] += 1
             return
         writer = next(r for r in d.storage.rows(d.db.name, "meta") if r["k"] == "writer")
-        local_only = op == "delete" and (before is None or (
+        # A delete that sends nothing: of a record this device holds no copy of (never
+        # had, or already deleted here: "deleting a record that does not exist does
+        # nothing"), or of one the server never had (its pending put is simply dropped).
+        local_only = op == "delete" and (before is None or before.value is None or (
             before.version is None and before.server_value is None and before.in_flight == 0))
         self.history.ops[op] += 1
         self.history.local.append(LocalWrite(self.next_seq(), d.name, d.client_id, d.user, c,
