@@ -72,8 +72,9 @@ class LocalWrite:
     op: str
     value: dict[str, Any] | None
     stamp: str
-    # A delete of a record the server never had as far as the device knew (nothing
-    # confirmed, nothing in flight): the store drops the pending put and sends nothing.
+    # A delete that sends nothing: of a record the device holds no copy of (never had it,
+    # or already deleted it), or that the server never had as far as the device knew
+    # (nothing confirmed, nothing in flight: the store drops the pending put).
     local_only: bool = False
 
 
