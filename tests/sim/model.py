@@ -397,9 +397,10 @@ def _by_version(m: Sent, v: Verdict, item: FinalItem | None, name: str, out: Out
 def _by_record_stamp(m: Sent, stamp: str, item: FinalItem | None, name: str,
                      out: Outcome) -> None:
     final_hlc = item.hlc if item is not None else ""
+    if m.op == "delete" and (item is None or item.deleted):
+        return  # its effect holds (a delete that finds the record deleted writes nothing)
     if stamp > final_hlc:
-        kind = "resurrected" if m.op == "delete" and item is not None and not item.deleted \
-            else "lost"
+        kind = "resurrected" if m.op == "delete" else "lost"
         out.flag(kind, f"{name}: its stamp {stamp} is newer than the final record's "
                        f"{final_hlc}")
     elif stamp == final_hlc and not _effect_holds(m, item):
@@ -415,11 +416,11 @@ def _by_field_stamps(m: Sent, stamp: str, item: FinalItem | None, tombstone: str
     final_hlc = item.hlc if item is not None else ""
     if m.op == "delete":
         # A live record after an applied delete needs a write stamped after the delete.
+        # (Deleted at the end: its effect holds, whatever the tombstone's stamp: a delete
+        # that finds the record deleted writes nothing.)
         if live and final_hlc <= stamp:
             out.flag("resurrected", f"{name}: live at the end with nothing newer "
                                     f"(record {final_hlc} <= delete {stamp})")
-        elif not live and final_hlc < stamp:
-            out.flag("lost", f"{name}: the tombstone {final_hlc} is older than the delete")
         return
     if not live:
         if final_hlc <= stamp:
