@@ -140,6 +140,8 @@ class History:
     external: list[ExternalWrite] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     resets: Counter[str] = field(default_factory=Counter)  # device -> pulls answered reset
+    # (device, collection, key) of every delete a pull delivered to a device
+    pulled_deletes: set[tuple[str, str, str]] = field(default_factory=set)
     ops: Counter[str] = field(default_factory=Counter)
     lines: list[str] = field(default_factory=list)  # the printed history
 
@@ -226,10 +228,14 @@ def _convergence(h: History, final: Final, out: Outcome) -> None:
         expected = server_view(final.items.get(user, {}))
         if view != expected:
             # The known defect's shape: after a reset, the device still holds records the
-            # server deleted (or never has); every other difference is not it.
-            extra_only = all(k not in expected for k in view if view[k] != expected.get(k)) \
+            # server deleted, and no pull ever brought it their delete (a device that was
+            # told and kept the record anyway is another defect); nothing else differs.
+            extra = [k for k in view if view[k] != expected.get(k)]
+            extra_only = all(k not in expected for k in extra) \
                 and all(k in view and view[k] == v for k, v in expected.items())
-            known = STALE_DELETE_AFTER_RESET if extra_only and h.resets[device] else None
+            never_told = all((device, *k.split("/", 1)) not in h.pulled_deletes for k in extra)
+            known = STALE_DELETE_AFTER_RESET if extra_only and never_told and h.resets[device] \
+                else None
             out.flag("divergent", f"{device} (user {user}) != server: {_diff(view, expected)}",
                      known)
         if final.pending.get(device):

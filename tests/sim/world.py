@@ -138,7 +138,7 @@ class Network(httpx.AsyncBaseTransport):
             w.saw_push(d, body)
         fault = w.draw_fault(path) if d is not None else None
         if fault is None:
-            return await w.forward(request, body, d)
+            return w.delivered(d, path, await w.forward(request, body, d))
         assert d is not None
         w.note(f"    fault {fault} on {d.name} {request.method} {path}")
         w.history.faults[fault] += 1
@@ -149,7 +149,7 @@ class Network(httpx.AsyncBaseTransport):
             raise httpx.ReadError("dropped after the server answered", request=request)
         if fault == "duplicate":
             await w.forward(request, body, d)
-            return await w.forward(request, body, d)
+            return w.delivered(d, path, await w.forward(request, body, d))
         if fault == "delay":
             w.delayed.append((request, body))
             raise httpx.ReadTimeout("held in the network", request=request)
@@ -210,6 +210,15 @@ class World:
             self.history.sent[key] = Sent(client_id, self.user_of(client_id), int(m["id"]),
                                           m["collection"], m["key"], m["op"], m.get("value"),
                                           m.get("base_version"), m["hlc"], clamped)
+
+    def delivered(self, d: Device | None, path: str, response: httpx.Response
+                  ) -> httpx.Response:
+        """A response that reaches the device: remember the deletes its pulls brought."""
+        if d is not None and path == "/v1/pull" and response.status_code == 200:
+            for c in json.loads(response.content).get("changes", []):
+                if c.get("deleted"):
+                    self.history.pulled_deletes.add((d.name, c["collection"], c["key"]))
+        return response
 
     def draw_fault(self, path: str) -> str | None:
         if not self.faults_on or path == "/v1/dev/token":
