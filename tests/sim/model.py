@@ -108,6 +108,7 @@ class ExternalWrite:
     collection: str
     key: str
     kind: str  # put / update / delete
+    field: str | None = None  # the one field an update sets (a put or delete: all of them)
 
 
 @dataclass
@@ -366,7 +367,15 @@ def _effects(h: History, final: Final, applied: dict[tuple[str, int], Verdict],
             later = {h.sent[o].hlc for o, ov in applied.items() if ov.seq > verdict.seq
                      and h.sent[o].user == m.user and (h.sent[o].collection,
                                                        h.sent[o].key) == rec}
-            _by_field_stamps(m, stamp, item, max(tombstones, default=""), later, name, out)
+            # Fields another program wrote after it: overwritten by a later write (the feed
+            # stamps such a write above the record's clock, and a put by another program
+            # replaces the item, stamps of removed fields included).
+            outside = [e for e in h.external if e.user == m.user
+                       and (e.collection, e.key) == rec and e.seq > verdict.seq]
+            if any(e.field is None for e in outside):
+                continue
+            _by_field_stamps(m, stamp, item, max(tombstones, default=""), later,
+                             {e.field for e in outside if e.field}, name, out)
 
 
 def _effective_stamp(m: Sent, strategy: str, entries: list[LogEntry]) -> str | None:
@@ -416,8 +425,9 @@ def _by_record_stamp(m: Sent, stamp: str, item: FinalItem | None, name: str,
 
 
 def _by_field_stamps(m: Sent, stamp: str, item: FinalItem | None, tombstone: str,
-                     later: set[str], name: str, out: Outcome) -> None:
-    """`later`: the stamps of the record's mutations applied after this one."""
+                     later: set[str], outside: set[str], name: str, out: Outcome) -> None:
+    """`later`: the stamps of the record's mutations applied after this one; `outside`:
+    the fields another program set after it."""
     live = item is not None and not item.deleted
     final_hlc = item.hlc if item is not None else ""
     if m.op == "delete":
@@ -444,6 +454,8 @@ def _by_field_stamps(m: Sent, stamp: str, item: FinalItem | None, tombstone: str
                 out.flag("lost", f"{name}: field {g!r} it removed is back, stamped "
                                  f"{item.fh.get(g, item.hlc)}")
     for f, value in (m.value or {}).items():
+        if f in outside:
+            continue
         if f in item.fields:
             field_stamp = item.fh.get(f, item.hlc)
         else:

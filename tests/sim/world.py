@@ -401,7 +401,8 @@ class World:
         else:
             self.store.delete(scope, c, key)
         self.note(f"other program: {kind} {user} {c}/{key} {f}={v if kind != 'delete' else ''}")
-        self.history.external.append(ExternalWrite(self.next_seq(), user, c, key, kind))
+        self.history.external.append(ExternalWrite(self.next_seq(), user, c, key, kind,
+                                                   f if kind == "update" else None))
 
     async def deliver_delayed(self) -> None:
         if self.delayed:
