@@ -327,7 +327,7 @@ def _effect_holds(m: Sent, item: FinalItem | None) -> bool:
         return False
     value = m.value or {}
     if m.op == "put":
-        return norm(item.fields) == value
+        return bool(norm(item.fields) == value)
     return all(norm(item.fields.get(f)) == v and f in item.fields for f, v in value.items())
 
 
