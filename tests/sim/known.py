@@ -15,7 +15,7 @@ told (`--tolerate-known`). REMOVE an entry as soon as the fix is merged.
   server's version (`st`: a `duplicate` answer after a lost response) never learns it when
   the record was deleted on the server and the reset's snapshot leaves it out, so the entry
   is held forever: the write never reaches the server (lost) and the outbox never empties.
-  The reset fix must settle such rows too. Replay: seed 1505.
+  The reset fix must settle such rows too. Replay: seeds 1824, 1962.
 
 Found, NOT tolerated anywhere (no fast-tier seed hits it; the long tier reports it):
 - version-reuse-after-external-delete (server/push.py, server/ingest.py; for the lead): after
