@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 WHEELS := web/build/wheels
 PORT ?= 8000
 
-.PHONY: setup demo test bench lint chromium pysync-wheel build-FeedFunction
+.PHONY: setup demo test bench sim lint chromium pysync-wheel build-FeedFunction
 
 setup: $(VENV)/.installed chromium web/node_modules/.installed $(WHEELS)/.installed pysync-wheel
 
@@ -50,6 +50,14 @@ test: setup
 
 bench: setup
 	$(PY) -m tests.bench
+
+# The long tier of the seeded simulation (docs/reliability.md): SEEDS=first-last (1,000 by
+# default), one line per seed and the totals, also written to data/sim-<seeds>.json.
+# One seed with its history: $(PY) -m tests.sim --seed N
+SEEDS ?= 1000-1999
+sim: setup
+	mkdir -p data
+	$(PY) -m tests.sim --seeds $(SEEDS) --json data/sim-$(SEEDS).json
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,621 @@
+"""One seeded history: devices, the network between them and the server, faults, the driver.
+
+Everything a history does is drawn from one `random.Random(seed)`: how many users and
+devices, each device's clock skew and client id, the operations, the faults and their order.
+The driver is one coroutine that runs one step at a time and, after each step, waits until
+every SyncClient is idle again, so at most one round talks to the server at any moment and
+the server sees the requests in the same order on every replay. The change feed does not
+run in a thread: the driver runs its passes (`drain`) at its own steps.
+
+What a replay does not reproduce exactly (outside the seed): DynamoDB Local's timing (when a
+write shows in its stream; the driver drains the feed to the stream's tip, so the log's
+content is the same, its internal timing is not), the server's own wall clock (its HLC, the
+stamps it gives when it clamps a stamp or the feed stamps another program's write, the
+cursors' times), and the order of stream shards. Device clocks are virtual: the history's
+start (real time) plus simulated milliseconds the driver advances plus the device's skew, so
+the stamps of device writes differ between replays only by that start.
+
+Faults (network ones are drawn per request while faults are on):
+- drop_request       the request never reaches the server (the client sees a connect error)
+- drop_response      the server handled it (committed), the response is lost
+- duplicate          the request reaches the server twice; the client gets the second answer
+- delay              a push is held in the network (the client times out) and delivered to the
+                     server later, after other requests: rounds reach the server reordered
+- crash_in_round     the device's storage crashes during a request, before or after the
+                     server handled it; the objects are dropped and the database reopened
+- crash              the same between rounds
+- offline/online     the device's network goes away / comes back
+- server_restart     a new app (new ServerContext, puller, feed object) on the same tables
+- external_*         another program's boto3 put/update/delete on the items table
+- epoch_bump         the store epoch moves (server/changelog.bump_epoch): every cursor resets
+- retention_passed   the server's pull clock jumps past the log retention: cursors reset
+- skew               each device's clock is off by one of SKEWS_S (beyond the 60 s clamp too)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import httpx
+from boto3.dynamodb.types import TypeDeserializer
+
+import pysync
+from pysync.client import SyncClient, dev_token_provider
+from pysync.engine import Backoff
+from pysync.errors import NotFound, SyncError
+from pysync.hlc import Stamp
+from pysync.memdb import MemoryStorage
+from pysync.rows import RecordRow
+from pysync.schema import Collection, Schema
+from pysync.store import Database
+from server.app import create_app
+from server.changelog import bump_epoch
+from server.dynamo_local import DynamoDBLocal
+from server.pull import Puller
+from server.push import MAX_CLOCK_SKEW_MS
+from server.records import fields_of, from_native
+from tests.server.feed_support import Store, drain
+from tests.sim.model import (
+    ExternalWrite,
+    Final,
+    FinalItem,
+    History,
+    LocalWrite,
+    LogEntry,
+    Outcome,
+    Sent,
+    Verdict,
+    judge,
+    norm,
+)
+
+SCHEMA = Schema(Collection("notes"), Collection("docs", strategy="lww"),
+                Collection("accounts", strategy="version"))
+STRATEGIES = {c.name: c.strategy for c in SCHEMA}
+KEYS = ("a", "b", "c")  # few keys: devices contend for the same records
+FIELDS = ("x", "y", "z")
+SKEWS_S = (-300, -120, -30, -5, 0, 0, 0, 5, 30, 55, 120, 300)  # s; > 60: clamped
+BASE_URL = "http://sim.invalid"
+# Rounds are driven: a failed round is retried when the driver says so (sync_now, online),
+# never after a timer that would race the driver.
+NO_TIMED_RETRY = Backoff(base_s=3600.0, cap_s=3600.0)
+
+# Per-request fault probabilities while faults are on.
+NETWORK_FAULTS = (("drop_request", 0.05), ("drop_response", 0.05), ("duplicate", 0.05),
+                  ("delay", 0.04), ("crash_in_round", 0.025))
+# Step kinds and weights.
+STEPS = (("write", 50), ("sync", 18), ("toggle_network", 6), ("feed", 8), ("crash", 2),
+         ("server_restart", 1.5), ("external", 6), ("epoch_bump", 1), ("retention_passed", 1),
+         ("deliver_delayed", 3))
+
+
+@dataclass
+class Device:
+    name: str
+    user: str
+    storage: MemoryStorage
+    skew_ms: int
+    world: World
+    client_id: str = ""
+    db: Database | None = None
+    client: SyncClient | None = None
+    http: httpx.AsyncClient | None = None
+    crashed: bool = False
+
+    def clock(self) -> int:
+        return self.world.start_ms + self.world.sim_ms + self.skew_ms
+
+    @property
+    def online(self) -> bool:
+        return self.storage.local_platform.online()
+
+
+class Network(httpx.AsyncBaseTransport):
+    """The network between one device and the server app, with the seeded faults."""
+
+    def __init__(self, world: World, device: Device | None) -> None:
+        self.world = world
+        self.device = device
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        w, d = self.world, self.device
+        path = request.url.path
+        body = await request.aread()
+        if path.startswith("/v1/events"):
+            # Pokes would start rounds behind the driver's back: the driver syncs instead.
+            raise httpx.ConnectError("no event stream in the simulation", request=request)
+        if path == "/v1/push":
+            w.saw_push(d, body)
+        fault = w.draw_fault(path) if d is not None else None
+        if fault is None:
+            return w.delivered(d, path, await w.forward(request, body, d))
+        assert d is not None
+        w.note(f"    fault {fault} on {d.name} {request.method} {path}")
+        w.history.faults[fault] += 1
+        if fault == "drop_request":
+            raise httpx.ConnectError("dropped before the server", request=request)
+        if fault == "drop_response":
+            await w.forward(request, body, d)
+            raise httpx.ReadError("dropped after the server answered", request=request)
+        if fault == "duplicate":
+            await w.forward(request, body, d)
+            return w.delivered(d, path, await w.forward(request, body, d))
+        if fault == "delay":
+            w.delayed.append((request, body))
+            raise httpx.ReadTimeout("held in the network", request=request)
+        # crash_in_round: before the server handled it, or after
+        if w.rng.random() < 0.5:
+            await w.forward(request, body, d)
+        d.storage.crash()
+        d.crashed = True
+        raise httpx.ReadError("the device died mid-request", request=request)
+
+
+@dataclass
+class World:
+    seed: int
+    local: DynamoDBLocal
+    steps: int
+    rng: random.Random = field(init=False)
+    history: History = field(init=False)
+    store: Store = field(init=False)
+    devices: list[Device] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    start_ms: int = 0
+    sim_ms: int = 0
+    seq: int = 0
+    faults_on: bool = True
+    pull_offset_s: float = 0.0  # how far the pull clock has jumped (retention_passed)
+    delayed: list[tuple[httpx.Request, bytes]] = field(default_factory=list)
+    verbose: bool = False
+    tolerate: frozenset[str] = frozenset()  # known defects counted apart (tests/sim/known.py)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.history = History(self.seed, dict(STRATEGIES))
+
+    # ---- bookkeeping --------------------------------------------------------------------
+
+    def note(self, line: str) -> None:
+        self.history.lines.append(line)
+        if self.verbose:
+            print(line, flush=True)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def user_of(self, client_id: str) -> str:
+        return next(d.user for d in self.devices if d.client_id == client_id)
+
+    def saw_push(self, device: Device | None, body: bytes) -> None:
+        request = json.loads(body)
+        client_id = request["client_id"]
+        now_ms = time.time_ns() // 1_000_000
+        for m in request["mutations"]:
+            key = (client_id, int(m["id"]))
+            if key in self.history.sent:
+                continue
+            clamped = Stamp.parse(m["hlc"]).wall_ms > now_ms + MAX_CLOCK_SKEW_MS
+            self.history.sent[key] = Sent(client_id, self.user_of(client_id), int(m["id"]),
+                                          m["collection"], m["key"], m["op"], m.get("value"),
+                                          m.get("base_version"), m["hlc"], clamped)
+
+    def delivered(self, d: Device | None, path: str, response: httpx.Response
+                  ) -> httpx.Response:
+        """A response that reaches the device: remember the deletes its pulls brought."""
+        if d is not None and path == "/v1/pull" and response.status_code == 200:
+            for c in json.loads(response.content).get("changes", []):
+                if c.get("deleted"):
+                    self.history.pulled_deletes.add((d.name, c["collection"], c["key"]))
+        return response
+
+    def draw_fault(self, path: str) -> str | None:
+        if not self.faults_on or path == "/v1/dev/token":
+            return None
+        x = self.rng.random()
+        for name, p in NETWORK_FAULTS:
+            if x < p:
+                if name == "delay" and path != "/v1/push":
+                    return None
+                return name
+            x -= p
+        return None
+
+    async def forward(self, request: httpx.Request, body: bytes,
+                      device: Device | None = None) -> httpx.Response:
+        """Hand the request to the current server app; record every push verdict."""
+        copy = httpx.Request(request.method, request.url, headers=request.headers,
+                             content=body)
+        response = await self.asgi.handle_async_request(copy)
+        content = await response.aread()
+        if request.url.path == "/v1/push" and response.status_code == 200:
+            client_id = json.loads(body)["client_id"]
+            for r in json.loads(content)["results"]:
+                self.history.verdicts.append(Verdict(self.next_seq(), client_id, int(r["id"]),
+                                                     r["status"], r.get("version")))
+        elif request.url.path == "/v1/pull" and response.status_code == 200 \
+                and device is not None and json.loads(content).get("reset"):
+            self.note(f"    {device.name}: the pull answers reset")
+            self.history.resets[device.name] += 1
+        elif response.status_code >= 500:
+            self.note(f"    server answered {response.status_code}: {content[:300]!r}")
+            self.history.faults["server_5xx"] += 1
+        return httpx.Response(response.status_code, headers=response.headers,
+                              content=content, request=request)
+
+    # ---- the server ---------------------------------------------------------------------
+
+    def start_server(self) -> None:
+        self.app = create_app(self.store.ctx.settings)
+        ctx = self.app.state.ctx
+        self.app.state.puller = Puller(ctx.dynamodb, ctx.tables,
+                                       ctx.settings.log_retention_s,
+                                       clock=lambda: time.time() + self.pull_offset_s)
+        self.asgi = httpx.ASGITransport(app=self.app)
+        self.feed = self.store.feed()
+
+    def feed_pass(self) -> None:
+        """Feed passes until two in a row, 30 ms apart, handle nothing (a write shows in
+        DynamoDB Local's stream ~10 ms after it returns). Much cheaper than `drain`, which
+        reads the whole stream to be sure; the quiesce ends with a `drain`."""
+        quiet = 0
+        while quiet < 2:
+            if self.feed.step():
+                quiet = 0
+            else:
+                quiet += 1
+                time.sleep(0.03)
+
+    def restart_server(self) -> None:
+        self.feed.stop()  # releases its leases, so the new feed takes over at once
+        self.start_server()
+
+    # ---- devices ------------------------------------------------------------------------
+
+    async def open_device(self, d: Device) -> None:
+        if not d.client_id:
+            d.client_id = uuid.UUID(int=self.rng.getrandbits(128)).hex
+        # The client id is derived from the seed (it breaks HLC ties): the store draws it
+        # from uuid4 the first time a database is opened on a storage.
+        fixed = SimpleNamespace(uuid4=lambda: uuid.UUID(hex=d.client_id))
+        with mock.patch("pysync.store.uuid", fixed):
+            d.db = await pysync.open_database(f"sim:{d.user}", SCHEMA, clock=d.clock,
+                                              storage=d.storage)
+        assert d.db.client_id == d.client_id
+        d.http = httpx.AsyncClient(transport=Network(self, d))
+        token_http = httpx.AsyncClient(transport=Network(self, None))
+        d.client = SyncClient(d.db, BASE_URL, dev_token_provider(BASE_URL, d.user, token_http),
+                              http=d.http, backoff=NO_TIMED_RETRY)
+        d.crashed = False
+        await d.client.start()
+        await self.settle()
+
+    async def close_device(self, d: Device) -> None:
+        if d.client is not None:
+            await d.client.stop()
+        if d.http is not None:
+            await d.http.aclose()
+        if d.db is not None:
+            with contextlib.suppress(Exception):
+                d.db.close()
+        d.client = d.db = d.http = None
+
+    async def reopen(self, d: Device) -> None:
+        await self.close_device(d)
+        await self.open_device(d)
+
+    async def settle(self) -> None:
+        """Wait until no SyncClient has a round running or about to run."""
+        quiet = 0
+        while quiet < 20:
+            await asyncio.sleep(0)
+            if any(d.client is not None and d.client.status.syncing for d in self.devices):
+                quiet = 0
+                await asyncio.sleep(0.001)
+            else:
+                quiet += 1
+        for d in self.devices:
+            if d.crashed:
+                self.note(f"    {d.name} reopens after the crash")
+                await self.reopen(d)
+
+    async def sync(self, d: Device) -> None:
+        assert d.client is not None
+        try:
+            await d.client.sync_now()
+        except SyncError as e:
+            self.note(f"    {d.name} sync failed: {e.code}")
+        await self.settle()
+
+    # ---- steps --------------------------------------------------------------------------
+
+    async def write(self, d: Device) -> None:
+        assert d.db is not None
+        c = self.rng.choice(list(STRATEGIES))
+        key = self.rng.choice(KEYS)
+        op = self.rng.choices(("put", "patch", "delete"), (5, 4, 2))[0]
+        coll = d.db.collection(c)
+        value: dict[str, Any] | None = None
+        if op == "put":
+            value = {f: self.value() for f in self.rng.sample(FIELDS, self.rng.randint(1, 3))}
+        elif op == "patch":
+            value = {f: self.value() for f in self.rng.sample(FIELDS, self.rng.randint(1, 2))}
+        row = next((r for r in d.storage.rows(d.db.name, "records") if r["k"] == [c, key]),
+                   None)
+        before = RecordRow.from_row(row) if row is not None else None
+        if op == "patch" and (before is None or before.value is None) \
+                and self.rng.random() < 0.8:
+            op = "put"  # mostly write what can be written; some patches of nothing stay
+        self.note(f"{d.name}: {op} {c}/{key} {json.dumps(value) if value else ''}")
+        try:
+            if op == "put":
+                assert value is not None
+                await coll.put(key, value)
+            elif op == "patch":
+                assert value is not None
+                await coll.patch(key, value)
+            else:
+                await coll.delete(key)
+        except NotFound:
+            self.note("    refused: no such record")
+            self.history.ops["patch_refused"] += 1
+            return
+        writer = next(r for r in d.storage.rows(d.db.name, "meta") if r["k"] == "writer")
+        # A delete that sends nothing: of a record this device holds no copy of (never
+        # had, or already deleted here: "deleting a record that does not exist does
+        # nothing"), or of one the server never had (its pending put is simply dropped).
+        local_only = op == "delete" and (before is None or before.value is None or (
+            before.version is None and before.server_value is None and before.in_flight == 0))
+        self.history.ops[op] += 1
+        self.history.local.append(LocalWrite(self.next_seq(), d.name, d.client_id, d.user, c,
+                                             key, op, value, writer["v"]["clock"],
+                                             local_only))
+        await self.settle()  # an online device pushes at once
+
+    def value(self) -> Any:
+        return self.rng.choice((self.rng.randint(0, 99), f"s{self.rng.randint(0, 9)}",
+                                self.rng.random() < 0.5))
+
+    def external(self) -> None:
+        user = self.rng.choice(self.users)
+        c, key = self.rng.choice(list(STRATEGIES)), self.rng.choice(KEYS)
+        kind = self.rng.choice(("put", "update", "delete"))
+        scope = f"u#{user}"
+        f = self.rng.choice(FIELDS)
+        v = self.rng.randint(100, 199)  # outside the devices' range: visibly another program
+        if kind == "put":
+            self.store.put(scope, c, key, **{f: v})
+        elif kind == "update":
+            self.store.update(scope, c, key, **{f: v})
+        else:
+            self.store.delete(scope, c, key)
+        self.note(f"other program: {kind} {user} {c}/{key} {f}={v if kind != 'delete' else ''}")
+        self.history.external.append(ExternalWrite(self.next_seq(), user, c, key, kind,
+                                                   f if kind == "update" else None))
+
+    async def deliver_delayed(self) -> None:
+        if self.delayed:
+            request, body = self.delayed.pop(0)
+            self.note("network: a held push reaches the server now")
+            await self.forward(request, body)
+
+    async def step(self, i: int) -> None:
+        self.sim_ms += self.rng.randint(1, 40)
+        kind = self.rng.choices([s for s, _ in STEPS], [wt for _, wt in STEPS])[0]
+        d = self.rng.choice(self.devices)
+        self.history.ops[kind] += 1
+        if kind == "write":
+            await self.write(d)
+        elif kind == "sync":
+            self.note(f"{d.name}: sync")
+            await self.sync(d)
+        elif kind == "toggle_network":
+            self.note(f"{d.name}: goes {'offline' if d.online else 'online'}")
+            d.storage.local_platform.set_online(not d.online)
+            await self.settle()
+        elif kind == "feed":
+            self.note("feed: drain")
+            self.feed_pass()
+        elif kind == "crash":
+            self.note(f"{d.name}: crash")
+            self.history.faults["crash"] += 1
+            d.storage.crash()
+            await self.reopen(d)
+        elif kind == "server_restart":
+            self.note("server: restart")
+            self.history.faults["server_restart"] += 1
+            self.restart_server()
+        elif kind == "external":
+            self.history.faults["external_write"] += 1
+            self.external()
+        elif kind == "epoch_bump":
+            self.note("server: the store epoch moves")
+            self.history.faults["epoch_bump"] += 1
+            bump_epoch(self.store.ctx.dynamodb, self.store.ctx.tables)
+        elif kind == "retention_passed":
+            self.note("server: the pull clock passes the log retention")
+            self.history.faults["retention_passed"] += 1
+            self.pull_offset_s += self.store.ctx.settings.log_retention_s + 1
+        elif kind == "deliver_delayed":
+            await self.deliver_delayed()
+
+    # ---- a whole history ----------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        rng = self.rng
+        n_users = rng.randint(1, 3)
+        n_devices = rng.randint(max(2, n_users), 5)
+        self.users = [f"u{i}" for i in range(n_users)]
+        owners = self.users + [rng.choice(self.users) for _ in range(n_devices - n_users)]
+        self.start_ms = time.time_ns() // 1_000_000
+        for i, user in enumerate(owners):
+            skew = rng.choice(SKEWS_S) * 1000
+            self.devices.append(Device(f"d{i}", user, MemoryStorage(), skew, self))
+        self.note(f"seed {self.seed}: {n_users} users, {n_devices} devices "
+                  + ", ".join(f"{d.name}={d.user}(skew {d.skew_ms // 1000:+d}s)"
+                              for d in self.devices))
+        self.start_server()
+        for d in self.devices:
+            await self.open_device(d)
+        for i in range(self.steps):
+            await self.step(i)
+        await self.quiesce()
+        final = await self.collect()
+        return judge(self.history, final, self.tolerate)
+
+    async def quiesce(self) -> None:
+        """No more faults: every device online, held pushes delivered, sync until the
+        outboxes are empty and a feed drain brings nothing new."""
+        self.note("-- quiesce")
+        self.faults_on = False
+        while self.delayed:
+            await self.deliver_delayed()
+        for d in self.devices:
+            d.storage.local_platform.set_online(True)
+        await self.settle()
+        for _ in range(10):
+            self.feed_pass()
+            for d in self.devices:
+                await self.sync(d)
+            pending = [await d.db.outbox.count() for d in self.devices if d.db is not None]
+            if not any(pending):
+                break
+        drain(self.feed, self.store)
+        for d in self.devices:
+            await self.sync(d)
+
+    async def collect(self) -> Final:
+        views: dict[str, tuple[str, dict[str, Any]]] = {}
+        pending: dict[str, int] = {}
+        stuck: dict[str, set[tuple[str, str]]] = {}
+        for d in self.devices:
+            assert d.db is not None
+            views[d.name] = (d.user, await view(d.db))
+            pending[d.name] = await d.db.outbox.count()
+            for e in await d.db.outbox.entries():  # what is stuck, for the replay's reader
+                stuck.setdefault(d.name, set()).add((e.collection, e.key))
+                row = next((r for r in d.storage.rows(d.db.name, "records")
+                            if r["k"] == [e.collection, e.key]), None)
+                self.note(f"    {d.name} still holds {e} over the row {row}")
+        fresh: dict[str, dict[str, Any]] = {}
+        for user in self.users:
+            d = Device(f"fresh-{user}", user, MemoryStorage(), 0, self)
+            self.devices.append(d)
+            await self.open_device(d)
+            await self.sync(d)
+            assert d.db is not None
+            fresh[user] = await view(d.db)
+            await self.close_device(d)
+            self.devices.remove(d)
+        items: dict[str, dict[tuple[str, str], FinalItem]] = {}
+        log: dict[str, list[LogEntry]] = {}
+        for user in self.users:
+            items[user] = read_items(self.store, f"u#{user}")
+            log[user] = [log_entry(e) for e in self.store.log(f"u#{user}")]
+        return Final(items, log, views, fresh, pending, stuck)
+
+    async def close(self) -> None:
+        for d in self.devices:
+            with contextlib.suppress(Exception):
+                await self.close_device(d)
+        with contextlib.suppress(Exception):
+            self.feed.stop()
+
+
+async def view(db: Database) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for c in SCHEMA:
+        for doc in await db.collection(c.name).query():
+            out[f"{c.name}/{doc.key}"] = doc.value
+    return out
+
+
+_deserializer = TypeDeserializer()
+
+
+def read_items(store: Store, scope: str) -> dict[tuple[str, str], FinalItem]:
+    ctx = store.ctx
+    pages = ctx.dynamodb.get_paginator("query").paginate(
+        TableName=ctx.tables.items, ConsistentRead=True, KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": scope}})
+    out: dict[tuple[str, str], FinalItem] = {}
+    for page in pages:
+        for item in page["Items"]:
+            c, _, k = item["sk"]["S"].partition("#")
+            fields_ = {n: norm(from_native(_deserializer.deserialize(v)))
+                       for n, v in fields_of(item).items()}
+            out[(c, k)] = FinalItem(
+                fields_, bool(item.get("_del", {}).get("BOOL")),
+                int(item.get("_v", {}).get("N", "0")), item.get("_hlc", {}).get("S", ""),
+                {n: v["S"] for n, v in item.get("_fh", {}).get("M", {}).items()},
+                item.get("_w", {}).get("S", ""))
+    return out
+
+
+def log_entry(e: dict[str, Any]) -> LogEntry:
+    c, _, k = e["k"]["S"].partition("#")
+    return LogEntry(c, k, int(e["v"]["N"]), bool(e["d"]["BOOL"]),
+                    e.get("h", {}).get("S", ""), e.get("w", {}).get("S", ""))
+
+
+def drop_tables(store: Store) -> None:
+    tables = store.ctx.tables
+    for f in fields(tables):
+        with contextlib.suppress(Exception):
+            store.ctx.dynamodb.delete_table(TableName=getattr(tables, f.name))
+
+
+def run_history(seed: int, local: DynamoDBLocal, steps: int = 30, verbose: bool = False,
+                tolerate: frozenset[str] = frozenset()) -> tuple[History, Outcome]:
+    """Run the history of `seed` on fresh tables of `local`; its record and the verdict.
+    `tolerate`: known defects (tests/sim/known.py) counted apart instead of failing."""
+    world = World(seed, local, steps, verbose=verbose, tolerate=tolerate)
+    world.store = Store.create(local, feed_enabled=False, schema=SCHEMA, rate_limit_per_s=0)
+
+    async def main() -> Outcome:
+        try:
+            return await world.run()
+        finally:
+            await world.close()
+
+    try:
+        outcome = asyncio.run(main())
+    finally:
+        drop_tables(world.store)
+    return world.history, outcome
+
+
+def summary(history: History, outcome: Outcome) -> str:
+    c = outcome.counts
+    return (f"seed {history.seed}: {'ok' if outcome.ok else 'FAILED'} "
+            f"writes={sum(history.ops[k] for k in ('put', 'patch', 'delete'))} "
+            f"mutations={len(history.sent)} faults={sum(history.faults.values())} "
+            f"divergent={c['divergent']} lost={c['lost']} duplicated={c['duplicated']} "
+            f"resurrected={c['resurrected']} unverifiable={c['unverifiable']}"
+            + "".join(f" {k}={n}" for k, n in sorted(c.items()) if k.startswith("known:")))
+
+
+def totals(runs: list[tuple[History, Outcome]]) -> dict[str, Any]:
+    faults: Counter[str] = Counter()
+    ops: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    for h, o in runs:
+        faults.update(h.faults)
+        ops.update(h.ops)
+        counts.update(o.counts)
+    return {"histories": len(runs), "failed": sum(not o.ok for _, o in runs),
+            "mutations": sum(len(h.sent) for h, _ in runs),
+            "verdicts": Counter(v.status for h, _ in runs for v in h.verdicts),
+            "faults": faults, "ops": ops, "counts": counts}
+
