@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pysync.hlc import MAX_CLOCK_SKEW_MS, HybridClock, Stamp, wall_clock_ms
 from server.changelog import ChangeLog, refused_by_dynamodb
-from server.changes import LogEntry, StampForeign, TombstoneForeign, classify
+from server.changes import LogEntry, StampForeign, TombstoneForeign, classify, version_of
 from server.records import field_hash, from_native
 from server.tables import TableNames
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pysync.feed")
 
+MAX_LIFT_ATTEMPTS = 20  # each failed lift means a push wrote the item again meanwhile
 EXTERNAL_WRITER = "external"  # `_w` of versions the feed gave to other programs' writes
 _clock = HybridClock("feed")
 _clock_lock = threading.Lock()
@@ -185,9 +186,45 @@ class Ingestor:
             "_hlc": {"S": stamp_after(action.after)}, "_w": {"S": EXTERNAL_WRITER},
             "_ttl": {"N": str(int(time.time() + self.tombstone_retention_s))},
         }
-        self._conditional(lambda: self.client.put_item(
-            TableName=self.tables.items, Item=item,
-            ConditionExpression="attribute_not_exists(pk)"))
+        try:
+            self.client.put_item(TableName=self.tables.items, Item=item,
+                                 ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            self._lift_reused_version(action)
+
+    def _lift_reused_version(self, action: TombstoneForeign) -> None:
+        """The item was written again between the outside delete and this tombstone. If a
+        push did it, finding no item, it started the record over at a version the log may
+        already hold (the record's earlier life): that write's own stream record is then
+        dropped as already logged, and no pull would ever bring it. Lift the item's version
+        to the tombstone's (above everything logged): the lift is a change of its own, and
+        is logged with the item's current fields. A version at or above it, no item (deleted
+        again: its REMOVE follows) or no version (another program's: stamped above the log
+        by its own record) need nothing."""
+        key = {"pk": {"S": action.scope}, "sk": {"S": action.item_key}}
+        for _ in range(MAX_LIFT_ATTEMPTS):
+            item = self.client.get_item(TableName=self.tables.items, Key=key,
+                                        ConsistentRead=True).get("Item")
+            current = version_of(item)
+            if current is None or current >= action.version:
+                return
+            try:
+                self.client.update_item(
+                    TableName=self.tables.items, Key=key, UpdateExpression="SET #v = :v",
+                    ConditionExpression="#v = :c", ExpressionAttributeNames={"#v": "_v"},
+                    ExpressionAttributeValues={":v": {"N": str(action.version)},
+                                               ":c": {"N": str(current)}})
+                log.warning("%s in %s was written again at version %d before the feed saw "
+                            "another program delete it; lifted to version %d", action.item_key,
+                            action.scope, current, action.version)
+                return
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+        raise RuntimeError(f"could not lift the version of {action.item_key} in "
+                           f"{action.scope}: it kept changing")
 
     @staticmethod
     def _conditional(write: Any) -> None:
