@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,4 +132,39 @@ def run_py(page: Page, code: str) -> Any:
     return page.evaluate("code => window.pysyncTest.run(code)", code)
 
 
-__all__ = ["Browser", "SyncServer", "open_test_page", "open_test_pages", "run_py"]
+WAIT_S = 30.0  # how long a test waits for the feed, pokes and pulls to bring a change
+
+
+def eventually(page: Page, code: str, expected: Any) -> None:
+    """Poll `code` in the page until it returns `expected` (the feed and pokes are async)."""
+    deadline = time.monotonic() + WAIT_S
+    last = None
+    while time.monotonic() < deadline:
+        last = run_py(page, code)
+        if last == expected:
+            return
+        time.sleep(0.1)
+    status = run_py(page, "str(client.status) if 'client' in globals() else None")
+    raise AssertionError(f"{code!r} gave {last!r}, expected {expected!r}; {status}")
+
+
+# What IndexedDB itself holds, read with plain JS (not through pysync).
+RAW_COUNTS = """async (name) => {
+  const db = await new Promise((ok, ko) => {
+    const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = () => ko(r.error);
+  });
+  const tx = db.transaction(["records", "outbox"]);
+  const count = (s) => new Promise((ok) => { const r = tx.objectStore(s).count();
+                                            r.onsuccess = () => ok(r.result); });
+  const out = { records: await count("records"), outbox: await count("outbox") };
+  db.close();
+  return out;
+}"""
+
+
+def raw_counts(page: Page, name: str) -> dict[str, int]:
+    return page.evaluate(RAW_COUNTS, name)  # type: ignore[no-any-return]
+
+
+__all__ = ["Browser", "SyncServer", "eventually", "open_test_page", "open_test_pages",
+           "raw_counts", "run_py"]

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Playwright
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, ForeignRequest, open_test_page, run_py
+from tests.e2e.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ForeignRequest,
+    open_test_page,
+    raw_counts,
+    run_py,
+)
 
 SETUP = """
 import pysync
@@ -38,18 +45,6 @@ async def error_of(coro):
 None
 """
 
-# What IndexedDB itself holds, read with plain JS (not through pysync).
-RAW_COUNTS = """async (name) => {
-  const db = await new Promise((ok, ko) => {
-    const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = () => ko(r.error);
-  });
-  const tx = db.transaction(["records", "outbox"]);
-  const count = (s) => new Promise((ok) => { const r = tx.objectStore(s).count();
-                                            r.onsuccess = () => ok(r.result); });
-  const out = { records: await count("records"), outbox: await count("outbox") };
-  db.close();
-  return out;
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +61,6 @@ def page(browser: Browser, live_server: str) -> Iterator[Page]:
 
 def py(page: Page, code: str) -> Any:
     return run_py(page, code)
-
-
-def raw_counts(page: Page, name: str) -> dict[str, int]:
-    return page.evaluate(RAW_COUNTS, name)  # type: ignore[no-any-return]
 
 
 def test_put_get_patch_delete_round_trip_every_value_type(page: Page) -> None:

@@ -6,7 +6,6 @@ Every test uses its own user, so its own scope, on the shared `sync_server`.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,9 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Route
 
-from tests.e2e.conftest import ForeignRequest, SyncServer, open_test_pages, run_py
-
-WAIT_S = 30.0
+from tests.e2e.conftest import ForeignRequest, SyncServer, eventually, open_test_pages, run_py
 
 IMPORTS = """
 import pysync, js
@@ -86,19 +83,6 @@ def start_devices(pages: list[Page], server: SyncServer, user: str) -> list[Page
     for page in pages:
         run_py(page, START % {"user": user})
     return pages
-
-
-def eventually(page: Page, code: str, expected: Any) -> None:
-    """Poll `code` in the page until it returns `expected` (the feed and pokes are async)."""
-    deadline = time.monotonic() + WAIT_S
-    last = None
-    while time.monotonic() < deadline:
-        last = run_py(page, code)
-        if last == expected:
-            return
-        time.sleep(0.1)
-    status = run_py(page, "str(client.status)")
-    raise AssertionError(f"{code!r} gave {last!r}, expected {expected!r}; {status}")
 
 
 def new_user() -> str:
@@ -249,7 +233,7 @@ def foreign_cursor(page: Page) -> str:
 
 
 def dynamodb_item(server: SyncServer, user: str, key: str) -> dict[str, Any] | None:
-    return server.dynamodb.get_item(  # type: ignore[return-value]
+    return server.dynamodb.get_item(
         TableName=server.tables.items, ConsistentRead=True,
         Key={"pk": {"S": f"u#{user}"}, "sk": {"S": f"todos#{key}"}}).get("Item")
 

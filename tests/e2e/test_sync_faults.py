@@ -21,10 +21,17 @@ from server.auth import LEEWAY_S, TokenVerifier
 from server.db import dynamodb_client
 from server.dynamo_local import DynamoDBLocal, free_port
 from server.tables import TableNames
-from tests.e2e.conftest import ForeignRequest, SyncServer, open_test_pages, run_py, sync_settings
+from tests.e2e.conftest import (
+    WAIT_S,
+    ForeignRequest,
+    SyncServer,
+    eventually,
+    open_test_pages,
+    raw_counts,
+    run_py,
+    sync_settings,
+)
 from tests.support import serve
-
-WAIT_S = 30.0
 
 IMPORTS = """
 import asyncio, os
@@ -50,18 +57,6 @@ None
 # refreshed after a write in a task of its own, so just after a write it may still say 0.)
 SYNCED = "[await db.outbox.count(), client.status.last_error]"
 
-# What IndexedDB itself holds, read with plain JS (not through pysync).
-RAW_COUNTS = """async (name) => {
-  const db = await new Promise((ok, ko) => {
-    const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = () => ko(r.error);
-  });
-  const tx = db.transaction(["records", "outbox"]);
-  const count = (s) => new Promise((ok) => { const r = tx.objectStore(s).count();
-                                            r.onsuccess = () => ok(r.result); });
-  const out = { records: await count("records"), outbox: await count("outbox") };
-  db.close();
-  return out;
-}"""
 
 
 class Device:
@@ -89,19 +84,6 @@ def device(browser: Browser, sync_server: SyncServer) -> Iterator[Device]:
     d = Device(browser, sync_server.url)
     yield d
     d.close()
-
-
-def eventually(page: Page, code: str, expected: Any) -> None:
-    """Poll `code` in the page until it returns `expected` (the feed and pokes are async)."""
-    deadline = time.monotonic() + WAIT_S
-    last = None
-    while time.monotonic() < deadline:
-        last = run_py(page, code)
-        if last == expected:
-            return
-        time.sleep(0.1)
-    status = run_py(page, "str(client.status) if 'client' in globals() else None")
-    raise AssertionError(f"{code!r} gave {last!r}, expected {expected!r}; {status}")
 
 
 def wait_until(page: Page, condition: Any, what: str) -> None:
@@ -152,7 +134,7 @@ None
     reopened = device.open()
     assert reopened.evaluate("localStorage.getItem('started')") == "1"
     done = reopened.evaluate("localStorage.getItem('done')")
-    counts = reopened.evaluate(RAW_COUNTS, name)
+    counts = raw_counts(reopened, name)
     # One transaction holds the records and their outbox entries: all or nothing.
     assert counts in ({"records": 1, "outbox": 1},
                       {"records": BIG_WRITE + 1, "outbox": BIG_WRITE + 1}), counts
@@ -162,7 +144,7 @@ None
     assert run_py(reopened, "await todos.get('before')") == {"n": 0}
     # The database works on: a write after the interrupted one commits.
     run_py(reopened, "await todos.put('after', {'n': 1}); None")
-    assert reopened.evaluate(RAW_COUNTS, name)["records"] == counts["records"] + 1
+    assert raw_counts(reopened, name)["records"] == counts["records"] + 1
     run_py(reopened, "db.close(); None")
 
 
