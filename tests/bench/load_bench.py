@@ -47,6 +47,7 @@ import httpx
 
 from pysync.hlc import HybridClock
 from server.assets import ensure_pysync_wheel
+from server.changelog import ChangeLog
 from server.dynamo_local import DynamoDBLocal, local_client
 from server.tables import TableNames
 from tests.support import server_process
@@ -348,18 +349,35 @@ def in_threads(count: int, work: Callable[[int], None]) -> float:
         return time.perf_counter() - start
 
 
+def feed_settled(db: Any, names: TableNames, scopes: list[str], count: int,
+                 timeout: float = 300) -> None:
+    """Wait until the servers' change feed has logged all `count` items of each scope, so
+    the feed work one side's writes cause is not paid inside the other side's timing."""
+    log = ChangeLog(db, names, retention_s=3600)
+    deadline = time.monotonic() + timeout
+    while min(log.heads(scopes).values()) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the feed did not log {count} changes per scope in {timeout} s")
+        time.sleep(0.2)
+
+
 def throughput(urls: list[str], local: DynamoDBLocal, names: TableNames, concurrency: int,
                chunks: int) -> tuple[float, float]:
-    """(pysync mutations/s, raw TransactWriteItems items/s), same chunks, same concurrency."""
+    """(pysync mutations/s, raw TransactWriteItems items/s), same chunks, same concurrency.
+
+    Each side starts once the feed has logged the other side's writes (both pay for the
+    feed work their own writes cause while they run, neither for the other's)."""
     run = uuid.uuid4().hex[:6]
     db = local_client(local.endpoint, max_pool_connections=64)
     per_client = max(1, chunks // concurrency)
+    n = per_client * concurrency * CHUNK
     raw_s = in_threads(concurrency, lambda c: raw_transactions(db, names, run, c, per_client))
+    feed_settled(db, names, [f"u#raw{run}-{c}" for c in range(concurrency)], n // concurrency)
     users = [f"tp{run}-{c}" for c in range(concurrency)]
     tokens = dev_tokens(urls[0], users)
     ours_s = in_threads(concurrency, lambda c: pysync_pushes(
         urls[c % len(urls)], tokens[users[c]], run, c, per_client))
-    n = per_client * concurrency * CHUNK
+    feed_settled(db, names, [f"u#{u}" for u in users], n // concurrency)
     return n / ours_s, n / raw_s
 
 
@@ -375,6 +393,8 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=48)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--parts", default="load,throughput",
+                   help="which parts to run: load, throughput or both (the default)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
     ensure_pysync_wheel()  # once, so the server processes do not all build it at once
@@ -388,17 +408,19 @@ def main() -> None:
         names = TableNames.with_prefix(prefix)
         print("warm-up ...", flush=True)
         throughput(urls, local, names, 2, 4)
-        before = [rss_mb(pid) for pid in pids]
-        print(f"load: {args.clients} clients of {args.users} users, {args.servers} servers, "
-              f"{args.seconds:.0f} s ...", flush=True)
-        result = asyncio.run(load(urls, local, names, args))
-        result["server_rss_mb_before"] = [round(m, 1) for m in before]
-        result["server_rss_mb_after"] = [round(rss_mb(pid), 1) for pid in pids]
-        report["load"] = result
-        for name, value in result.items():
-            print(f"  {name:24s} {value}", flush=True)
+        parts = set(args.parts.split(","))
+        if "load" in parts:
+            before = [rss_mb(pid) for pid in pids]
+            print(f"load: {args.clients} clients of {args.users} users, {args.servers} "
+                  f"servers, {args.seconds:.0f} s ...", flush=True)
+            result = asyncio.run(load(urls, local, names, args))
+            result["server_rss_mb_before"] = [round(m, 1) for m in before]
+            result["server_rss_mb_after"] = [round(rss_mb(pid), 1) for pid in pids]
+            report["load"] = result
+            for name, value in result.items():
+                print(f"  {name:24s} {value}", flush=True)
         report["throughput"] = []
-        for rnd in range(1, args.rounds + 1):
+        for rnd in range(1, args.rounds + 1 if "throughput" in parts else 1):
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 ours, raw = throughput(urls, local, names, concurrency, args.chunks)
                 report["throughput"].append({"round": rnd, "concurrency": concurrency,
