@@ -130,6 +130,9 @@ class StoredRecord:
     stored_version: int | None = None  # _v as stored (None: no item or no meta)
     # The fields exactly as stored (DynamoDB wire form), for write conditions.
     raw_fields: Mapping[str, Any] = field(default_factory=dict)
+    # Not read but assumed absent (server.push, for a `put` by a client that never had the
+    # record): only a write conditioned on the item's absence may rely on it.
+    assumed: bool = False
 
     @property
     def foreign(self) -> bool:
