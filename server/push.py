@@ -17,6 +17,8 @@ How (docs/server.md has the why and the measurements):
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import itertools
 import random
 import secrets
@@ -124,7 +126,9 @@ async def apply_push(
     Raises MutationGap (nothing applied), ClientForbidden, StoreUnavailable (retry later;
     whatever was applied is recorded and a retry will not apply it again).
     """
-    return await asyncio.to_thread(apply_push_sync, ctx, user, scope, request)
+    call = functools.partial(contextvars.copy_context().run, apply_push_sync, ctx, user, scope,
+                             request)  # what asyncio.to_thread does, on our own pool
+    return await asyncio.get_running_loop().run_in_executor(_PUSHERS, call)
 
 
 def apply_push_sync(ctx: ServerContext, user: str, scope: str,
@@ -270,8 +274,17 @@ def _plan(settings: Settings, scope: str, client_id: str, pending: Sequence[Muta
         chunk = chunk[: len(chunk) // 2]
 
 
-# Commits run here so that the request's thread can compute the next chunk meanwhile.
-_COMMITTERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-commit")
+# A push's thread mostly waits for DynamoDB, so the pools are sized for concurrent pushes,
+# not for cores: asyncio's default pool (cores + 4 threads, 6 on 2 cores) let at most 6
+# pushes per process wait on DynamoDB at once, while DynamoDB (Local's JVM as much as the
+# service) does more with more requests in flight. Commits run on their own pool so that
+# the request's thread can compute the next chunk meanwhile (one commit in flight per push);
+# reads of one push run concurrently. All stay under the client's 64 pooled connections
+# (server/db.py) together with the feed's.
+_MAX_CONCURRENT_PUSHES = 24
+_PUSHERS = ThreadPoolExecutor(max_workers=_MAX_CONCURRENT_PUSHES, thread_name_prefix="push")
+_COMMITTERS = ThreadPoolExecutor(max_workers=_MAX_CONCURRENT_PUSHES,
+                                 thread_name_prefix="push-commit")
 _READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-read")
 _MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 
