@@ -58,6 +58,7 @@ from pysync.hlc import HybridClock
 from server.assets import ensure_pysync_wheel
 from server.changelog import ChangeLog
 from server.dynamo_local import DynamoDBLocal, local_client
+from server.records import field_hash
 from server.tables import TableNames
 from tests.support import server_process
 
@@ -311,11 +312,14 @@ def chunk_values(run: str, client: int, chunk: int) -> Iterator[tuple[str, dict[
 
 def raw_item(scope: str, key: str, value: dict[str, Any], stamp: str, writer: str
              ) -> dict[str, Any]:
-    """The item pysync's push stores for a first put: the fields plus its meta attributes."""
+    """The item pysync's push stores for a first put: the fields plus its meta attributes
+    (the same attributes, so DynamoDB stores and streams the same bytes for both sides)."""
     return {"pk": {"S": scope}, "sk": {"S": f"todos#{key}"}, "title": {"S": value["title"]},
             "done": {"BOOL": value["done"]}, "rank": {"N": str(value["rank"])},
-            "_v": {"N": "1"}, "_hlc": {"S": stamp}, "_w": {"S": writer},
-            "_fh": {"M": {f: {"S": stamp} for f in value}}}
+            "_v": {"N": "1"}, "_hlc": {"S": stamp},
+            "_h": {"M": {f: {"S": field_hash(v)} for f, v in value.items()}},
+            "_fh": {"M": {f: {"S": stamp} for f in value}}, "_del": {"BOOL": False},
+            "_w": {"S": writer}}
 
 
 def raw_transactions(db: Any, names: TableNames, run: str, client: int, chunks: int) -> None:
