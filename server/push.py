@@ -157,14 +157,18 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
     failures = 0
     while pending:
         plan = planned or _plan_checked(ctx, scope, client_id, pending, stored)
-        commit = _COMMITTERS.submit(_commit, ctx, user, client_id, last, plan.chunk[-1].id,
-                                    plan.computed.writes)
-        # While DynamoDB works on this chunk, compute the next one as if it succeeds.
+        commit_args = (ctx, user, client_id, last, plan.chunk[-1].id, plan.computed.writes)
         rest = pending[len(plan.chunk):]
         view = {**stored, **plan.written()}
-        planned = _plan_checked(ctx, scope, client_id, rest, view) if rest else None
+        planned = None
         try:
-            committed = commit.result()
+            if rest:
+                # While DynamoDB works on this chunk, compute the next one as if it succeeds.
+                commit = _COMMITTERS.submit(_commit, *commit_args)
+                planned = _plan_checked(ctx, scope, client_id, rest, view)
+                committed = commit.result()
+            else:  # the last chunk (most pushes have one): no other thread to hand it to
+                committed = _commit(*commit_args)
         except _Raced:
             last = bind_client_sync(ctx, client_id, user)
             if guessed:  # nothing was written yet: answer as if `lmid` had been read first
