@@ -219,14 +219,14 @@ def _plan_checked(ctx: ServerContext, scope: str, client_id: str,
     """_plan, where every outcome computed from an assumed-absent record is checked by its
     write's condition; records assumed absent but not written are read, and the chunk
     computed again. Reads go into `stored`."""
-    plan = _plan(ctx.settings, scope, client_id, pending, stored)
-    written = {w.sk for w in plan.computed.writes}
-    unchecked = [m for m in plan.chunk if m.rejection is None
-                 and stored[sk := sort_key(m.collection, m.key)].assumed and sk not in written]
-    if not unchecked:
-        return plan
-    stored.update(_read_records(ctx, scope, unchecked))
-    return _plan(ctx.settings, scope, client_id, pending, stored)
+    while True:
+        plan = _plan(ctx.settings, scope, client_id, pending, stored)
+        written = {w.sk for w in plan.computed.writes}
+        unchecked = [m for m in plan.chunk if m.rejection is None and
+                     stored[sk := sort_key(m.collection, m.key)].assumed and sk not in written]
+        if not unchecked:
+            return plan
+        stored.update(_read_records(ctx, scope, unchecked))  # no longer assumed: ends
 
 
 def _first_chunk(pending: Sequence[Mutation]) -> list[Mutation]:

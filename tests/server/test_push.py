@@ -423,3 +423,15 @@ def test_a_version_put_with_null_base_over_an_existing_record_is_a_conflict_abov
     assert resp.results[0].server is not None
     assert resp.results[0].server.value == {"balance": 1}
     assert push(ctx, scope, other).last_mutation_id == 2
+
+
+def test_a_too_large_put_with_null_base_over_an_existing_record_is_rejected_and_kept(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    push(ctx, scope, client_id, m(1, value={"title": "keep"}))
+    other = "d2" + client_id
+    push(ctx, scope, other, m(1, key="k0"))
+    resp = push(ctx, scope, other, m(2, value={"a": "x" * 450_000}))
+    assert statuses(resp) == ["rejected"] and resp.results[0].error_code == "too_large"
+    item = raw_item(ctx, scope, "k1")
+    assert item is not None and item["title"] == {"S": "keep"} and item["_v"] == {"N": "1"}
+    assert push(ctx, scope, other).last_mutation_id == 2
