@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import random
 import secrets
@@ -32,7 +33,7 @@ from botocore.exceptions import ClientError
 
 from pysync.errors import MutationGap, StoreUnavailable
 from pysync.hlc import MAX_CLOCK_SKEW_MS, ClockError, HybridClock, Stamp, wall_clock_ms
-from pysync.merge import Applied, Change, Conflict, RecordState, Rejected, apply_change
+from pysync.merge import ABSENT, Applied, Change, Conflict, RecordState, Rejected, apply_change
 from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
 from pysync.schema import Schema, Strategy
 from server.changelog import unloggable
@@ -54,7 +55,13 @@ from server.records import (
     sort_key,
     split_sort_key,
 )
-from server.retry import DEFAULT_BACKOFF, cancellation_codes, error_code, with_retries
+from server.retry import (
+    DEFAULT_BACKOFF,
+    batch_get_all,
+    cancellation_codes,
+    error_code,
+    with_retries,
+)
 
 MAX_RECORDS_PER_TRANSACTION = 99  # + the client item = DynamoDB's limit of 100 actions
 MAX_TRANSACTION_BYTES = 3_500_000  # DynamoDB's limit is 4 MB per transaction
@@ -122,52 +129,109 @@ async def apply_push(
     Raises MutationGap (nothing applied), ClientForbidden, StoreUnavailable (retry later;
     whatever was applied is recorded and a retry will not apply it again).
     """
-    return await asyncio.to_thread(apply_push_sync, ctx, user, scope, request)
+    call = functools.partial(contextvars.copy_context().run, apply_push_sync, ctx, user, scope,
+                             request)  # what asyncio.to_thread does, on our own pool
+    return await asyncio.get_running_loop().run_in_executor(_PUSHERS, call)
 
 
 def apply_push_sync(ctx: ServerContext, user: str, scope: str,
                     request: PushRequest) -> PushResponse:
     mutations, client_id = request.mutations, request.client_id
-    last = bind_client_sync(ctx, client_id, user)
-    check_sequence(mutations, last)
+    # Optimistic start (docs/server.md, "Push performance"): a client's push almost always
+    # continues right after its last acknowledged id, so that is taken as `lmid` without
+    # reading it. The transaction's own condition on the client item (lmid = the value
+    # taken AND owner = this user) checks the guess: if it was wrong (a retry of a push
+    # already applied, a gap, an unknown or foreign client_id), nothing is written and the
+    # push goes on as if it had read the client item first (_Raced below). A first push
+    # (id 1) reads, since its client item usually does not exist yet.
+    guessed = bool(mutations) and mutations[0].id > 1 and _consecutive(mutations)
+    if guessed:
+        last = mutations[0].id - 1
+    else:
+        last = bind_client_sync(ctx, client_id, user)
+        check_sequence(mutations, last)
     results: dict[int, MutationResult] = {}
     pending = [m for m in mutations if m.id > last]
-    # Every record of the push is read up front, concurrently; after that each chunk starts
-    # from the states the previous chunks wrote, so only a failed condition reads again.
-    stored = _read_records(ctx, scope, pending)
+    # Every record of the push is read up front, concurrently, except those assumed absent
+    # (_assumed_absent); after that each chunk starts from the states the previous chunks
+    # wrote, so only a failed condition reads again.
+    stored = _read_records(ctx, scope, pending, skip=_assumed_absent(pending))
     planned: _Planned | None = None
     failures = 0
     while pending:
-        plan = planned or _plan(ctx.settings, scope, client_id, pending, stored)
-        # (in the request's context: its DynamoDB trouble budget, server/retry.py)
-        commit = _COMMITTERS.submit(contextvars.copy_context().run, _commit, ctx, user,
-                                    client_id, last, plan.chunk[-1].id,
-                                    plan.computed.writes)
-        # While DynamoDB works on this chunk, compute the next one as if it succeeds.
+        plan = planned or _plan_checked(ctx, scope, client_id, pending, stored)
+        commit_args = (ctx, user, client_id, last, plan.chunk[-1].id, plan.computed.writes)
         rest = pending[len(plan.chunk):]
         view = {**stored, **plan.written()}
-        planned = _plan(ctx.settings, scope, client_id, rest, view) if rest else None
+        planned = None
         try:
-            committed = commit.result()
+            if rest:
+                # While DynamoDB works on this chunk, compute the next one as if it succeeds.
+                # (in the request's context: its DynamoDB trouble budget, server/retry.py)
+                commit = _COMMITTERS.submit(functools.partial(
+                    contextvars.copy_context().run, _commit, *commit_args))
+                planned = _plan_checked(ctx, scope, client_id, rest, view)
+                committed = commit.result()
+            else:  # the last chunk (most pushes have one): no other thread to hand it to
+                committed = _commit(*commit_args)
         except _Raced:
             last = bind_client_sync(ctx, client_id, user)
+            if guessed:  # nothing was written yet: answer as if `lmid` had been read first
+                check_sequence(mutations, last)
+                guessed = False
             pending = [m for m in pending if m.id > last]
             stored.update(_read_records(ctx, scope, pending))  # the winner wrote some
             planned = None
             continue
+        guessed = False  # the commit's condition proved `last`
         if committed:
             results.update(plan.computed.results)
             last, pending, stored, failures = plan.chunk[-1].id, rest, view, 0
             continue
-        # A record changed between our read and our write: read it again, recompute.
-        failures += 1
-        if failures >= MAX_CONTENTION_ROUNDS:
-            raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
-        time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**failures))
+        # A record changed between our read and our write (or one assumed absent exists):
+        # read the chunk's records, recompute. A wrong assumption is not contention.
+        if not any(stored[w.sk].assumed for w in plan.computed.writes):
+            failures += 1
+            if failures >= MAX_CONTENTION_ROUNDS:
+                raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
+            time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**failures))
         stored.update(_read_records(ctx, scope, plan.chunk))
         planned = None
     ordered = tuple(results.get(m.id) or MutationResult(m.id, "duplicate") for m in mutations)
     return PushResponse(last, ordered)
+
+
+def _consecutive(mutations: Sequence[Mutation]) -> bool:
+    return all(cur.id == prev.id + 1 for prev, cur in itertools.pairwise(mutations))
+
+
+def _assumed_absent(pending: Sequence[Mutation]) -> set[str]:
+    """Records whose first mutation here is a `put` by a client that never had them
+    (base_version null): almost always creations, so they are not read but assumed absent.
+    A write relying on it is conditioned on the item's absence (attribute_not_exists(pk),
+    exactly what a read finding nothing would give); if the item exists the transaction
+    writes nothing and the chunk is read and recomputed. An outcome that writes nothing
+    (a rejection, a conflict) would have no such check: _plan_checked reads those first."""
+    first: dict[str, Mutation] = {}
+    for m in pending:
+        if m.rejection is None:
+            first.setdefault(sort_key(m.collection, m.key), m)
+    return {sk for sk, m in first.items() if m.op == "put" and m.base_version is None}
+
+
+def _plan_checked(ctx: ServerContext, scope: str, client_id: str,
+                  pending: Sequence[Mutation], stored: dict[str, StoredRecord]) -> _Planned:
+    """_plan, where every outcome computed from an assumed-absent record is checked by its
+    write's condition; records assumed absent but not written are read, and the chunk
+    computed again. Reads go into `stored`."""
+    while True:
+        plan = _plan(ctx.settings, scope, client_id, pending, stored)
+        written = {w.sk for w in plan.computed.writes}
+        unchecked = [m for m in plan.chunk if m.rejection is None and
+                     stored[sk := sort_key(m.collection, m.key)].assumed and sk not in written]
+        if not unchecked:
+            return plan
+        stored.update(_read_records(ctx, scope, unchecked))  # no longer assumed: ends
 
 
 def _first_chunk(pending: Sequence[Mutation]) -> list[Mutation]:
@@ -219,41 +283,42 @@ def _plan(settings: Settings, scope: str, client_id: str, pending: Sequence[Muta
         chunk = chunk[: len(chunk) // 2]
 
 
-# Commits run here so that the request's thread can compute the next chunk meanwhile.
-_COMMITTERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-commit")
+# A push's thread mostly waits for DynamoDB, so the pools are sized for concurrent pushes,
+# not for cores: asyncio's default pool (cores + 4 threads, 6 on 2 cores) let at most 6
+# pushes per process wait on DynamoDB at once, while DynamoDB (Local's JVM as much as the
+# service) does more with more requests in flight. Commits run on their own pool so that
+# the request's thread can compute the next chunk meanwhile (one commit in flight per push);
+# reads of one push run concurrently. All stay under the client's 64 pooled connections
+# (server/db.py) together with the feed's.
+_MAX_CONCURRENT_PUSHES = 24
+_PUSHERS = ThreadPoolExecutor(max_workers=_MAX_CONCURRENT_PUSHES, thread_name_prefix="push")
+_COMMITTERS = ThreadPoolExecutor(max_workers=_MAX_CONCURRENT_PUSHES,
+                                 thread_name_prefix="push-commit")
 _READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-read")
 _MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 
 
-def _read_records(ctx: ServerContext, scope: str,
-                  mutations: Sequence[Mutation]) -> dict[str, StoredRecord]:
+def _read_records(ctx: ServerContext, scope: str, mutations: Sequence[Mutation],
+                  skip: set[str] | frozenset[str] = frozenset()) -> dict[str, StoredRecord]:
+    """The records `mutations` touch, read strongly consistent; those in `skip` are not
+    read but assumed absent (StoredRecord.assumed)."""
     keys = {sort_key(m.collection, m.key): (m.collection, m.key) for m in mutations
             if m.rejection is None}
-    wanted = [item_key(scope, c, k) for c, k in keys.values()]
+    wanted = [item_key(scope, c, k) for sk, (c, k) in keys.items() if sk not in skip]
     groups = [wanted[i:i + _MAX_KEYS_PER_READ]
               for i in range(0, len(wanted), _MAX_KEYS_PER_READ)]
     found: dict[str, Item] = {}
     request = contextvars.copy_context()  # the request's DynamoDB trouble budget
     for items in _READERS.map(lambda g: request.copy().run(_batch_get, ctx, g), groups):
         found.update(items)
-    return {sk: decode_item(found.get(sk), *split_sort_key(sk)) for sk in keys}
+    return {sk: StoredRecord(c, k, ABSENT, assumed=True) if sk in skip
+            else decode_item(found.get(sk), c, k) for sk, (c, k) in keys.items()}
 
 
 def _batch_get(ctx: ServerContext, todo: list[Item]) -> dict[str, Item]:
-    found: dict[str, Item] = {}
     table = ctx.tables.items
-    client: Any = ctx.dynamodb  # the stubs' TypedDicts add nothing over our own Item alias
-    for attempt in range(DEFAULT_BACKOFF.attempts):
-        request = {table: {"Keys": todo, "ConsistentRead": True}}
-        answer: dict[str, Any] = with_retries(
-            lambda r=request: client.batch_get_item(RequestItems=r))  # type: ignore[misc]
-        for item in answer.get("Responses", {}).get(table, []):
-            found[item["sk"]["S"]] = item
-        todo = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-        if not todo:
-            return found
-        time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**attempt))
-    raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
+    responses = batch_get_all(ctx.dynamodb, {table: {"Keys": todo, "ConsistentRead": True}})
+    return {item["sk"]["S"]: item for item in responses.get(table, [])}
 
 
 def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> RecordState:

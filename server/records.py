@@ -65,6 +65,8 @@ def to_native(value: Any) -> Any:
     """A record value in the form DynamoDB stores: numbers as pysync.values.storable_number
     gives them (floats become Decimal, never binary; 0E+200 becomes 0), so the serializer
     takes every number the push's check took."""
+    if type(value) is str:  # the common case first: push encodes every field it writes
+        return value
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, (int, float, Decimal)):
@@ -109,9 +111,14 @@ def _canonical(value: Any) -> Any:
     return ["l", [_canonical(v) for v in value]]
 
 
+# json.dumps(..., separators=(",", ":"), ensure_ascii=False) without building an encoder
+# per call (the same output: the other options are json.dumps's defaults).
+_canonical_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def field_hash(value: Any) -> str:
     """A short digest of a field's value, equal for values DynamoDB stores identically."""
-    text = json.dumps(_canonical(value), separators=(",", ":"), ensure_ascii=False)
+    text = _canonical_json(_canonical(value))
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=6).digest()
     return base64.b64encode(digest).decode("ascii")
 
@@ -130,6 +137,9 @@ class StoredRecord:
     stored_version: int | None = None  # _v as stored (None: no item or no meta)
     # The fields exactly as stored (DynamoDB wire form), for write conditions.
     raw_fields: Mapping[str, Any] = field(default_factory=dict)
+    # Not read but assumed absent (server.push, for a `put` by a client that never had the
+    # record): only a write conditioned on the item's absence may rely on it.
+    assumed: bool = False
 
     @property
     def foreign(self) -> bool:
@@ -167,6 +177,29 @@ def fields_of(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k not in KEY_ATTRIBUTES and not k.startswith("_")}
 
 
+_MAX_PLAIN_INT = 10**38  # DynamoDB's 38 digits: below this str(int) is what the context gives
+
+
+def to_wire(value: Any) -> dict[str, Any]:
+    """boto3's TypeSerializer.serialize(value), with the same output, but without its chain
+    of type checks for the types records hold (a third of push's own work before). Other
+    types (Decimal, bytes, sets, subclasses) and ints past 38 digits go to boto3's."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is int and -_MAX_PLAIN_INT < value < _MAX_PLAIN_INT:
+        return {"N": str(value)}
+    if kind is dict:
+        return {"M": {k: to_wire(v) for k, v in value.items()}}
+    if kind is list:
+        return {"L": [to_wire(v) for v in value]}
+    if value is None:
+        return {"NULL": True}
+    return dict(_serializer.serialize(value))
+
+
 def encode_item(scope: str, collection: str, key: str, state: RecordState, writer: str,
                 now: float | None = None, tombstone_s: float = TOMBSTONE_TTL_SECONDS) -> Item:
     native: dict[str, Any] = {}
@@ -183,7 +216,7 @@ def encode_item(scope: str, collection: str, key: str, state: RecordState, write
         native["_ttl"] = int((now if now is not None else time.time()) + tombstone_s)
     native["_w"] = writer
     item = item_key(scope, collection, key)
-    item.update({name: _serializer.serialize(value) for name, value in native.items()})
+    item.update({name: to_wire(value) for name, value in native.items()})
     return item
 
 
@@ -193,23 +226,31 @@ def server_record(record: StoredRecord) -> ServerRecord:
                         None if s.deleted else dict(s.fields), s.hlc or None)
 
 
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def _value_size(av: Mapping[str, Any]) -> int:
-    ((kind, v),) = av.items()
-    if kind == "S":
-        return len(v.encode("utf-8"))
-    if kind == "N":
-        return len(v) + 1
-    if kind == "B":
-        return len(v)
-    if kind in ("BOOL", "NULL"):
+    # Membership tests on the one-key dict, commonest kinds first: this runs for every
+    # attribute of every item push writes.
+    if "S" in av:
+        return _utf8_len(av["S"])
+    if "N" in av:
+        return len(av["N"]) + 1
+    if "M" in av:
+        return 3 + sum(1 + _utf8_len(k) + _value_size(x) for k, x in av["M"].items())
+    if "BOOL" in av or "NULL" in av:
         return 1
-    if kind in ("SS", "NS", "BS"):
-        return sum(_value_size({kind[0]: x}) for x in v)
-    if kind == "L":
-        return 3 + sum(1 + _value_size(x) for x in v)
-    return 3 + sum(1 + len(k.encode("utf-8")) + _value_size(x) for k, x in v.items())  # M
+    if "L" in av:
+        return 3 + sum(1 + _value_size(x) for x in av["L"])
+    if "B" in av:
+        return len(av["B"])
+    for kind in ("SS", "NS", "BS"):
+        if kind in av:
+            return sum(_value_size({kind[0]: x}) for x in av[kind])
+    raise ValueError(f"not a DynamoDB attribute value: {av!r}")
 
 
 def item_size(item: Mapping[str, Any]) -> int:
     """An upper estimate of an item's size as DynamoDB counts it against the 400 KB limit."""
-    return sum(len(name.encode("utf-8")) + _value_size(av) for name, av in item.items())
+    return sum(_utf8_len(name) + _value_size(av) for name, av in item.items())

@@ -2,10 +2,13 @@
 
     python -m tests.bench.load_bench [--clients 200] [--users 50] [--seconds 60] [--servers 2]
                                      [--think 1.0] [--concurrency 1,4,16] [--chunks 40]
-                                     [--rounds 2] [--json PATH]
+                                     [--rounds 2] [--feed servers|process]
+                                     [--parts load,throughput] [--json PATH]
 
 One DynamoDB Local, `--servers` real `python -m server` processes sharing it (their change
-feeds share the stream through leases). Two parts:
+feeds share the stream through leases; with `--feed process` the servers run no feed and one
+more process, sent no requests, runs it, as the Lambda function does when deployed). Two
+parts (`--parts`):
 
 1. Load. `--clients` simulated clients of `--users` users (a client is what one browser tab's
    SyncClient does over HTTP: push a few mutations, then pull from its cursor until caught up),
@@ -21,6 +24,11 @@ feeds share the stream through leases). Two parts:
    TransactWriteItems of the same chunks (99 conditional puts of items the same size as
    pysync stores, plus a conditional client-row update, i.e. push's exactly-once commit
    without pysync) at the same concurrency into the same items table. Target >= 0.8x.
+   Every level is warmed up first (DynamoDB Local's JVM is slow cold); each side starts
+   once the feed has logged the other side's writes; which side goes first alternates
+   between rounds. Printed with each pair: the CPU milliseconds per chunk that each group
+   of processes (this one, the servers, DynamoDB Local, the feed's own) used during each
+   side, and the load average, since the machine may be shared.
 
 The rate limit is off in the servers (it is per process and per user; a load test of one
 machine would only measure it).
@@ -31,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import time
@@ -47,7 +56,9 @@ import httpx
 
 from pysync.hlc import HybridClock
 from server.assets import ensure_pysync_wheel
+from server.changelog import ChangeLog
 from server.dynamo_local import DynamoDBLocal, local_client
+from server.records import field_hash
 from server.tables import TableNames
 from tests.support import server_process
 
@@ -301,11 +312,14 @@ def chunk_values(run: str, client: int, chunk: int) -> Iterator[tuple[str, dict[
 
 def raw_item(scope: str, key: str, value: dict[str, Any], stamp: str, writer: str
              ) -> dict[str, Any]:
-    """The item pysync's push stores for a first put: the fields plus its meta attributes."""
+    """The item pysync's push stores for a first put: the fields plus its meta attributes
+    (the same attributes, so DynamoDB stores and streams the same bytes for both sides)."""
     return {"pk": {"S": scope}, "sk": {"S": f"todos#{key}"}, "title": {"S": value["title"]},
             "done": {"BOOL": value["done"]}, "rank": {"N": str(value["rank"])},
-            "_v": {"N": "1"}, "_hlc": {"S": stamp}, "_w": {"S": writer},
-            "_fh": {"M": {f: {"S": stamp} for f in value}}}
+            "_v": {"N": "1"}, "_hlc": {"S": stamp},
+            "_h": {"M": {f: {"S": field_hash(v)} for f, v in value.items()}},
+            "_fh": {"M": {f: {"S": stamp} for f in value}}, "_del": {"BOOL": False},
+            "_w": {"S": writer}}
 
 
 def raw_transactions(db: Any, names: TableNames, run: str, client: int, chunks: int) -> None:
@@ -348,19 +362,79 @@ def in_threads(count: int, work: Callable[[int], None]) -> float:
         return time.perf_counter() - start
 
 
+def feed_settled(db: Any, names: TableNames, scopes: list[str], count: int,
+                 timeout: float = 300) -> None:
+    """Wait until the servers' change feed has logged all `count` items of each scope, so
+    the feed work one side's writes cause is not paid inside the other side's timing."""
+    log = ChangeLog(db, names, retention_s=3600)
+    deadline = time.monotonic() + timeout
+    while min(log.heads(scopes).values()) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the feed did not log {count} changes per scope in {timeout} s")
+        time.sleep(0.2)
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_s(pid) for pid in pids) for name, pids in groups.items()}
+
+
+@dataclass
+class Side:
+    items_per_s: float
+    cpu_ms_per_chunk: dict[str, float]  # process group -> CPU ms per 99-item chunk
+
+
+def measured(groups: dict[str, list[int]], chunks: int, items: int,
+             work: Callable[[], float]) -> Side:
+    before = cpu_by_group(groups)
+    seconds = work()
+    after = cpu_by_group(groups)
+    return Side(items / seconds, {name: round((after[name] - before[name]) * 1000 / chunks, 1)
+                                  for name in groups})
+
+
 def throughput(urls: list[str], local: DynamoDBLocal, names: TableNames, concurrency: int,
-               chunks: int) -> tuple[float, float]:
-    """(pysync mutations/s, raw TransactWriteItems items/s), same chunks, same concurrency."""
+               chunks: int, groups: dict[str, list[int]], raw_first: bool = True
+               ) -> tuple[Side, Side]:
+    """(pysync /v1/push, raw TransactWriteItems), same chunks, same concurrency.
+
+    Each side starts once the feed has logged the other side's writes (both pay for the
+    feed work their own writes cause while they run, neither for the other's); which side
+    goes first alternates between rounds (`raw_first`). The CPU each group of processes
+    (`groups`: pids) used during each side is measured too."""
     run = uuid.uuid4().hex[:6]
     db = local_client(local.endpoint, max_pool_connections=64)
     per_client = max(1, chunks // concurrency)
-    raw_s = in_threads(concurrency, lambda c: raw_transactions(db, names, run, c, per_client))
+    n = per_client * concurrency * CHUNK
+    count = per_client * concurrency
     users = [f"tp{run}-{c}" for c in range(concurrency)]
     tokens = dev_tokens(urls[0], users)
-    ours_s = in_threads(concurrency, lambda c: pysync_pushes(
-        urls[c % len(urls)], tokens[users[c]], run, c, per_client))
-    n = per_client * concurrency * CHUNK
-    return n / ours_s, n / raw_s
+
+    def raw() -> Side:
+        side = measured(groups, count, n, lambda: in_threads(
+            concurrency, lambda c: raw_transactions(db, names, run, c, per_client)))
+        feed_settled(db, names, [f"u#raw{run}-{c}" for c in range(concurrency)],
+                     n // concurrency)
+        return side
+
+    def ours() -> Side:
+        side = measured(groups, count, n, lambda: in_threads(
+            concurrency, lambda c: pysync_pushes(urls[c % len(urls)], tokens[users[c]], run,
+                                                 c, per_client)))
+        feed_settled(db, names, [f"u#{u}" for u in users], n // concurrency)
+        return side
+
+    if raw_first:
+        raw_side = raw()
+        return ours(), raw_side
+    ours_side = ours()
+    return ours_side, raw()
 
 
 def main() -> None:
@@ -375,37 +449,67 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=48)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--feed", choices=("servers", "process"), default="servers",
+                   help="where the change feed runs: in every server process (the default "
+                        "of python -m server) or in one process of its own that serves no "
+                        "requests, the servers running with PYSYNC_FEED=0 (the deployed "
+                        "layout, where a Lambda function runs the feed: docs/deploy.md)")
+    p.add_argument("--parts", default="load,throughput",
+                   help="which parts to run: load, throughput or both (the default)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
     ensure_pysync_wheel()  # once, so the server processes do not all build it at once
     prefix = f"ld{uuid.uuid4().hex[:6]}_"
     report: dict[str, Any] = {}
     with DynamoDBLocal() as local, ExitStack() as stack:
-        started = [stack.enter_context(server_process(local.endpoint, prefix, feed=True,
+        in_servers = args.feed == "servers"
+        started = [stack.enter_context(server_process(local.endpoint, prefix, feed=in_servers,
                                                       env=SERVER_ENV))
                    for _ in range(args.servers)]
+        feed_pid = None
+        if not in_servers:  # the feed's own process, sent no requests (like the Lambda)
+            feed_pid = stack.enter_context(server_process(local.endpoint, prefix, feed=True,
+                                                          env=SERVER_ENV))[1].pid
         urls, pids = [u for u, _ in started], [proc.pid for _, proc in started]
         names = TableNames.with_prefix(prefix)
         print("warm-up ...", flush=True)
-        throughput(urls, local, names, 2, 4)
-        before = [rss_mb(pid) for pid in pids]
-        print(f"load: {args.clients} clients of {args.users} users, {args.servers} servers, "
-              f"{args.seconds:.0f} s ...", flush=True)
-        result = asyncio.run(load(urls, local, names, args))
-        result["server_rss_mb_before"] = [round(m, 1) for m in before]
-        result["server_rss_mb_after"] = [round(rss_mb(pid), 1) for pid in pids]
-        report["load"] = result
-        for name, value in result.items():
-            print(f"  {name:24s} {value}", flush=True)
+        jvm = getattr(local, "_proc", None)
+        groups = {"bench": [os.getpid()], "servers": pids,
+                  "dynamodb_local": [jvm.pid] if jvm else []}
+        if feed_pid is not None:
+            groups["feed"] = [feed_pid]
+        # DynamoDB Local's JVM is much slower cold: warm both sides at every level first.
+        for concurrency in (int(c) for c in args.concurrency.split(",")):
+            throughput(urls, local, names, concurrency, 2 * concurrency, groups)
+        parts = set(args.parts.split(","))
+        if "load" in parts:
+            before = [rss_mb(pid) for pid in pids]
+            print(f"load: {args.clients} clients of {args.users} users, {args.servers} "
+                  f"servers, {args.seconds:.0f} s ...", flush=True)
+            result = asyncio.run(load(urls, local, names, args))
+            result["server_rss_mb_before"] = [round(m, 1) for m in before]
+            result["server_rss_mb_after"] = [round(rss_mb(pid), 1) for pid in pids]
+            report["load"] = result
+            for name, value in result.items():
+                print(f"  {name:24s} {value}", flush=True)
         report["throughput"] = []
-        for rnd in range(1, args.rounds + 1):
+        for rnd in range(1, args.rounds + 1 if "throughput" in parts else 1):
             for concurrency in (int(c) for c in args.concurrency.split(",")):
-                ours, raw = throughput(urls, local, names, concurrency, args.chunks)
-                report["throughput"].append({"round": rnd, "concurrency": concurrency,
-                                             "pysync": round(ours), "raw": round(raw)})
+                ours, raw = throughput(urls, local, names, concurrency, args.chunks, groups,
+                                       raw_first=rnd % 2 == 1)
+                load_1m = os.getloadavg()[0]  # the machine's conditions, printed with them
+                report["throughput"].append({
+                    "round": rnd, "concurrency": concurrency, "pysync": round(ours.items_per_s),
+                    "raw": round(raw.items_per_s), "feed": args.feed, "load_1m": load_1m,
+                    "pysync_cpu_ms_per_chunk": ours.cpu_ms_per_chunk,
+                    "raw_cpu_ms_per_chunk": raw.cpu_ms_per_chunk})
                 print(f"round {rnd}, {concurrency:2d} concurrent: pysync /v1/push "
-                      f"{ours:6.0f} mutations/s | raw TransactWriteItems {raw:6.0f} items/s "
-                      f"| ratio {ours / raw:.2f}x", flush=True)
+                      f"{ours.items_per_s:6.0f} mutations/s | raw TransactWriteItems "
+                      f"{raw.items_per_s:6.0f} items/s | ratio "
+                      f"{ours.items_per_s / raw.items_per_s:.2f}x | feed in {args.feed}, "
+                      f"load average {load_1m:.1f}", flush=True)
+                print(f"    CPU ms per chunk: pysync {ours.cpu_ms_per_chunk} | raw "
+                      f"{raw.cpu_ms_per_chunk}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -360,3 +360,78 @@ def test_a_push_whose_writes_exceed_a_transactions_4_mb_is_split_and_fully_appli
     resp = push(ctx, scope, client_id, *batch)
     assert statuses(resp) == ["applied"] * 12 and resp.last_mutation_id == 12
     assert all(raw_item(ctx, scope, f"big{i}") is not None for i in range(1, 13))
+
+
+# The optimistic start (server/push.py): `lmid` taken as the first id - 1 and a `put` with a
+# null base_version assumed to create its record, each checked by the transaction's own
+# conditions. These pushes take the path where the guess is wrong.
+
+def test_a_retry_of_an_applied_push_above_id_1_is_all_duplicates_and_writes_nothing(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    push(ctx, scope, client_id, m(1))
+    batch = (m(2, key="k2"), m(3, "patch", key="k1", value={"x": 1}, base=1))
+    assert statuses(push(ctx, scope, client_id, *batch)) == ["applied", "applied"]
+    again = push(ctx, scope, client_id, *batch)
+    assert statuses(again) == ["duplicate", "duplicate"]
+    assert again.last_mutation_id == 3
+    k1, k2 = raw_item(ctx, scope, "k1"), raw_item(ctx, scope, "k2")
+    assert k1 is not None and k2 is not None
+    assert (k1["_v"], k2["_v"]) == ({"N": "2"}, {"N": "1"})
+
+
+def test_a_push_above_id_1_from_an_unknown_client_is_a_gap_and_writes_nothing(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    with pytest.raises(MutationGap) as gap:
+        push(ctx, scope, client_id, m(5, key="k5"))
+    assert gap.value.expected == 1
+    assert raw_item(ctx, scope, "k5") is None
+
+
+def test_a_put_with_null_base_over_an_existing_record_replaces_it_at_the_next_version(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    push(ctx, scope, client_id, m(1, value={"title": "a", "done": False}))
+    # Another device that never had k1 puts it: not a creation, the next version.
+    other = "d2" + client_id
+    push(ctx, scope, other, m(1, key="k0"))
+    resp = push(ctx, scope, other, m(2, value={"title": "b"}))
+    assert statuses(resp) == ["applied"] and resp.results[0].version == 2
+    item = raw_item(ctx, scope, "k1")
+    assert item is not None
+    assert item["title"] == {"S": "b"} and "done" not in item
+    assert item["_v"] == {"N": "2"} and item["_w"] == {"S": f"{other}:2"}
+
+
+def test_a_put_with_null_base_over_a_tombstone_recreates_it_above_its_version(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    push(ctx, scope, client_id, m(1), m(2, "delete", base=1))
+    other = "d2" + client_id
+    push(ctx, scope, other, m(1, key="k0"))
+    resp = push(ctx, scope, other, m(2, value={"title": "again"}))
+    assert statuses(resp) == ["applied"] and resp.results[0].version == 3
+    item = raw_item(ctx, scope, "k1")
+    assert item is not None and item["title"] == {"S": "again"} and "_del" in item
+    assert item["_del"] == {"BOOL": False}
+
+
+def test_a_version_put_with_null_base_over_an_existing_record_is_a_conflict_above_id_1(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    push(ctx, scope, client_id, m(1, collection="accounts", value={"balance": 1}))
+    other = "b" + client_id
+    push(ctx, scope, other, m(1, key="k0"))
+    resp = push(ctx, scope, other, m(2, collection="accounts", value={"balance": 9}))
+    assert statuses(resp) == ["conflict"]
+    assert resp.results[0].server is not None
+    assert resp.results[0].server.value == {"balance": 1}
+    assert push(ctx, scope, other).last_mutation_id == 2
+
+
+def test_a_too_large_put_with_null_base_over_an_existing_record_is_rejected_and_kept(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    push(ctx, scope, client_id, m(1, value={"title": "keep"}))
+    other = "d2" + client_id
+    push(ctx, scope, other, m(1, key="k0"))
+    resp = push(ctx, scope, other, m(2, value={"a": "x" * 450_000}))
+    assert statuses(resp) == ["rejected"] and resp.results[0].error_code == "too_large"
+    item = raw_item(ctx, scope, "k1")
+    assert item is not None and item["title"] == {"S": "keep"} and item["_v"] == {"N": "1"}
+    assert push(ctx, scope, other).last_mutation_id == 2

@@ -222,8 +222,11 @@ def test_throttling_that_persists_raises_store_unavailable_and_a_later_retry_app
 
 def test_throttled_reads_are_retried(
         fresh_ctx: ServerContext, scope: str, client_id: str) -> None:
+    push(fresh_ctx, scope, client_id, m(1))
     calls = _throttle(fresh_ctx, "BatchGetItem", 2, "ProvisionedThroughputExceededException")
-    resp = push(fresh_ctx, scope, client_id, m(1))
+    # An edit of a record the client holds is read first (a creation is assumed absent
+    # and not read: server/push.py).
+    resp = push(fresh_ctx, scope, client_id, m(2, op="patch", value={"y": 2}, base=1))
     assert resp.results[0].status == "applied" and calls[0] == 3
 
 
