@@ -1,6 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   - DynamoDB Local + the sync server + the web app on http://127.0.0.1:8000
-#   make test   - the whole test suite (unit, server on DynamoDB Local, end to end in Chromium)
+#   make test   - the lint, then the whole test suite (unit, server on DynamoDB Local, the
+#                 simulation's fast tier, end to end in Chromium)
 # Both install what they need first; re-running them is fast when nothing changed.
 
 PYTHON ?= python3
@@ -45,7 +46,8 @@ pysync-wheel: $(VENV)/.installed
 demo: setup
 	$(PY) -m server --dev --port $(PORT) --data-dir data/dynamodb
 
-test: setup
+# The lint runs first: ruff, and mypy --strict over pysync, server, tests and the demo.
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

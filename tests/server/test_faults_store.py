@@ -186,7 +186,7 @@ def test_a_push_whose_answer_is_lost_after_the_commit_is_applied_once(api: Api) 
     # STUB: the first TransactWriteItems commits in DynamoDB, then its answer is lost as a
     # read timeout would lose it. The retry must not apply the mutation twice.
     def lost_answer(**_: Any) -> None:
-        raise ReadTimeoutError(endpoint_url=api.ctx.settings.dynamodb_endpoint)
+        raise ReadTimeoutError(endpoint_url=api.ctx.settings.dynamodb_endpoint or "")
 
     name, cid = user(), client_id()
     token = api.token(name)

@@ -122,7 +122,7 @@ def test_crash_before_checkpoint_neither_loses_nor_duplicates(store: Store) -> N
         return real_checkpoint(shard_id, seq)
 
     real_checkpoint = crashing.leases.checkpoint
-    crashing.leases.checkpoint = crash_on_third_checkpoint  # type: ignore[method-assign]
+    crashing.leases.checkpoint = crash_on_third_checkpoint  # type: ignore[method-assign,assignment]
     with pytest.raises(RuntimeError):
         for _ in range(10):
             crashing.step()

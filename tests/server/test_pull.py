@@ -56,7 +56,7 @@ def pull_all(p: Puller, scope: str, cursor: str | None, limit: int = 100) -> tup
         apply(state, out["changes"])
         cursor = out["cursor"]
         if not out["has_more"]:
-            return cursor, state  # type: ignore[return-value]
+            return cursor, state
 
 
 def live(state: State) -> dict[tuple[str, str], Any]:
@@ -87,7 +87,7 @@ def test_snapshot_pages_then_continues_from_the_head_before_it(store: Store,
     store.put(scope, "todos", "t0", n=100, _v=2)  # changes during the snapshot...
     store.put(scope, "todos", "t9", n=9, _v=1)
     step_until(feed, lambda: len(store.log(scope)) == 9)
-    cursor, state = first["cursor"], {}
+    cursor, state = first["cursor"], dict[tuple[str, str], dict[str, Any]]()
     apply(state, first["changes"])
     rest_cursor, rest = pull_all(p, scope, cursor, 3)
     state.update({k: v for k, v in rest.items() if k not in state

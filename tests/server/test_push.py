@@ -11,6 +11,7 @@ import pytest
 
 from pysync.errors import ClientForbidden, MutationGap
 from pysync.hlc import HybridClock, Stamp
+from pysync.merge import ChangeOp
 from pysync.protocol import Mutation, PushRequest, PushResponse
 from server.context import ServerContext
 from server.push import apply_push
@@ -27,11 +28,11 @@ def stamp(offset_ms: int = 0, node: str = "dev1") -> str:
     return str(Stamp(time.time_ns() // 1_000_000 + offset_ms, 0, node))
 
 
-def m(mid: int, op: str = "put", key: str = "k1", value: dict[str, Any] | None = None,
+def m(mid: int, op: ChangeOp = "put", key: str = "k1", value: dict[str, Any] | None = None,
       collection: str = "notes", base: int | None = None, hlc: str | None = "now") -> Mutation:
     if value is None and op != "delete":
         value = {"title": "t"}
-    return Mutation(mid, collection, key, op, value, base,  # type: ignore[arg-type]
+    return Mutation(mid, collection, key, op, value, base,
                     str(DEVICE.now()) if hlc == "now" else hlc)
 
 
@@ -43,8 +44,8 @@ def push(ctx: ServerContext, scope: str, client_id: str, *mutations: Mutation,
 def raw_item(ctx: ServerContext, scope: str, key: str, collection: str = "notes"
              ) -> dict[str, Any] | None:
     got = ctx.dynamodb.get_item(TableName=ctx.tables.items, ConsistentRead=True,
-                                Key=item_key(scope, collection, key))  # type: ignore[arg-type]
-    return got.get("Item")  # type: ignore[return-value]
+                                Key=item_key(scope, collection, key))
+    return got.get("Item")
 
 
 def statuses(resp: PushResponse) -> list[str]:
@@ -270,7 +271,7 @@ def direct_put(ctx: ServerContext, scope: str, key: str, collection: str, **fiel
                ) -> None:
     from boto3.dynamodb.types import TypeSerializer
     ser = TypeSerializer()
-    ctx.dynamodb.put_item(TableName=ctx.tables.items, Item={  # type: ignore[arg-type]
+    ctx.dynamodb.put_item(TableName=ctx.tables.items, Item={
         **item_key(scope, collection, key), **{k: ser.serialize(v) for k, v in fields.items()}})
 
 
@@ -313,7 +314,7 @@ def test_a_direct_write_without_meta_is_adopted_and_a_push_naming_its_version_ap
 def test_a_direct_update_keeping_the_meta_counts_as_the_next_version(
         ctx: ServerContext, scope: str, client_id: str) -> None:
     push(ctx, scope, client_id, m(1, collection="accounts", value={"balance": 1}))
-    ctx.dynamodb.update_item(TableName=ctx.tables.items,  # type: ignore[arg-type]
+    ctx.dynamodb.update_item(TableName=ctx.tables.items,
                              Key=item_key(scope, "accounts", "k1"),
                              UpdateExpression="SET balance = :b",
                              ExpressionAttributeValues={":b": {"N": "7"}})
@@ -330,7 +331,7 @@ def test_merge_stale_edit_keeps_a_direct_update_of_another_field(
         ctx: ServerContext, scope: str, client_id: str) -> None:
     push(ctx, scope, client_id, m(1, value={"title": "a", "status": "new"}))
     edited = str(DEVICE.now())
-    ctx.dynamodb.update_item(TableName=ctx.tables.items, Key=item_key(scope, "notes", "k1"),  # type: ignore[arg-type]
+    ctx.dynamodb.update_item(TableName=ctx.tables.items, Key=item_key(scope, "notes", "k1"),
                              UpdateExpression="SET #s = :s",
                              ExpressionAttributeNames={"#s": "status"},
                              ExpressionAttributeValues={":s": {"S": "shipped"}})

@@ -53,7 +53,7 @@ import pysync
 from pysync.client import SyncClient, dev_token_provider
 from pysync.engine import Backoff
 from pysync.errors import NotFound, SyncError
-from pysync.hlc import Stamp
+from pysync.hlc import MAX_CLOCK_SKEW_MS, Stamp
 from pysync.memdb import MemoryStorage
 from pysync.rows import RecordRow
 from pysync.schema import Collection, Schema
@@ -62,7 +62,6 @@ from server.app import create_app
 from server.changelog import bump_epoch
 from server.dynamo_local import DynamoDBLocal
 from server.pull import Puller
-from server.push import MAX_CLOCK_SKEW_MS
 from server.records import fields_of, from_native
 from tests.server.feed_support import Store, drain
 from tests.sim.model import (

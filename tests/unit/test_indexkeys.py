@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,11 +19,11 @@ TODOS = Collection("todos", indexes=(Index("by_done", "done"),
                                      Index("by_list", "list", "rank")))
 
 
-def key_of(value: object) -> list:
+def key_of(value: object) -> list[Any]:
     return index_keys(TODOS, "k", {"done": value})[0]
 
 
-def in_range(key: list, bounds: tuple) -> bool:
+def in_range(key: list[Any], bounds: tuple[Any, ...]) -> bool:
     (lo, lo_open), (hi, hi_open) = bounds
     c_lo, c_hi = compare(key, lo), compare(key, hi)
     return (c_lo > 0 or (c_lo == 0 and not lo_open)) and (c_hi < 0 or (c_hi == 0 and not hi_open))
@@ -102,7 +103,8 @@ def test_strings_compare_by_utf16_code_unit_like_indexeddb() -> None:
                           st.decimals(-10**20, 10**20, allow_nan=False, allow_infinity=False,
                                       places=6)),
                 min_size=2, max_size=8))
-def test_decimals_sort_numerically_among_ints_and_floats(numbers: list[object]) -> None:
+def test_decimals_sort_numerically_among_ints_and_floats(
+        numbers: list[int | float | Decimal]) -> None:
     ordered = sorted(numbers, key=lambda n: functools.cmp_to_key(compare)(key_of(n)))
     exact = [Decimal(repr(n)) if isinstance(n, float) else Decimal(n) for n in ordered]
     # Keys compare as doubles: values closer than a double can tell apart may tie, never invert.

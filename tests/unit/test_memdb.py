@@ -399,7 +399,7 @@ def test_a_multientry_index_has_one_entry_per_distinct_element() -> None:
 
 def test_a_read_returns_a_copy_of_the_stored_value() -> None:
     async def test(storage: MemoryStorage, db: Database) -> None:
-        row = {"k": 1, "t": ["a"]}
+        row: dict[str, Any] = {"k": 1, "t": ["a"]}
         await put(db, row)
         row["t"].append("b")
         got = (await read(db, idb.get("s", 1)))[0]

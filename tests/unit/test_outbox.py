@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,7 +15,7 @@ from pysync.protocol import Op
 from pysync.rows import RecordRow, local_write
 
 
-def entry(op: Op, value: dict | None, order: int = 1, base: int | None = None,
+def entry(op: Op, value: dict[str, Any] | None, order: int = 1, base: int | None = None,
           wire_id: int | None = None, key: str = "k", chained: bool = False) -> Entry:
     return Entry(order, "todos", key, op, value, base, f"h{order}", chained, wire_id)
 

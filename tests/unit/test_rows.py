@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from pysync.outbox import Entry
 from pysync.protocol import MutationResult, ServerRecord
@@ -13,13 +14,13 @@ TODOS = Collection("todos", indexes=(Index("by_done", "done"),
                                      Index("by_title", "title", unique=True)))
 
 
-def written(row: RecordRow | None, op: str, value: dict | None, order: int = 1,
+def written(row: RecordRow | None, op: str, value: dict[str, Any] | None, order: int = 1,
             hlc: str = "h1") -> tuple[RecordRow | None, Entry | None]:
     out = local_write(row, "todos", "t1", op, value, hlc, order)  # type: ignore[arg-type]
     return out.row, out.put_entry
 
 
-def synced(value: dict, version: int = 3) -> RecordRow:
+def synced(value: dict[str, Any], version: int = 3) -> RecordRow:
     row = server_change(None, ServerRecord("todos", "t1", version, False, value, "s1"), [])
     assert row is not None
     return row
@@ -148,7 +149,7 @@ def test_a_pending_patch_hidden_by_a_server_delete_is_still_sent_as_it_was() -> 
 
 # --- a resync (after a reset): the confirmed copy awaits the server's confirmation ---
 
-def awaiting_resync(value: dict, version: int = 3) -> RecordRow:
+def awaiting_resync(value: dict[str, Any], version: int = 3) -> RecordRow:
     return replace(synced(value, version), resync=True)
 
 

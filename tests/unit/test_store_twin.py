@@ -59,8 +59,10 @@ def test_a_patch_of_a_missing_record_is_refused_and_writes_nothing() -> None:
 def test_query_by_index_returns_matching_records_in_index_order() -> None:
     async def test(storage: MemoryStorage, db: Database) -> None:
         todos = db.collection("todos")
-        await todos.put_many({"a": {"list": "x", "rank": 2}, "b": {"list": "x", "rank": 1},
-                              "c": {"list": "y", "rank": 0}, "d": {"done": True}})
+        records: dict[str, dict[str, Any]] = {
+            "a": {"list": "x", "rank": 2}, "b": {"list": "x", "rank": 1},
+            "c": {"list": "y", "rank": 0}, "d": {"done": True}}
+        await todos.put_many(records)
         assert [d.key for d in await todos.query("by_list", equals=("x",))] == ["b", "a"]
         assert [d.key for d in await todos.query("by_done", equals=True)] == ["d"]
         assert [d.key for d in await todos.query(lower="b", upper="c")] == ["b", "c"]

@@ -30,7 +30,7 @@ _numbers = st.one_of(
     st.decimals(allow_nan=False, allow_infinity=False, places=6,
                 min_value=Decimal("-1e20"), max_value=Decimal("1e20")),
 )
-_strings = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+_strings = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 _field_names = _strings.filter(
     lambda s: s and not s.startswith("_") and s not in ("pk", "sk", "$bytes"))
 _map_keys = _strings.filter(lambda s: s not in ("", "$bytes"))
