@@ -18,6 +18,7 @@ from server.config import Settings
 from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from server.tables import ensure_tables
+from tests.server.fault_support import private_dynamodb_local
 
 TEST_SCHEMA = Schema(
     Collection("notes"),  # merge
@@ -82,3 +83,11 @@ def read_stream(ctx: ServerContext, scope: str) -> list[dict[str, Any]]:
             return [r for r in records if r["dynamodb"]["Keys"]["sk"]["S"] != sentinel]
         time.sleep(0.05)
     raise AssertionError("the sentinel never reached the stream")
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[DynamoDBLocal]:
+    """A DynamoDB Local of the module's own, for tests that pause, kill or restart it (the
+    session's `dynamodb_local` is shared by every other test)."""
+    with private_dynamodb_local() as local:
+        yield local

@@ -28,7 +28,6 @@ from tests.server.fault_support import (
     hooked,
     killed,
     paused,
-    private_dynamodb_local,
     throttling_hook,
     times,
     unprocessed_keys_hook,
@@ -41,12 +40,6 @@ pytestmark = pytest.mark.dynamodb
 # How long DynamoDB Local may take to put an acknowledged write on disk (measured: see
 # test_after_a_kill_and_a_restart_on_its_data_dir_nothing_acknowledged_is_lost).
 DYNAMODB_LOCAL_FLUSH_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def local() -> Iterator[DynamoDBLocal]:
-    with private_dynamodb_local() as local:
-        yield local
 
 
 @pytest.fixture(scope="module")

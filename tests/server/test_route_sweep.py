@@ -31,7 +31,6 @@ from tests.server.fault_support import (
     hooked,
     killed,
     paused,
-    private_dynamodb_local,
     throttling_hook,
 )
 
@@ -40,12 +39,6 @@ pytestmark = pytest.mark.dynamodb
 UVICORN_REFUSAL = b"Invalid HTTP request received."
 API_DOC = Path(__file__).parents[2] / "docs" / "api.md"
 USER = "sweeper"
-
-
-@pytest.fixture(scope="module")
-def local() -> Iterator[DynamoDBLocal]:
-    with private_dynamodb_local() as local:
-        yield local
 
 
 @pytest.fixture(scope="module")
