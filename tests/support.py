@@ -24,11 +24,14 @@ SHARED_SECRET = "a-dev-secret-shared-by-every-server-process-of-a-test"
 
 
 @contextmanager
-def serve(app: ASGIApp, port: int | None = None) -> Iterator[str]:
-    """Run `app` under uvicorn on a free loopback port in a thread; yield its base URL."""
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
+def serve(app: ASGIApp, port: int | None = None,
+          config: uvicorn.Config | None = None) -> Iterator[str]:
+    """Run `app` under uvicorn on a free loopback port in a thread; yield its base URL.
+    `config`, if given, is used as it is (its own app, host and port)."""
+    if config is None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port or free_port(),
+                                log_level="warning", lifespan="on")
+    port = config.port
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
     thread.start()

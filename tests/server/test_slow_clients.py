@@ -6,19 +6,18 @@ body or its headers, or sending nothing, cannot hold a connection open.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from server.__main__ import uvicorn_config
 from server.app import create_app
 from server.config import Settings
 from server.dynamo_local import DynamoDBLocal, free_port
 from tests.server.api_support import SECRET, unique_prefix
+from tests.support import serve
 
 pytestmark = pytest.mark.dynamodb
 
@@ -34,19 +33,11 @@ def server(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[str, int]]:
     settings = Settings(dev=True, dynamodb_endpoint=dynamodb_local.endpoint,
                         table_prefix=unique_prefix(), jwt_secret=SECRET,
                         body_timeout_s=BODY_TIMEOUT_S, header_timeout_s=HEADER_TIMEOUT_S)
-    port = free_port()
-    config = uvicorn_config(create_app(settings), "127.0.0.1", port, settings.header_timeout_s,
+    port, app = free_port(), create_app(settings)
+    config = uvicorn_config(app, "127.0.0.1", port, settings.header_timeout_s,
                             log_level="warning")
-    runner = uvicorn.Server(config)
-    thread = threading.Thread(target=runner.run, name=f"uvicorn:{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not runner.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield "127.0.0.1", port
-    runner.should_exit = True
-    thread.join(timeout=10)
+    with serve(app, config=config):
+        yield "127.0.0.1", port
 
 
 @pytest.fixture(scope="module")
