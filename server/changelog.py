@@ -64,6 +64,35 @@ def marker_pk(scope: str) -> str:
     return "m#" + scope
 
 
+def marker_key(scope: str, item_key: str) -> dict[str, Any]:
+    """The feed-table key of the item's marker."""
+    return {"pk": {"S": marker_pk(scope)}, "sk": {"S": item_key}}
+
+
+def marker_version(marker: Mapping[str, Any] | None) -> int:
+    """The highest version of the item the log holds, from its marker item; 0 if none."""
+    return int(marker["v"]["N"]) if marker else 0
+
+
+def birth_key(scope: str, item_key: str) -> dict[str, Any]:
+    """The feed-table key of the item's birth mark, next to its marker: push writes it when
+    it creates a record that has no item and no marker, so that a push re-creating the
+    record after another program deleted it outright knows of the earlier life even before
+    the feed has logged any of it (server/push.py). `#` never starts an item key."""
+    return {"pk": {"S": marker_pk(scope)}, "sk": {"S": "#" + item_key}}
+
+
+def birth_item(scope: str, item_key: str, hlc: str, writer: str, now: float
+               ) -> dict[str, Any]:
+    return {**birth_key(scope, item_key), "h": {"S": hlc}, "w": {"S": writer},
+            "ttl": {"N": str(int(now + MARKER_TTL_S))}}
+
+
+def marked_hlc(mark: Mapping[str, Any] | None) -> str:
+    """The stamp a marker (of the newest version logged) or a birth mark holds; "" if none."""
+    return str(mark["h"]["S"]) if mark and "h" in mark else ""
+
+
 def approx_size(value: Any) -> int:
     """A generous estimate of an attribute value's stored size, for transaction chunking."""
     if isinstance(value, dict):
@@ -297,10 +326,9 @@ class ChangeLog:
         return max(self._marker(scope, item_key), 0)
 
     def _marker(self, scope: str, item_key: str) -> int:
-        item = self.client.get_item(
-            TableName=self.tables.feed, ConsistentRead=True,
-            Key={"pk": {"S": marker_pk(scope)}, "sk": {"S": item_key}}).get("Item")
-        return int(item["v"]["N"]) if item else -1
+        item = self.client.get_item(TableName=self.tables.feed, ConsistentRead=True,
+                                    Key=marker_key(scope, item_key)).get("Item")
+        return marker_version(item) if item else -1
 
     @staticmethod
     def _chunk(pending: list[LogEntry]) -> list[LogEntry]:
@@ -326,17 +354,23 @@ class ChangeLog:
                                   "ConditionExpression": "attribute_not_exists(pk)"}})
         # One marker update per item (a transaction touches an item once): it moves from
         # below the item's lowest version in the chunk to its highest.
+        # It also keeps the newest version's stamp: push needs it for a record that another
+        # program deleted outright (server/push.py, _adopt_outside_delete).
         for item_key in _marker_keys(chunk):
-            versions = [e.version for e in chunk if e.item_key == item_key]
+            entries = [e for e in chunk if e.item_key == item_key]
+            newest = max(entries, key=lambda e: e.version)
+            values = {":v": {"N": str(newest.version)},
+                      ":low": {"N": str(min(e.version for e in entries))},
+                      ":t": {"N": str(int(now + MARKER_TTL_S))}}
+            expression = "SET v = :v, #t = :t REMOVE h"
+            if newest.hlc:
+                expression = "SET v = :v, #t = :t, h = :h"
+                values[":h"] = {"S": newest.hlc}
             items.append({"Update": {
-                "TableName": self.tables.feed,
-                "Key": {"pk": {"S": marker_pk(scope)}, "sk": {"S": item_key}},
-                "UpdateExpression": "SET v = :v, #t = :t",
+                "TableName": self.tables.feed, "Key": marker_key(scope, item_key),
+                "UpdateExpression": expression,
                 "ConditionExpression": "attribute_not_exists(v) OR v < :low",
-                "ExpressionAttributeNames": {"#t": "ttl"},
-                "ExpressionAttributeValues": {":v": {"N": str(max(versions))},
-                                              ":low": {"N": str(min(versions))},
-                                              ":t": {"N": str(int(now + MARKER_TTL_S))}},
+                "ExpressionAttributeNames": {"#t": "ttl"}, "ExpressionAttributeValues": values,
             }})
         new_head = {"N": str(head + len(chunk))}
         update: dict[str, Any] = {

@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,7 +36,7 @@ from pysync.hlc import MAX_CLOCK_SKEW_MS, ClockError, HybridClock, Stamp, wall_c
 from pysync.merge import ABSENT, Applied, Change, Conflict, RecordState, Rejected, apply_change
 from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
 from pysync.schema import Schema, Strategy
-from server.changelog import unloggable
+from server.changelog import birth_item, birth_key, marked_hlc, marker_key, unloggable
 from server.changes import LogEntry
 from server.clients import bind_client_sync, client_key
 from server.config import Settings
@@ -58,6 +58,7 @@ from server.records import (
 from server.retry import (
     DEFAULT_BACKOFF,
     batch_get_all,
+    batch_write_all,
     cancellation_codes,
     error_code,
     with_retries,
@@ -301,24 +302,55 @@ _MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 def _read_records(ctx: ServerContext, scope: str, mutations: Sequence[Mutation],
                   skip: set[str] | frozenset[str] = frozenset()) -> dict[str, StoredRecord]:
     """The records `mutations` touch, read strongly consistent; those in `skip` are not
-    read but assumed absent (StoredRecord.assumed)."""
+    read but assumed absent (StoredRecord.assumed). Each record's log marker is read in the
+    same calls: a record with no item starts above what the log holds (_after_log)."""
     keys = {sort_key(m.collection, m.key): (m.collection, m.key) for m in mutations
             if m.rejection is None}
-    wanted = [item_key(scope, c, k) for sk, (c, k) in keys.items() if sk not in skip]
+    wanted = [(ctx.tables.items, item_key(scope, c, k)) for sk, (c, k) in keys.items()
+              if sk not in skip]
+    wanted += [(ctx.tables.feed, key) for sk in keys
+               for key in (marker_key(scope, sk), birth_key(scope, sk))]
     groups = [wanted[i:i + _MAX_KEYS_PER_READ]
               for i in range(0, len(wanted), _MAX_KEYS_PER_READ)]
     found: dict[str, Item] = {}
+    markers: dict[str, Item] = {}
     request = contextvars.copy_context()  # the request's DynamoDB trouble budget
-    for items in _READERS.map(lambda g: request.copy().run(_batch_get, ctx, g), groups):
+    for items, marks in _READERS.map(lambda g: request.copy().run(_batch_get, ctx, g), groups):
         found.update(items)
-    return {sk: StoredRecord(c, k, ABSENT, assumed=True) if sk in skip
-            else decode_item(found.get(sk), c, k) for sk, (c, k) in keys.items()}
+        markers.update(marks)
+    return {sk: _after_log(StoredRecord(c, k, ABSENT, assumed=True) if sk in skip
+                           else decode_item(found.get(sk), c, k), markers.get(sk),
+                           markers.get(birth_key(scope, sk)["sk"]["S"]))
+            for sk, (c, k) in keys.items()}
 
 
-def _batch_get(ctx: ServerContext, todo: list[Item]) -> dict[str, Item]:
-    table = ctx.tables.items
-    responses = batch_get_all(ctx.dynamodb, {table: {"Keys": todo, "ConsistentRead": True}})
-    return {item["sk"]["S"]: item for item in responses.get(table, [])}
+def _after_log(record: StoredRecord, marker: Item | None, birth: Item | None) -> StoredRecord:
+    """Flag a record with no item though the log holds versions of it or push marked its
+    birth (server/changelog.birth_key): another program deleted it outright and the feed
+    may not have logged all of its earlier life yet (_adopt_outside_delete)."""
+    if record.state.exists or (marker is None and birth is None):
+        return record
+    born_by = str(birth["w"]["S"]) if birth and marker is None else ""
+    return replace(record, earlier_life=True, born_by=born_by,
+                   earlier_hlc=max(marked_hlc(marker), marked_hlc(birth)))
+
+
+def _fresh_version(floor: int) -> int:
+    """A version taken from the server clock's milliseconds (at least `floor`): above any
+    counter a record's earlier life or another program's writes can have reached."""
+    return max(Stamp.parse(SERVER_CLOCK.now()).wall_ms, floor)
+
+
+def _batch_get(ctx: ServerContext, keys: list[tuple[str, Item]]
+               ) -> tuple[dict[str, Item], dict[str, Item]]:
+    """The items and the log markers among `keys` (table, key), by sort key."""
+    request: dict[str, Any] = {}
+    for table, key in keys:
+        request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
+    responses = batch_get_all(ctx.dynamodb, request)
+    by_sk = {table: {item["sk"]["S"]: item for item in responses.get(table, [])}
+             for table in (ctx.tables.items, ctx.tables.feed)}
+    return by_sk[ctx.tables.items], by_sk[ctx.tables.feed]
 
 
 def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> RecordState:
@@ -335,7 +367,7 @@ def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> Record
     state = record.state
     version = state.version
     if record.stored_version is None:
-        version = max(Stamp.parse(SERVER_CLOCK.now()).wall_ms, version + 1)
+        version = _fresh_version(version + 1)
     if base_version is not None and base_version == version:
         return replace(state, version=version)
     newer = SERVER_CLOCK.after(stamp)
@@ -343,6 +375,20 @@ def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> Record
     for name in record.foreign_fields:
         stamps[name] = newer
     return replace(state, version=version, hlc=newer, stamps=stamps)
+
+
+def _adopt_outside_delete(record: StoredRecord) -> RecordState:
+    """The tombstone of a record another program deleted outright (StoredRecord.earlier_life),
+    written by push before the feed writes its own (server/ingest.py, which then finds the
+    item and leaves it). Its version is fresh (_fresh_version): the earlier life may have
+    versions the feed has not logged yet, and one version number must never name two
+    states. Its stamp, like the feed's for an outside delete (server/ingest.stamp_after), is
+    above the deleted record's newest stamp as far as it is known (the log's and the birth
+    mark's) and the server's clock, which has seen every stamp this process accepted: the
+    delete counts as the newest write, and a record's clock never goes back."""
+    newest = record.earlier_hlc or SERVER_CLOCK.now()
+    return replace(record.state, version=_fresh_version(record.state.version + 1), fields={},
+                   stamps={}, hlc=SERVER_CLOCK.after(newest), deleted=True, exists=True)
 
 
 def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mutation],
@@ -362,6 +408,12 @@ def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mut
             results[m.id] = _rejected(m, "unknown_collection",
                                       f"the schema has no collection {m.collection!r}")
             continue
+        if sk not in states and stored[sk].earlier_life and \
+                not _own_failed_attempt(stored[sk].born_by, client_id, m.id):
+            # Before the mutation's stamp is taken: one the server gives comes after it.
+            # Written even if this mutation loses, like an adoption below.
+            states[sk] = _adopt_outside_delete(stored[sk])
+            writers[sk] = f"{client_id}:{m.id}"
         try:
             stamp = SERVER_CLOCK.accept(m.hlc)
         except ClockError as e:
@@ -520,6 +572,7 @@ def _commit(ctx: ServerContext, user: str, client_id: str, last: int, new_last: 
     another request of this client got there first."""
     update = _client_update(ctx.tables.clients, client_id, user, last, new_last)
     client: Any = ctx.dynamodb
+    births = _mark_births(ctx, writes)
     try:
         if not writes:
             with_retries(lambda: client.update_item(**update))
@@ -540,3 +593,33 @@ def _commit(ctx: ServerContext, user: str, client_id: str, last: int, new_last: 
         if "ConditionalCheckFailed" in reasons:
             return False
         raise
+    finally:
+        for done in births:
+            done.result()  # written before the answer names the new versions
+
+
+def _own_failed_attempt(born_by: str, client_id: str, mutation_id: int) -> bool:
+    """Whether a birth mark (with nothing logged) came from an attempt of this client's
+    unprocessed mutations whose transaction failed: its writer is this client at this
+    mutation or a later one (an acknowledged earlier life has ids below the pending ones)."""
+    writer, _, wid = born_by.rpartition(":")
+    return writer == client_id and wid.isdigit() and int(wid) >= mutation_id
+
+
+_MAX_ITEMS_PER_WRITE = 25  # BatchWriteItem's limit
+
+
+def _mark_births(ctx: ServerContext, writes: list[_Write]) -> list[Future[None]]:
+    """Write the birth marks of the records these writes create from nothing, alongside the
+    transaction (server/changelog.birth_key). A mark whose transaction then fails names its
+    writer: that mutation's retry is no re-creation; another's just starts at a fresh
+    version."""
+    now = time.time()
+    puts = [{"PutRequest": {"Item": birth_item(w.item["pk"]["S"], w.sk, w.state.hlc,
+                                               w.item["_w"]["S"], now)}}
+            for w in writes
+            if w.state.exists and not w.was.state.exists and not w.was.earlier_life]
+    request = contextvars.copy_context()  # the request's DynamoDB trouble budget
+    return [_READERS.submit(request.copy().run, batch_write_all, ctx.dynamodb,
+                            {ctx.tables.feed: puts[i:i + _MAX_ITEMS_PER_WRITE]})
+            for i in range(0, len(puts), _MAX_ITEMS_PER_WRITE)]

@@ -140,6 +140,14 @@ class StoredRecord:
     # Not read but assumed absent (server.push, for a `put` by a client that never had the
     # record): only a write conditioned on the item's absence may rely on it.
     assumed: bool = False
+    # No item, but the log holds versions of it or push marked its birth (server.push.
+    # _after_log): another program deleted it outright, and versions of that earlier life
+    # may not be logged yet. `earlier_hlc`: the newest of its stamps known ("" if none);
+    # `born_by`: the writer of the birth mark when nothing of it is logged (it may be that
+    # writer's own attempt, which failed, and not an earlier life).
+    earlier_life: bool = False
+    earlier_hlc: str = ""
+    born_by: str = ""
 
     @property
     def foreign(self) -> bool:

@@ -181,3 +181,23 @@ def batch_get_all(client: Any, request_items: dict[str, Any],
             break
         time.sleep(pause)
     raise StoreUnavailable(backoff.retry_after)
+
+
+def batch_write_all(client: Any, request_items: dict[str, Any],
+                    backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    """BatchWriteItem until no item is left unprocessed, under the same rules as
+    batch_get_all (UnprocessedItems is DynamoDB's partial throttling)."""
+    budget = current_budget(backoff)
+    request = request_items
+    for attempt in range(backoff.attempts):
+        out: dict[str, Any] = with_retries(
+            lambda r=request: client.batch_write_item(RequestItems=r),  # type: ignore[misc]
+            backoff)
+        request = dict(out.get("UnprocessedItems") or {})
+        if not request:
+            return
+        pause = random.uniform(0, min(backoff.cap, backoff.base * 2**attempt))
+        if budget.spend(pause) <= 0:
+            break
+        time.sleep(pause)
+    raise StoreUnavailable(backoff.retry_after)

@@ -1,10 +1,16 @@
 """A record deleted outright by another program and written again by a push before the feed
-turned the delete into a tombstone (found by the simulation: seeds 1081, 1578, 1611, 1624).
+turned the delete into a tombstone (found by the simulation: seeds 1015, 1081, 1404, 1578,
+1611, 1624 and others).
 
-The push finds no item and starts the record over at version 1, a version the log already
-holds for the record's earlier life, so the feed drops its stream record as already logged
-and no pull ever brings the new state. The feed must lift the re-created record's version
-above everything logged, so the new state reaches every device.
+Finding no item, the push used to start the record over at version 1, a version the log
+already holds for the record's earlier life: one version number then named two states (two
+mutations answered with it), the feed dropped the new state's stream record as already
+logged, and a `version` edit based on the old number was accepted. The push now starts such
+a record above what the log holds (competing as the tombstone the feed will write); the
+re-created record takes a fresh version from the server clock, since the earlier life may
+have versions the feed has not logged yet. The feed still lifts a re-created record whose
+version is not above the log (what a push did before this fix; a life the log holds nothing
+of yet).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 import pytest
 
 from pysync.protocol import Mutation, PushRequest, PushResponse
+from pysync.schema import Collection, Schema
 from server.pull import Puller
 from server.push import apply_push
 from tests.server.feed_support import Store, drain
@@ -32,6 +39,55 @@ def store(dynamodb_local: Any) -> Store:
 
 def push(store: Store, client_id: str, *mutations: Mutation) -> PushResponse:
     return asyncio.run(apply_push(store.ctx, "alice", A, PushRequest(client_id, mutations)))
+
+
+def earlier_life(store: Store, device: str, collection: str = "todos") -> Puller:
+    """t1 written at versions 1 and 2, both logged; then deleted outright by another program
+    (no tombstone yet: the feed has not seen the delete)."""
+    push(store, device,
+         Mutation(1, collection, "t1", "put", {"title": "first life"}, None, None),
+         Mutation(2, collection, "t1", "patch", {"done": True}, 1, None))
+    drain(store.feed(), store)
+    store.delete(A, collection, "t1")
+    return Puller(store.ctx.dynamodb, store.ctx.tables, store.ctx.settings.log_retention_s)
+
+
+def test_a_push_recreating_a_record_deleted_outright_answers_a_version_above_the_log(
+        store: Store) -> None:
+    earlier_life(store, uuid.uuid4().hex)
+    again = push(store, uuid.uuid4().hex,
+                 Mutation(1, "todos", "t1", "put", {"title": "second life"}, None, None))
+    assert again.results[0].status == "applied"
+    assert again.results[0].version is not None and again.results[0].version > 2
+
+
+def test_a_recreation_starts_above_versions_of_the_earlier_life_not_logged_yet(
+        store: Store) -> None:
+    device = uuid.uuid4().hex
+    push(store, device,
+         Mutation(1, "todos", "t1", "put", {"title": "first life"}, None, None),
+         Mutation(2, "todos", "t1", "patch", {"done": True}, 1, None))
+    drain(store.feed(), store)
+    late = push(store, device, Mutation(3, "todos", "t1", "patch", {"done": False}, 2, None))
+    assert late.results[0].version == 3  # not logged: the feed has not run since
+    store.delete(A, "todos", "t1")
+    again = push(store, uuid.uuid4().hex,
+                 Mutation(1, "todos", "t1", "put", {"title": "second life"}, None, None))
+    assert again.results[0].version is not None and again.results[0].version > 3
+
+
+def test_a_version_edit_based_on_the_earlier_life_is_a_conflict_with_the_deletion(
+        dynamodb_local: Any) -> None:
+    store = Store.create(dynamodb_local, schema=Schema(Collection("accounts",
+                                                                   strategy="version")))
+    device = uuid.uuid4().hex
+    earlier_life(store, device, "accounts")
+    stale = push(store, device,
+                 Mutation(3, "accounts", "t1", "put", {"title": "from version 2"}, 2, None))
+    result = stale.results[0]
+    assert result.status == "conflict"
+    assert result.server is not None
+    assert result.server.deleted and result.server.version > 2
 
 
 def test_a_record_recreated_before_the_feed_saw_its_outside_delete_reaches_pulls(
@@ -63,3 +119,19 @@ def test_a_record_recreated_before_the_feed_saw_its_outside_delete_reaches_pulls
     assert last["version"] > 2  # above every version devices may hold
     item = store.item(A, "todos", "t1")
     assert item is not None and int(item["_v"]["N"]) == last["version"]
+
+
+def test_a_recreation_starts_above_an_earlier_life_the_log_holds_nothing_of(
+        store: Store) -> None:
+    push(store, uuid.uuid4().hex,
+         Mutation(1, "todos", "t1", "put", {"title": "first life"}, None, None))
+    store.delete(A, "todos", "t1")  # before the feed ever ran
+    again = push(store, uuid.uuid4().hex,
+                 Mutation(1, "todos", "t1", "put", {"title": "second life"}, None, None))
+    assert again.results[0].version is not None and again.results[0].version > 1
+
+
+def test_a_record_never_written_before_is_created_at_version_1(store: Store) -> None:
+    created = push(store, uuid.uuid4().hex,
+                   Mutation(1, "todos", "fresh", "put", {"title": "new"}, None, None))
+    assert created.results[0].version == 1
