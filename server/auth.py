@@ -22,9 +22,9 @@ import jwt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from pysync.errors import AuthError, AuthUnavailable
 from server.config import Settings
 from server.context import context_of
+from server.errors import AuthError, AuthUnavailable
 
 DEV_ISSUER = "pysync-dev"
 DEV_ALGORITHM = "HS256"

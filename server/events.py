@@ -35,10 +35,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from pysync.errors import AuthError, ProtocolError
+from pysync.errors import ProtocolError
 from server.auth import Principal, authenticate
 from server.changelog import ChangeLog
 from server.context import ServerContext, context_of
+from server.errors import AuthError
 from server.feed import Feed
 from server.http import JSONBody
 from server.retry import with_retries

@@ -28,12 +28,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pysync.errors import ClientForbidden, ProtocolError
+from pysync.errors import ProtocolError
 from pysync.protocol import CLIENT_ID, MAX_COUNTER
 from server.auth import authenticate
 from server.changelog import EPOCH_KEY, FETCH, ChangeLog
 from server.clients import bind_client_sync, client_key
 from server.context import context_of
+from server.errors import ClientForbidden
 from server.http import JSONBody
 from server.retry import batch_get_all, with_retries
 from server.tables import TableNames

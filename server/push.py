@@ -31,7 +31,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pysync.errors import MutationGap, StoreUnavailable
 from pysync.hlc import MAX_CLOCK_SKEW_MS, ClockError, HybridClock, Stamp, wall_clock_ms
 from pysync.merge import ABSENT, Applied, Change, Conflict, RecordState, Rejected, apply_change
 from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
@@ -41,6 +40,7 @@ from server.changes import LogEntry
 from server.clients import bind_client_sync, client_key
 from server.config import Settings
 from server.context import ServerContext
+from server.errors import MutationGap, StoreUnavailable
 from server.records import (
     MAX_ITEM_BYTES,
     Item,

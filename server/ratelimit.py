@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
-from pysync.errors import RateLimited
 from server.context import context_of
+from server.errors import RateLimited
 
 # Buckets of idle users are dropped past this many, oldest first: a dropped bucket is a full
 # bucket, so forgetting one never lets a user exceed the rate by more than one burst.

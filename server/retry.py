@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from pysync.errors import StoreUnavailable
+from server.errors import StoreUnavailable
 
 T = TypeVar("T")
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from pysync.errors import ClientForbidden, MutationGap
 from pysync.hlc import HybridClock, Stamp
 from pysync.merge import ChangeOp
 from pysync.protocol import Mutation, PushRequest, PushResponse
 from server.context import ServerContext
+from server.errors import ClientForbidden, MutationGap
 from server.push import apply_push
 from server.records import decode_item, item_key
 

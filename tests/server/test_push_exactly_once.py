@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from pysync.errors import StoreUnavailable
 from pysync.hlc import HybridClock
 from pysync.merge import ChangeOp
 from pysync.protocol import Mutation, PushRequest, PushResponse
 from server.context import ServerContext
+from server.errors import StoreUnavailable
 from server.push import apply_push
 from server.records import item_key
 from tests.server.conftest import read_stream
