@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pysync.hlc import MAX_CLOCK_SKEW_MS, HybridClock, Stamp, wall_clock_ms
 from server.changelog import ChangeLog, refused_by_dynamodb
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify, version_of
+from server.items import EXTERNAL_WRITER
 from server.records import field_hash, from_native
 from server.tables import TableNames
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pysync.feed")
 
 MAX_LIFT_ATTEMPTS = 20  # each failed lift means a push wrote the item again meanwhile
-EXTERNAL_WRITER = "external"  # `_w` of versions the feed gave to other programs' writes
 _clock = HybridClock("feed")
 _clock_lock = threading.Lock()
 _deserializer = TypeDeserializer()

@@ -36,6 +36,7 @@ from server.clients import bind_client_sync, client_key
 from server.context import context_of
 from server.errors import ClientForbidden
 from server.http import JSONBody
+from server.items import record_fields, split_sort_key
 from server.retry import batch_get_all, with_retries
 from server.tables import TableNames
 
@@ -94,18 +95,12 @@ def _b64(raw: bytes | str) -> str:
 
 
 def fields_json(image: dict[str, Any]) -> dict[str, Any]:
-    return {k: json_value(v) for k, v in image.items()
-            if k != "pk" and k != "sk" and not k.startswith("_")}
-
-
-def _split(item_key: str) -> tuple[str, str]:
-    collection, _, key = item_key.partition("#")
-    return collection, key
+    return {k: json_value(v) for k, v in record_fields(image).items()}
 
 
 def change_from_item(item: dict[str, Any]) -> dict[str, Any]:
     """An items-table item (snapshot) as a pull change. No `_v`: not stamped yet, version 0."""
-    collection, key = _split(item["sk"]["S"])
+    collection, key = split_sort_key(item["sk"]["S"])
     v = item.get("_v", {}).get("N")
     hlc = item.get("_hlc", {}).get("S")
     return {"collection": collection, "key": key, "version": int(v) if v else 0,
@@ -117,7 +112,7 @@ def change_from_entry(entry: dict[str, Any],
     """A log entry as a pull change. An entry logged without its fields (`x`: the log could
     not hold them, docs/feed.md) is served from the item as it is now, `current` (read by
     `changes_from_entries`): clients cannot tell the difference."""
-    collection, key = _split(entry["k"]["S"])
+    collection, key = split_sort_key(entry["k"]["S"])
     version = int(entry["v"]["N"])
     hlc = entry.get("h", {}).get("S")
     if entry.get(FETCH, {}).get("BOOL"):

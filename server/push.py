@@ -41,19 +41,15 @@ from server.clients import bind_client_sync, client_key
 from server.config import Settings
 from server.context import ServerContext
 from server.errors import MutationGap, StoreUnavailable
+from server.items import Item, item_key, record_fields, sort_key, split_sort_key
 from server.records import (
     MAX_ITEM_BYTES,
-    Item,
     StoredRecord,
     decode_item,
     encode_item,
     field_hash,
-    fields_of,
-    item_key,
     item_size,
     server_record,
-    sort_key,
-    split_sort_key,
 )
 from server.retry import (
     DEFAULT_BACKOFF,
@@ -268,7 +264,7 @@ class _Planned:
     def written(self) -> dict[str, StoredRecord]:
         """The chunk's records as they are once its transaction has committed."""
         return {w.sk: StoredRecord(w.was.collection, w.was.key, w.state, frozenset(),
-                                   w.state.version, fields_of(w.item))
+                                   w.state.version, record_fields(w.item))
                 for w in self.computed.writes}
 
 
@@ -418,7 +414,7 @@ def _unloggable(scope: str, candidate: Item, size: int) -> bool:
     if size <= MAX_ITEM_BYTES - _LOG_ENTRY_MARGIN:
         return False
     entry = LogEntry(scope, candidate["sk"]["S"], int(candidate["_v"]["N"]), False,
-                     fields_of(candidate), candidate["_hlc"]["S"], candidate["_w"]["S"], "")
+                     record_fields(candidate), candidate["_hlc"]["S"], candidate["_w"]["S"], "")
     return unloggable(scope, entry) is not None
 
 

@@ -61,8 +61,9 @@ from pysync.store import Database
 from server.app import create_app
 from server.changelog import bump_epoch
 from server.dynamo_local import DynamoDBLocal
+from server.items import record_fields, split_sort_key
 from server.pull import Puller
-from server.records import fields_of, from_native
+from server.records import from_native
 from tests.server.feed_support import Store, drain
 from tests.sim.model import (
     ExternalWrite,
@@ -551,9 +552,9 @@ def read_items(store: Store, scope: str) -> dict[tuple[str, str], FinalItem]:
     out: dict[tuple[str, str], FinalItem] = {}
     for page in pages:
         for item in page["Items"]:
-            c, _, k = item["sk"]["S"].partition("#")
+            c, k = split_sort_key(item["sk"]["S"])
             fields_ = {n: norm(from_native(_deserializer.deserialize(v)))
-                       for n, v in fields_of(item).items()}
+                       for n, v in record_fields(item).items()}
             out[(c, k)] = FinalItem(
                 fields_, bool(item.get("_del", {}).get("BOOL")),
                 int(item.get("_v", {}).get("N", "0")), item.get("_hlc", {}).get("S", ""),
@@ -563,7 +564,7 @@ def read_items(store: Store, scope: str) -> dict[tuple[str, str], FinalItem]:
 
 
 def log_entry(e: dict[str, Any]) -> LogEntry:
-    c, _, k = e["k"]["S"].partition("#")
+    c, k = split_sort_key(e["k"]["S"])
     return LogEntry(c, k, int(e["v"]["N"]), bool(e["d"]["BOOL"]),
                     e.get("h", {}).get("S", ""), e.get("w", {}).get("S", ""))
 
