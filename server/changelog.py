@@ -24,7 +24,6 @@ the stream's 24 h). Readers read the anchor first, then only positions <= head, 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -35,7 +34,7 @@ from botocore.exceptions import ClientError
 from pysync.values import DYNAMODB_MAX_NESTING
 from server.changes import LogEntry
 from server.records import MAX_ITEM_BYTES, item_size
-from server.retry import batch_get_all, with_retries
+from server.retry import APPEND_CONTENTION, batch_get_all, pause, with_retries
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -45,9 +44,6 @@ ANCHOR = 0
 MARKER_TTL_S = 2 * 24 * 3600
 MAX_TX_ITEMS = 100
 MAX_TX_BYTES = 3_500_000  # TransactWriteItems takes 4 MB; leave room for keys and overhead
-RETRYABLE = frozenset({"TransactionConflict", "ProvisionedThroughputExceededException",
-                       "ThrottlingException", "RequestLimitExceeded", "InternalServerError"})
-MAX_ATTEMPTS = 50
 FETCH = "x"  # a log entry's flag: no `f`, the pull reads the item (see the module docstring)
 # `h` and `w` come from the item's `_hlc` / `_w`, which another program may have set to
 # anything: a fields-less entry keeps them only when they are this short.
@@ -223,7 +219,10 @@ class ChangeLog:
             now = self.clock()
             items = self._transaction(scope, head, chunk, now)
             try:
-                self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+                # DynamoDB trouble (throttling, a conflicting transaction, no answer) is
+                # retried by the one boundary, then StoreUnavailable: the batch is read again.
+                with_retries(lambda t=items: self.client.transact_write_items(  # type: ignore[misc]
+                    TransactItems=t))
                 pending = pending[len(chunk):]
                 head += len(chunk)
                 self._known_heads[scope] = head
@@ -260,12 +259,12 @@ class ChangeLog:
                         kept = [e for e in chunk if e.version > logged.get(e.item_key, -1)]
                         pending = kept + pending[len(chunk):]
                         continue
-                elif code not in RETRYABLE:
+                else:
                     raise
-            attempt += 1  # another appender moved the head, or a transient fault
-            if attempt >= MAX_ATTEMPTS:
+            attempt += 1  # another appender moved the head: read it again
+            if attempt >= APPEND_CONTENTION.attempts:
                 raise AppendFailed(f"could not append to the log of {scope!r}")
-            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))
+            pause(attempt, APPEND_CONTENTION)
         if len(self._known_heads) > 10_000:
             self._known_heads.clear()
         return head if head >= 0 else self.anchor(scope).head
@@ -297,9 +296,9 @@ class ChangeLog:
         return max(self._marker(scope, item_key), 0)
 
     def _marker(self, scope: str, item_key: str) -> int:
-        item = self.client.get_item(
+        item = with_retries(lambda: self.client.get_item(
             TableName=self.tables.feed, ConsistentRead=True,
-            Key={"pk": {"S": marker_pk(scope)}, "sk": {"S": item_key}}).get("Item")
+            Key={"pk": {"S": marker_pk(scope)}, "sk": {"S": item_key}})).get("Item")
         return int(item["v"]["N"]) if item else -1
 
     @staticmethod
@@ -363,13 +362,14 @@ EPOCH_KEY = {"pk": {"S": "meta"}, "sk": {"S": "epoch"}}
 
 
 def bump_epoch(client: DynamoDBClient, tables: TableNames) -> int:
-    out = client.update_item(TableName=tables.feed, Key=EPOCH_KEY,
-                             UpdateExpression="ADD n :one",
-                             ExpressionAttributeValues={":one": {"N": "1"}},
-                             ReturnValues="UPDATED_NEW")
+    # A retry after a lost answer may bump twice: harmless, the epoch only has to move.
+    out = with_retries(lambda: client.update_item(
+        TableName=tables.feed, Key=EPOCH_KEY, UpdateExpression="ADD n :one",
+        ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="UPDATED_NEW"))
     return int(out["Attributes"]["n"]["N"])
 
 
 def read_epoch(client: DynamoDBClient, tables: TableNames) -> int:
-    item = client.get_item(TableName=tables.feed, Key=EPOCH_KEY, ConsistentRead=True).get("Item")
+    item = with_retries(lambda: client.get_item(
+        TableName=tables.feed, Key=EPOCH_KEY, ConsistentRead=True)).get("Item")
     return int(item["n"]["N"]) if item else 0

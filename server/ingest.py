@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pysync.hlc import MAX_CLOCK_SKEW_MS, HybridClock, Stamp, wall_clock_ms
 from server.changelog import ChangeLog, refused_by_dynamodb
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify, version_of
+from server.errors import StoreUnavailable
 from server.items import EXTERNAL_WRITER
 from server.records import field_hash, from_native
 from server.tables import TableNames
@@ -63,12 +64,13 @@ def stamp_after(observed: str | None) -> str:
 def _permanent(e: Exception) -> bool:
     """Whether a failure would recur on every re-read of the same record.
 
-    Throttling, conflicts and lost connections pass; DynamoDB refusing the request as
+    Throttling, conflicts and lost connections pass (also once the retry boundary,
+    server/retry.py, gave up on them: StoreUnavailable); DynamoDB refusing the request as
     invalid, or an error of our own on this record's data, do not.
     """
     if isinstance(e, ClientError):
         return refused_by_dynamodb(e)
-    return not isinstance(e, BotoCoreError)
+    return not isinstance(e, (BotoCoreError, StoreUnavailable))
 
 
 class Ingestor:

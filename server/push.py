@@ -20,10 +20,8 @@ import asyncio
 import contextvars
 import functools
 import itertools
-import random
 import secrets
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -56,6 +54,7 @@ from server.retry import (
     batch_get_all,
     cancellation_codes,
     error_code,
+    pause,
     with_retries,
 )
 
@@ -190,7 +189,7 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
             failures += 1
             if failures >= MAX_CONTENTION_ROUNDS:
                 raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
-            time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**failures))
+            pause(failures)
         stored.update(_read_records(ctx, scope, plan.chunk))
         planned = None
     ordered = tuple(results.get(m.id) or MutationResult(m.id, "duplicate") for m in mutations)
