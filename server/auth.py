@@ -135,13 +135,8 @@ class TokenVerifier:
 
 
 def verifier_of(request: Request) -> TokenVerifier:
-    """The app's one TokenVerifier, created on first use (it caches JWKS keys)."""
-    state = request.app.state
-    verifier: TokenVerifier | None = getattr(state, "token_verifier", None)
-    if verifier is None:
-        verifier = TokenVerifier(context_of(request).settings)
-        state.token_verifier = verifier
-    return verifier
+    """The app's one TokenVerifier (it caches JWKS keys), owned by its ServerContext."""
+    return context_of(request).verifier
 
 
 async def authenticate(request: Request) -> Principal:

@@ -357,16 +357,6 @@ class Puller:
 
 # ---- the route --------------------------------------------------------------------------------
 
-def puller_of(request: Request) -> Puller:
-    state = request.app.state
-    puller: Puller | None = getattr(state, "puller", None)
-    if puller is None:
-        ctx = context_of(request)
-        puller = Puller(ctx.dynamodb, ctx.tables, ctx.settings.log_retention_s)
-        state.puller = puller
-    return puller
-
-
 def parse_limit(raw: str | None) -> int:
     """`limit`: ASCII digits only (no sign, no "²", no 5,000 digits), 1..MAX_LIMIT."""
     if raw is None:
@@ -406,6 +396,6 @@ async def pull(request: Request) -> Response:
     ctx = context_of(request)
     check = ClientCheck(client_id, principal.user,
                         lambda: bind_client_sync(ctx, client_id, principal.user))
-    page = await run_in_threadpool(puller_of(request).page, principal.scope, cursor, limit,
+    page = await run_in_threadpool(ctx.puller.page, principal.scope, cursor, limit,
                                    check)
     return JSONBody(page.to_json())

@@ -20,22 +20,20 @@ import asyncio
 import contextvars
 import functools
 import itertools
-import secrets
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pysync.hlc import MAX_CLOCK_SKEW_MS, ClockError, HybridClock, Stamp, wall_clock_ms
+from pysync.hlc import ClockError, Stamp
 from pysync.merge import ABSENT, Applied, Change, Conflict, RecordState, Rejected, apply_change
 from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
 from pysync.schema import Schema, Strategy
 from server.changelog import unloggable
 from server.changes import LogEntry
 from server.clients import bind_client_sync, client_key
+from server.clock import ServerClock
 from server.config import Settings
 from server.context import ServerContext
 from server.errors import MutationGap, StoreUnavailable
@@ -61,38 +59,6 @@ from server.retry import (
 MAX_RECORDS_PER_TRANSACTION = 99  # + the client item = DynamoDB's limit of 100 actions
 MAX_TRANSACTION_BYTES = 3_500_000  # DynamoDB's limit is 4 MB per transaction
 MAX_CONTENTION_ROUNDS = 8
-
-
-class _ServerClock:
-    """The process's HLC, shared by the worker threads that apply pushes."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._clock = HybridClock(f"server-{secrets.token_hex(4)}")
-
-    def now(self) -> str:
-        with self._lock:
-            return str(self._clock.now())
-
-    def after(self, stamp: str) -> str:
-        """A stamp newer than both `stamp` and the server's clock."""
-        with self._lock:
-            return str(self._clock.observe(Stamp.parse(stamp)))
-
-    def accept(self, text: str | None) -> str:
-        """The stamp a mutation competes with: its own, the server's if null or too far
-        ahead. Raises ClockError if malformed."""
-        if text is None:
-            return self.now()
-        stamp = Stamp.parse(text)
-        if stamp.wall_ms > wall_clock_ms() + MAX_CLOCK_SKEW_MS:
-            return self.now()
-        with self._lock:
-            self._clock.observe(stamp)
-        return text
-
-
-SERVER_CLOCK = _ServerClock()
 
 
 class _Raced(Exception):
@@ -126,7 +92,7 @@ async def apply_push(
     """
     call = functools.partial(contextvars.copy_context().run, apply_push_sync, ctx, user, scope,
                              request)  # what asyncio.to_thread does, on our own pool
-    return await asyncio.get_running_loop().run_in_executor(_PUSHERS, call)
+    return await asyncio.get_running_loop().run_in_executor(ctx.pools.pushers, call)
 
 
 def apply_push_sync(ctx: ServerContext, user: str, scope: str,
@@ -163,7 +129,7 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
             if rest:
                 # While DynamoDB works on this chunk, compute the next one as if it succeeds.
                 # (in the request's context: its DynamoDB trouble budget, server/retry.py)
-                commit = _COMMITTERS.submit(functools.partial(
+                commit = ctx.pools.committers.submit(functools.partial(
                     contextvars.copy_context().run, _commit, *commit_args))
                 planned = _plan_checked(ctx, scope, client_id, rest, view)
                 committed = commit.result()
@@ -220,7 +186,7 @@ def _plan_checked(ctx: ServerContext, scope: str, client_id: str,
     write's condition; records assumed absent but not written are read, and the chunk
     computed again. Reads go into `stored`."""
     while True:
-        plan = _plan(ctx.settings, scope, client_id, pending, stored)
+        plan = _plan(ctx.settings, ctx.clock, scope, client_id, pending, stored)
         written = {w.sk for w in plan.computed.writes}
         unchecked = [m for m in plan.chunk if m.rejection is None and
                      stored[sk := sort_key(m.collection, m.key)].assumed and sk not in written]
@@ -267,29 +233,17 @@ class _Planned:
                 for w in self.computed.writes}
 
 
-def _plan(settings: Settings, scope: str, client_id: str, pending: Sequence[Mutation],
-          stored: dict[str, StoredRecord]) -> _Planned:
+def _plan(settings: Settings, clock: ServerClock, scope: str, client_id: str,
+          pending: Sequence[Mutation], stored: dict[str, StoredRecord]) -> _Planned:
     """The next chunk and its outcomes; halved until its writes fit in one transaction."""
     chunk = _first_chunk(pending)
     while True:
-        computed = _compute(settings, scope, client_id, chunk, stored)
+        computed = _compute(settings, clock, scope, client_id, chunk, stored)
         if sum(w.size for w in computed.writes) <= MAX_TRANSACTION_BYTES or len(chunk) == 1:
             return _Planned(chunk, computed)
         chunk = chunk[: len(chunk) // 2]
 
 
-# A push's thread mostly waits for DynamoDB, so the pools are sized for concurrent pushes,
-# not for cores: asyncio's default pool (cores + 4 threads, 6 on 2 cores) let at most 6
-# pushes per process wait on DynamoDB at once, while DynamoDB (Local's JVM as much as the
-# service) does more with more requests in flight. Commits run on their own pool so that
-# the request's thread can compute the next chunk meanwhile (one commit in flight per push);
-# reads of one push run concurrently. All stay under the client's 64 pooled connections
-# (server/db.py) together with the feed's.
-_MAX_CONCURRENT_PUSHES = 24
-_PUSHERS = ThreadPoolExecutor(max_workers=_MAX_CONCURRENT_PUSHES, thread_name_prefix="push")
-_COMMITTERS = ThreadPoolExecutor(max_workers=_MAX_CONCURRENT_PUSHES,
-                                 thread_name_prefix="push-commit")
-_READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-read")
 _MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 
 
@@ -304,7 +258,7 @@ def _read_records(ctx: ServerContext, scope: str, mutations: Sequence[Mutation],
               for i in range(0, len(wanted), _MAX_KEYS_PER_READ)]
     found: dict[str, Item] = {}
     request = contextvars.copy_context()  # the request's DynamoDB trouble budget
-    for items in _READERS.map(lambda g: request.copy().run(_batch_get, ctx, g), groups):
+    for items in ctx.pools.readers.map(lambda g: request.copy().run(_batch_get, ctx, g), groups):
         found.update(items)
     return {sk: StoredRecord(c, k, ABSENT, assumed=True) if sk in skip
             else decode_item(found.get(sk), c, k) for sk, (c, k) in keys.items()}
@@ -316,7 +270,8 @@ def _batch_get(ctx: ServerContext, todo: list[Item]) -> dict[str, Item]:
     return {item["sk"]["S"]: item for item in responses.get(table, [])}
 
 
-def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> RecordState:
+def _adopt(clock: ServerClock, record: StoredRecord, base_version: int | None,
+           stamp: str) -> RecordState:
     """The state a mutation competes with when another program wrote the record.
 
     The foreign write becomes a pysync version: `_v + 1` if it kept the meta, else a fresh
@@ -330,18 +285,18 @@ def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> Record
     state = record.state
     version = state.version
     if record.stored_version is None:
-        version = max(Stamp.parse(SERVER_CLOCK.now()).wall_ms, version + 1)
+        version = max(Stamp.parse(clock.now()).wall_ms, version + 1)
     if base_version is not None and base_version == version:
         return replace(state, version=version)
-    newer = SERVER_CLOCK.after(stamp)
+    newer = clock.after(stamp)
     stamps = dict(state.stamps)
     for name in record.foreign_fields:
         stamps[name] = newer
     return replace(state, version=version, hlc=newer, stamps=stamps)
 
 
-def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mutation],
-             stored: dict[str, StoredRecord]) -> _Computed:
+def _compute(settings: Settings, clock: ServerClock, scope: str, client_id: str,
+             chunk: Sequence[Mutation], stored: dict[str, StoredRecord]) -> _Computed:
     states: dict[str, RecordState] = {}
     writers: dict[str, str] = {}
     encoded: dict[str, Item] = {}  # the item for states[sk], when already built
@@ -358,7 +313,7 @@ def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mut
                                       f"the schema has no collection {m.collection!r}")
             continue
         try:
-            stamp = SERVER_CLOCK.accept(m.hlc)
+            stamp = clock.accept(m.hlc)
         except ClockError as e:
             results[m.id] = _rejected(m, "invalid_hlc", str(e))
             continue
@@ -368,7 +323,7 @@ def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mut
             if stored[sk].foreign:
                 # Adoption is written even if this mutation loses, so the record's version
                 # stops moving and the client can name it in its next try.
-                current = _adopt(stored[sk], m.base_version, stamp)
+                current = _adopt(clock, stored[sk], m.base_version, stamp)
                 states[sk] = current
                 writers[sk] = f"{client_id}:{m.id}"
         outcome = apply_change(strategy, current, Change(m.op, m.value, m.base_version, stamp))

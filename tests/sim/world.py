@@ -60,6 +60,7 @@ from pysync.schema import Collection, Schema
 from pysync.store import Database
 from server.app import create_app
 from server.changelog import bump_epoch
+from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from server.items import record_fields, split_sort_key
 from server.pull import Puller
@@ -258,10 +259,10 @@ class World:
 
     def start_server(self) -> None:
         self.app = create_app(self.store.ctx.settings)
-        ctx = self.app.state.ctx
-        self.app.state.puller = Puller(ctx.dynamodb, ctx.tables,
-                                       ctx.settings.log_retention_s,
-                                       clock=lambda: time.time() + self.pull_offset_s)
+        ctx: ServerContext = self.app.state.ctx
+        # The pull's clock is the driver's (retention_passed moves it).
+        ctx.puller = Puller(ctx.dynamodb, ctx.tables, ctx.settings.log_retention_s,
+                            clock=lambda: time.time() + self.pull_offset_s)
         self.asgi = httpx.ASGITransport(app=self.app)
         self.feed = self.store.feed()
 
@@ -279,6 +280,8 @@ class World:
 
     def restart_server(self) -> None:
         self.feed.stop()  # releases its leases, so the new feed takes over at once
+        # What the lifespan's close does to the old app's pools (its feed runs here instead).
+        self.app.state.ctx.pools.shutdown()
         self.start_server()
 
     # ---- devices ------------------------------------------------------------------------
@@ -531,6 +534,7 @@ class World:
                 await self.close_device(d)
         with contextlib.suppress(Exception):
             self.feed.stop()
+        self.app.state.ctx.pools.shutdown()
 
 
 async def view(db: Database) -> dict[str, Any]:
