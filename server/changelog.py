@@ -33,6 +33,7 @@ from botocore.exceptions import ClientError
 
 from pysync.values import DYNAMODB_MAX_NESTING
 from server.changes import LogEntry
+from server.db import MAX_BATCH_GET_KEYS, MAX_TRANSACTION_ACTIONS, MAX_TRANSACTION_BYTES
 from server.records import MAX_ITEM_BYTES, item_size
 from server.retry import APPEND_CONTENTION, batch_get_all, pause, with_retries
 from server.tables import TableNames
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
 
 ANCHOR = 0
 MARKER_TTL_S = 2 * 24 * 3600
-MAX_TX_ITEMS = 100
-MAX_TX_BYTES = 3_500_000  # TransactWriteItems takes 4 MB; leave room for keys and overhead
 FETCH = "x"  # a log entry's flag: no `f`, the pull reads the item (see the module docstring)
 # `h` and `w` come from the item's `_hlc` / `_w`, which another program may have set to
 # anything: a fields-less entry keeps them only when they are this short.
@@ -175,7 +174,7 @@ class ChangeLog:
         heads = dict.fromkeys(scopes, 0)
         todo = list(scopes)
         while todo:
-            chunk, todo = todo[:100], todo[100:]
+            chunk, todo = todo[:MAX_BATCH_GET_KEYS], todo[MAX_BATCH_GET_KEYS:]
             request: dict[str, Any] = {self.tables.log: {
                 "Keys": [{"pk": {"S": s}, "sk": {"N": "0"}} for s in chunk],
                 "ConsistentRead": True, "ProjectionExpression": "pk, head"}}
@@ -307,7 +306,8 @@ class ChangeLog:
         size = 0
         for entry in pending:
             entry_size = approx_size(entry.fields) + 300
-            if chunk and (2 * len(chunk) + 3 > MAX_TX_ITEMS or size + entry_size > MAX_TX_BYTES):
+            if chunk and (2 * len(chunk) + 3 > MAX_TRANSACTION_ACTIONS
+                          or size + entry_size > MAX_TRANSACTION_BYTES):
                 # (at most one entry put and one marker update per entry, plus the anchor)
                 break
             chunk.append(entry)

@@ -34,6 +34,7 @@ from server.auth import authenticate
 from server.changelog import EPOCH_KEY, FETCH, ChangeLog
 from server.clients import bind_client_sync, client_key
 from server.context import context_of
+from server.db import MAX_BATCH_GET_KEYS
 from server.errors import ClientForbidden
 from server.http import JSONBody
 from server.items import record_fields, split_sort_key
@@ -136,7 +137,6 @@ def change_from_entry(entry: dict[str, Any],
                         None if deleted else json_value({"M": fields}), hlc)
 
 
-_MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 
 
 def current_items(client: DynamoDBClient, table: str, scope: str,
@@ -145,9 +145,9 @@ def current_items(client: DynamoDBClient, table: str, scope: str,
     ones are left out. DynamoDB trouble is retried, then StoreUnavailable (server/retry.py)."""
     found: dict[str, dict[str, Any]] = {}
     wanted = list(dict.fromkeys(item_keys))
-    for start in range(0, len(wanted), _MAX_KEYS_PER_READ):
+    for start in range(0, len(wanted), MAX_BATCH_GET_KEYS):
         keys = [{"pk": {"S": scope}, "sk": {"S": sk}}
-                for sk in wanted[start:start + _MAX_KEYS_PER_READ]]
+                for sk in wanted[start:start + MAX_BATCH_GET_KEYS]]
         responses = batch_get_all(client, {table: {"Keys": keys, "ConsistentRead": True}})
         for item in responses.get(table, []):
             found[item["sk"]["S"]] = item

@@ -36,6 +36,7 @@ from server.clients import bind_client_sync, client_key
 from server.clock import ServerClock
 from server.config import Settings
 from server.context import ServerContext
+from server.db import MAX_BATCH_GET_KEYS, MAX_TRANSACTION_ACTIONS, MAX_TRANSACTION_BYTES
 from server.errors import MutationGap, StoreUnavailable
 from server.items import Item, item_key, record_fields, sort_key, split_sort_key
 from server.records import (
@@ -56,8 +57,7 @@ from server.retry import (
     with_retries,
 )
 
-MAX_RECORDS_PER_TRANSACTION = 99  # + the client item = DynamoDB's limit of 100 actions
-MAX_TRANSACTION_BYTES = 3_500_000  # DynamoDB's limit is 4 MB per transaction
+MAX_RECORDS_PER_TRANSACTION = MAX_TRANSACTION_ACTIONS - 1  # + the client item
 MAX_CONTENTION_ROUNDS = 8
 
 
@@ -244,7 +244,6 @@ def _plan(settings: Settings, clock: ServerClock, scope: str, client_id: str,
         chunk = chunk[: len(chunk) // 2]
 
 
-_MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 
 
 def _read_records(ctx: ServerContext, scope: str, mutations: Sequence[Mutation],
@@ -254,8 +253,8 @@ def _read_records(ctx: ServerContext, scope: str, mutations: Sequence[Mutation],
     keys = {sort_key(m.collection, m.key): (m.collection, m.key) for m in mutations
             if m.rejection is None}
     wanted = [item_key(scope, c, k) for sk, (c, k) in keys.items() if sk not in skip]
-    groups = [wanted[i:i + _MAX_KEYS_PER_READ]
-              for i in range(0, len(wanted), _MAX_KEYS_PER_READ)]
+    groups = [wanted[i:i + MAX_BATCH_GET_KEYS]
+              for i in range(0, len(wanted), MAX_BATCH_GET_KEYS)]
     found: dict[str, Item] = {}
     request = contextvars.copy_context()  # the request's DynamoDB trouble budget
     for items in ctx.pools.readers.map(lambda g: request.copy().run(_batch_get, ctx, g), groups):
