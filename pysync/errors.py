@@ -1,4 +1,8 @@
-"""The one exception hierarchy of pysync. Every error the library raises is a PysyncError."""
+"""The one exception hierarchy of pysync. Every error the library raises is a PysyncError.
+
+The errors only the server raises (auth, rate limit, mutation gap, store unavailable) are
+PysyncErrors too, defined in server/errors.py: the client never raises or catches them.
+"""
 
 from __future__ import annotations
 
@@ -53,51 +57,6 @@ class ProtocolError(PysyncError):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-class AuthError(PysyncError):
-    """A request without valid credentials (HTTP 401). `code` is the machine-readable reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class AuthUnavailable(PysyncError):
-    """The token could not be checked right now (the JWKS endpoint is unreachable): HTTP 503."""
-
-    def __init__(self, message: str, retry_after: float = 5.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RateLimited(PysyncError):
-    """Too many requests from one user: retry after `retry_after` seconds (HTTP 429)."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"rate limit exceeded: retry after {retry_after:.1f} s")
-        self.retry_after = retry_after
-
-
-class MutationGap(PysyncError):
-    """A push whose first new mutation id is not last_mutation_id + 1: nothing was applied."""
-
-    def __init__(self, expected: int) -> None:
-        super().__init__(f"mutation ids must continue at {expected}")
-        self.expected = expected
-
-
-class ClientForbidden(PysyncError):
-    """The client_id belongs to another user."""
-
-
-class StoreUnavailable(PysyncError):
-    """DynamoDB kept throttling after retries; nothing was applied twice, retry later."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"the store is busy: retry after {retry_after:g} s")
-        self.retry_after = retry_after
 
 
 class SyncError(PysyncError):

@@ -42,6 +42,15 @@ MAX_NAME_BYTES = 65_535
 # The items table's key attributes: records are stored with their fields as top-level
 # attributes, so these names cannot be fields.
 KEY_ATTRIBUTES = frozenset({"pk", "sk"})
+# Names starting with this are pysync's meta attributes on the server (`_v`, `_hlc`, ...):
+# never a field name.
+RESERVED_PREFIX = "_"
+
+
+def is_record_field(name: str) -> bool:
+    """Whether an attribute of a stored item is one of the record's fields (not a key, not
+    meta): the one rule push, pull and the feed use to tell fields from bookkeeping."""
+    return name not in KEY_ATTRIBUTES and not name.startswith(RESERVED_PREFIX)
 
 
 def _check_str(s: str, path: str) -> None:
@@ -125,8 +134,9 @@ def check_field_name(name: object, path: str = "") -> None:
     if name == "":
         raise InvalidValue("field name is empty", path)
     _check_name_bytes(name, path, "field name")
-    if name.startswith("_"):
-        raise InvalidValue(f"field name {name!r} is reserved (starts with '_')", path)
+    if name.startswith(RESERVED_PREFIX):
+        raise InvalidValue(f"field name {name!r} is reserved (starts with {RESERVED_PREFIX!r})",
+                           path)
     if name == BYTES_TAG:
         raise InvalidValue(f"{BYTES_TAG!r} is reserved (the bytes wrapper)", path)
     if name in KEY_ATTRIBUTES:

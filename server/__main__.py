@@ -26,7 +26,7 @@ from pysync.schema import Schema
 from server.app import create_app
 from server.assets import ensure_pysync_wheel
 from server.config import Settings
-from server.context import ServerContext
+from server.db import dynamodb_client
 from server.dynamo_local import DynamoDBLocal
 from server.tables import TablesMissing, ensure_tables
 
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = settings_from(args, endpoint)
         try:
-            names = ensure_tables(ServerContext.from_settings(settings).dynamodb,
-                                  settings.table_prefix, settings.create_tables)
+            names = ensure_tables(dynamodb_client(settings), settings.table_prefix,
+                                  settings.create_tables)
         except TablesMissing as e:
             sys.exit(f"error: {e}")
         print(f"tables ready: {names.items}, {names.clients}, {names.log}, {names.feed}")

@@ -13,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from pysync.errors import AuthError, ProtocolError
+from pysync.errors import ProtocolError
 from pysync.protocol import PushRequest, loads
 from server.auth import authenticate, check_user, verifier_of
 from server.config import Settings
 from server.context import context_of
+from server.errors import AuthError
 from server.http import JSONBody, read_body, read_json, require_json
 from server.push import apply_push
 from server.ratelimit import rate_limiter_of

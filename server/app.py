@@ -1,4 +1,10 @@
-"""The ASGI application: the sync API under /v1 and the web app with its assets."""
+"""The ASGI application: the sync API under /v1 and the web app with its assets.
+
+The app owns one ServerContext (server/context.py): every route reaches it through
+`context_of(request)`. The lifespan makes sure the tables exist, starts the context's
+background parts (the poke hub's poller; the change feed's thread when `feed_enabled`) and
+closes the context on shutdown, so nothing outlives the app.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from server.api import api_routes
 from server.config import Settings
 from server.context import ServerContext
 from server.cors import cors_middleware
-from server.events import events_routes, realtime
+from server.events import events_routes
 from server.http import CatchBugs, exception_handlers
 from server.pull import pull
 from server.static import static_routes
@@ -34,8 +40,11 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(ensure_tables, ctx.dynamodb, settings.table_prefix,
                                 settings.create_tables)
-        async with realtime(app, ctx):  # poke hub; the feed thread if settings.feed_enabled
+        await ctx.start()
+        try:
             yield
+        finally:
+            await ctx.aclose()
 
     routes: list[BaseRoute] = [Route("/v1/health", health)]
     routes += api_routes(settings)

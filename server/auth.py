@@ -22,9 +22,9 @@ import jwt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from pysync.errors import AuthError, AuthUnavailable
 from server.config import Settings
 from server.context import context_of
+from server.errors import AuthError, AuthUnavailable
 
 DEV_ISSUER = "pysync-dev"
 DEV_ALGORITHM = "HS256"
@@ -135,13 +135,8 @@ class TokenVerifier:
 
 
 def verifier_of(request: Request) -> TokenVerifier:
-    """The app's one TokenVerifier, created on first use (it caches JWKS keys)."""
-    state = request.app.state
-    verifier: TokenVerifier | None = getattr(state, "token_verifier", None)
-    if verifier is None:
-        verifier = TokenVerifier(context_of(request).settings)
-        state.token_verifier = verifier
-    return verifier
+    """The app's one TokenVerifier (it caches JWKS keys), owned by its ServerContext."""
+    return context_of(request).verifier
 
 
 async def authenticate(request: Request) -> Principal:

@@ -24,7 +24,6 @@ the stream's 24 h). Readers read the anchor first, then only positions <= head, 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -34,8 +33,9 @@ from botocore.exceptions import ClientError
 
 from pysync.values import DYNAMODB_MAX_NESTING
 from server.changes import LogEntry
+from server.db import MAX_BATCH_GET_KEYS, MAX_TRANSACTION_ACTIONS, MAX_TRANSACTION_BYTES
 from server.records import MAX_ITEM_BYTES, item_size
-from server.retry import batch_get_all, with_retries
+from server.retry import APPEND_CONTENTION, batch_get_all, pause, with_retries
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -43,11 +43,6 @@ if TYPE_CHECKING:
 
 ANCHOR = 0
 MARKER_TTL_S = 2 * 24 * 3600
-MAX_TX_ITEMS = 100
-MAX_TX_BYTES = 3_500_000  # TransactWriteItems takes 4 MB; leave room for keys and overhead
-RETRYABLE = frozenset({"TransactionConflict", "ProvisionedThroughputExceededException",
-                       "ThrottlingException", "RequestLimitExceeded", "InternalServerError"})
-MAX_ATTEMPTS = 50
 FETCH = "x"  # a log entry's flag: no `f`, the pull reads the item (see the module docstring)
 # `h` and `w` come from the item's `_hlc` / `_w`, which another program may have set to
 # anything: a fields-less entry keeps them only when they are this short.
@@ -208,7 +203,7 @@ class ChangeLog:
         heads = dict.fromkeys(scopes, 0)
         todo = list(scopes)
         while todo:
-            chunk, todo = todo[:100], todo[100:]
+            chunk, todo = todo[:MAX_BATCH_GET_KEYS], todo[MAX_BATCH_GET_KEYS:]
             request: dict[str, Any] = {self.tables.log: {
                 "Keys": [{"pk": {"S": s}, "sk": {"N": "0"}} for s in chunk],
                 "ConsistentRead": True, "ProjectionExpression": "pk, head"}}
@@ -252,7 +247,10 @@ class ChangeLog:
             now = self.clock()
             items = self._transaction(scope, head, chunk, now)
             try:
-                self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+                # DynamoDB trouble (throttling, a conflicting transaction, no answer) is
+                # retried by the one boundary, then StoreUnavailable: the batch is read again.
+                with_retries(lambda t=items: self.client.transact_write_items(  # type: ignore[misc]
+                    TransactItems=t))
                 pending = pending[len(chunk):]
                 head += len(chunk)
                 self._known_heads[scope] = head
@@ -289,12 +287,12 @@ class ChangeLog:
                         kept = [e for e in chunk if e.version > logged.get(e.item_key, -1)]
                         pending = kept + pending[len(chunk):]
                         continue
-                elif code not in RETRYABLE:
+                else:
                     raise
-            attempt += 1  # another appender moved the head, or a transient fault
-            if attempt >= MAX_ATTEMPTS:
+            attempt += 1  # another appender moved the head: read it again
+            if attempt >= APPEND_CONTENTION.attempts:
                 raise AppendFailed(f"could not append to the log of {scope!r}")
-            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))
+            pause(attempt, APPEND_CONTENTION)
         if len(self._known_heads) > 10_000:
             self._known_heads.clear()
         return head if head >= 0 else self.anchor(scope).head
@@ -326,8 +324,9 @@ class ChangeLog:
         return max(self._marker(scope, item_key), 0)
 
     def _marker(self, scope: str, item_key: str) -> int:
-        item = self.client.get_item(TableName=self.tables.feed, ConsistentRead=True,
-                                    Key=marker_key(scope, item_key)).get("Item")
+        item = with_retries(lambda: self.client.get_item(
+            TableName=self.tables.feed, ConsistentRead=True,
+            Key=marker_key(scope, item_key))).get("Item")
         return marker_version(item) if item else -1
 
     @staticmethod
@@ -336,7 +335,8 @@ class ChangeLog:
         size = 0
         for entry in pending:
             entry_size = approx_size(entry.fields) + 300
-            if chunk and (2 * len(chunk) + 3 > MAX_TX_ITEMS or size + entry_size > MAX_TX_BYTES):
+            if chunk and (2 * len(chunk) + 3 > MAX_TRANSACTION_ACTIONS
+                          or size + entry_size > MAX_TRANSACTION_BYTES):
                 # (at most one entry put and one marker update per entry, plus the anchor)
                 break
             chunk.append(entry)
@@ -397,13 +397,14 @@ EPOCH_KEY = {"pk": {"S": "meta"}, "sk": {"S": "epoch"}}
 
 
 def bump_epoch(client: DynamoDBClient, tables: TableNames) -> int:
-    out = client.update_item(TableName=tables.feed, Key=EPOCH_KEY,
-                             UpdateExpression="ADD n :one",
-                             ExpressionAttributeValues={":one": {"N": "1"}},
-                             ReturnValues="UPDATED_NEW")
+    # A retry after a lost answer may bump twice: harmless, the epoch only has to move.
+    out = with_retries(lambda: client.update_item(
+        TableName=tables.feed, Key=EPOCH_KEY, UpdateExpression="ADD n :one",
+        ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="UPDATED_NEW"))
     return int(out["Attributes"]["n"]["N"])
 
 
 def read_epoch(client: DynamoDBClient, tables: TableNames) -> int:
-    item = client.get_item(TableName=tables.feed, Key=EPOCH_KEY, ConsistentRead=True).get("Item")
+    item = with_retries(lambda: client.get_item(
+        TableName=tables.feed, Key=EPOCH_KEY, ConsistentRead=True)).get("Item")
     return int(item["n"]["N"]) if item else 0

@@ -23,11 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from pysync.hlc import ClockError, Stamp
+from server.items import record_fields, split_sort_key
 
 AttrMap: TypeAlias = dict[str, Any]  # attribute name -> typed AttributeValue
-
-META_PREFIX = "_"
-KEY_ATTRS = ("pk", "sk")
 
 
 @dataclass(frozen=True)
@@ -96,12 +94,6 @@ def is_tombstone(image: AttrMap | None) -> bool:
     return image is not None and image.get("_del", {}).get("BOOL") is True
 
 
-def record_fields(image: AttrMap) -> AttrMap:
-    """The record's own fields: everything but the keys and the reserved `_` attributes."""
-    return {k: v for k, v in image.items()
-            if k not in KEY_ATTRS and not k.startswith(META_PREFIX)}
-
-
 def _string(image: AttrMap | None, name: str) -> str | None:
     if not image or name not in image:
         return None
@@ -114,8 +106,8 @@ def pysync_keys(keys: AttrMap) -> tuple[str, str] | None:
     scope, item_key = _string(keys, "pk"), _string(keys, "sk")
     if not scope or not item_key:
         return None
-    collection, sep, key = item_key.partition("#")
-    if not sep or not collection or not key:
+    collection, key = split_sort_key(item_key)
+    if not collection or not key:
         return None
     return scope, item_key
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pysync.errors import ClientForbidden
 from server.context import ServerContext
+from server.errors import ClientForbidden
 from server.retry import error_code, with_retries
 
 

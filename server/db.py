@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
 
+# DynamoDB's request limits, as the server's writers and readers use them.
+MAX_TRANSACTION_ACTIONS = 100  # TransactWriteItems: actions per call
+MAX_TRANSACTION_BYTES = 3_500_000  # of its 4 MB: room for keys, expressions and overhead
+MAX_BATCH_GET_KEYS = 100  # BatchGetItem: keys per call
+MAX_BATCH_WRITE_ITEMS = 25  # BatchWriteItem: items per call
+
 # Pooled connections for concurrent requests; botocore retries are ours to control
 # (server/retry.py retries throttling and unreachable DynamoDB, then answers 503).
 # Short timeouts so that a DynamoDB that accepts connections but never answers (paused,

@@ -26,7 +26,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,17 +35,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from pysync.errors import AuthError, ProtocolError
+from pysync.errors import ProtocolError
 from server.auth import Principal, authenticate
 from server.changelog import ChangeLog
-from server.context import ServerContext, context_of
-from server.feed import Feed
+from server.context import context_of
+from server.errors import AuthError
 from server.http import JSONBody
 from server.retry import with_retries
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from starlette.applications import Starlette
 
     from server.tables import TableNames
 
@@ -135,11 +134,6 @@ class PokeHub:
             self.publish(heads)
 
 
-def hub_of(request: Request) -> PokeHub:
-    hub: PokeHub = request.app.state.poke_hub
-    return hub
-
-
 # ---- tickets ----------------------------------------------------------------------------------
 
 def _ticket_key(ticket: str) -> dict[str, Any]:
@@ -198,7 +192,7 @@ async def events(request: Request) -> Response:
                                             params["ticket"])
     else:
         principal = await authenticate(request)
-    hub = hub_of(request)
+    hub = ctx.hub
     sub = await hub.subscribe(principal.scope)
     heartbeat = ctx.settings.heartbeat_s
 
@@ -225,25 +219,3 @@ def events_routes() -> list[BaseRoute]:
         Route("/v1/events/ticket", ticket, methods=["POST"]),
         Route("/v1/events", events, methods=["GET"]),
     ]
-
-
-@asynccontextmanager
-async def realtime(app: Starlette, ctx: ServerContext) -> AsyncIterator[None]:
-    """The app's lifespan part: the poke hub, and the feed thread when feed_enabled."""
-    s = ctx.settings
-    hub = PokeHub(ChangeLog(ctx.dynamodb, ctx.tables, s.log_retention_s), s.events_poll_s)
-    await hub.start()
-    app.state.poke_hub = hub
-    feed: Feed | None = None
-    if s.feed_enabled:
-        feed = Feed(ctx.dynamodb, ctx.streams, ctx.tables, log_retention_s=s.log_retention_s,
-                    tombstone_retention_s=s.tombstone_retention_s, poll_s=s.feed_poll_s,
-                    lease_s=s.lease_s, shard_refresh_s=s.shard_refresh_s,
-                    on_append=hub.publish_threadsafe).start()
-    app.state.feed = feed
-    try:
-        yield
-    finally:
-        if feed is not None:
-            await run_in_threadpool(feed.stop)
-        await hub.stop()

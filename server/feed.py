@@ -96,6 +96,10 @@ class Feed:
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, release: bool = True) -> None:
         """Stop the thread; release the leases so another process can take over at once."""
         self._stop.set()

@@ -22,17 +22,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pysync.errors import (
+from pysync.errors import ProtocolError
+from pysync.protocol import dumps, loads
+from server.context import context_of
+from server.errors import (
     AuthError,
     AuthUnavailable,
     ClientForbidden,
     MutationGap,
-    ProtocolError,
     RateLimited,
     StoreUnavailable,
 )
-from pysync.protocol import dumps, loads
-from server.context import context_of
 from server.retry import request_budget
 
 log = logging.getLogger("pysync.server")

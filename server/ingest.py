@@ -9,7 +9,6 @@ own stream records come back later and are logged then.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -18,9 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pysync.hlc import MAX_CLOCK_SKEW_MS, HybridClock, Stamp, wall_clock_ms
 from server.changelog import ChangeLog, refused_by_dynamodb
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify, version_of
+from server.clock import ServerClock
+from server.errors import StoreUnavailable
+from server.items import EXTERNAL_WRITER
 from server.records import field_hash, from_native
 from server.tables import TableNames
 
@@ -30,9 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pysync.feed")
 
 MAX_LIFT_ATTEMPTS = 20  # each failed lift means a push wrote the item again meanwhile
-EXTERNAL_WRITER = "external"  # `_w` of versions the feed gave to other programs' writes
-_clock = HybridClock("feed")
-_clock_lock = threading.Lock()
+FEED_NODE = "feed"  # the node of the feed's HLC stamps
 _deserializer = TypeDeserializer()
 ForeignAction = TypeVar("ForeignAction", StampForeign, TombstoneForeign)
 
@@ -45,39 +44,27 @@ class IngestResult:
     failed_at: int | None = None
 
 
-def stamp_after(observed: str | None) -> str:
-    """The feed's stamp for a write by another program: newer than `observed` (the record's
-    newest `_hlc` before or in that write) and than the feed's clock, so the write wins
-    under merge and lww as the one that came last. A pysync push may carry a stamp up to
-    MAX_CLOCK_SKEW_MS ahead: observed like the push core does. One further ahead was not
-    written by pysync; the stamp goes just above it without dragging the feed's clock there."""
-    with _clock_lock:
-        if observed is None:
-            return str(_clock.now())
-        seen = Stamp.parse(observed)  # well-formed: server.changes.newest_hlc
-        if seen.wall_ms <= wall_clock_ms() + MAX_CLOCK_SKEW_MS:
-            return str(_clock.observe(seen))
-        return str(HybridClock(_clock.node, lambda: 0, seen).now())
-
-
 def _permanent(e: Exception) -> bool:
     """Whether a failure would recur on every re-read of the same record.
 
-    Throttling, conflicts and lost connections pass; DynamoDB refusing the request as
+    Throttling, conflicts and lost connections pass (also once the retry boundary,
+    server/retry.py, gave up on them: StoreUnavailable); DynamoDB refusing the request as
     invalid, or an error of our own on this record's data, do not.
     """
     if isinstance(e, ClientError):
         return refused_by_dynamodb(e)
-    return not isinstance(e, BotoCoreError)
+    return not isinstance(e, (BotoCoreError, StoreUnavailable))
 
 
 class Ingestor:
     def __init__(self, client: DynamoDBClient, tables: TableNames, changelog: ChangeLog,
-                 tombstone_retention_s: float) -> None:
+                 tombstone_retention_s: float, clock: ServerClock | None = None) -> None:
         self.client = client
         self.tables = tables
         self.changelog = changelog
         self.tombstone_retention_s = tombstone_retention_s
+        # The stamps this feed gives to other programs' writes (ServerClock.stamp_after).
+        self.clock = clock or ServerClock(FEED_NODE)
 
     def ingest(self, records: Sequence[dict[str, Any]]) -> IngestResult:
         by_scope: dict[str, list[tuple[int, LogEntry]]] = {}
@@ -153,7 +140,7 @@ class Ingestor:
                    self.changelog.logged_version(scope, item_key)) + 1
 
     def _stamp(self, action: StampForeign) -> None:
-        hlc = {"S": stamp_after(action.after)}
+        hlc = {"S": self.clock.stamp_after(action.after)}
         fh = dict(action.fh)
         for name in action.changed_fields:
             fh[name] = hlc
@@ -183,7 +170,7 @@ class Ingestor:
         item: dict[str, Any] = {
             "pk": {"S": action.scope}, "sk": {"S": action.item_key},
             "_v": {"N": str(action.version)}, "_del": {"BOOL": True},
-            "_hlc": {"S": stamp_after(action.after)}, "_w": {"S": EXTERNAL_WRITER},
+            "_hlc": {"S": self.clock.stamp_after(action.after)}, "_w": {"S": EXTERNAL_WRITER},
             "_ttl": {"N": str(int(time.time() + self.tombstone_retention_s))},
         }
         try:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +28,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pysync.errors import ClientForbidden, ProtocolError
-from pysync.protocol import CLIENT_ID, MAX_COUNTER
+from pysync.errors import ProtocolError
+from pysync.protocol import CLIENT_ID, MAX_COUNTER, PullResponse, ServerRecord
 from server.auth import authenticate
 from server.changelog import EPOCH_KEY, FETCH, ChangeLog
 from server.clients import bind_client_sync, client_key
 from server.context import context_of
+from server.db import MAX_BATCH_GET_KEYS
+from server.errors import ClientForbidden
 from server.http import JSONBody
+from server.items import record_fields, split_sort_key
 from server.retry import batch_get_all, with_retries
 from server.tables import TableNames
 
@@ -51,6 +54,7 @@ MAX_CURSOR_TIME = 1e11  # epoch seconds (year 5138)
 MAX_STORE_ID_CHARS = 200
 MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit for a sort key: the snapshot's last item key
 IDENTITY_CACHE_S = 30.0
+RESET = PullResponse((), None, False, 0, reset=True)  # the client starts again from no cursor
 
 
 # ---- typed DynamoDB values -> JSON, without a detour through TypeDeserializer ---------------
@@ -93,30 +97,26 @@ def _b64(raw: bytes | str) -> str:
 
 
 def fields_json(image: dict[str, Any]) -> dict[str, Any]:
-    return {k: json_value(v) for k, v in image.items()
-            if k != "pk" and k != "sk" and not k.startswith("_")}
+    return {k: json_value(v) for k, v in record_fields(image).items()}
 
 
-def _split(item_key: str) -> tuple[str, str]:
-    collection, _, key = item_key.partition("#")
-    return collection, key
+# Pull changes are protocol.ServerRecords. Their `value` is already in protocol JSON form
+# here (json_value: bytes as {"$bytes": ...}), which ServerRecord.to_json leaves as it is.
 
-
-def change_from_item(item: dict[str, Any]) -> dict[str, Any]:
+def change_from_item(item: dict[str, Any]) -> ServerRecord:
     """An items-table item (snapshot) as a pull change. No `_v`: not stamped yet, version 0."""
-    collection, key = _split(item["sk"]["S"])
+    collection, key = split_sort_key(item["sk"]["S"])
     v = item.get("_v", {}).get("N")
     hlc = item.get("_hlc", {}).get("S")
-    return {"collection": collection, "key": key, "version": int(v) if v else 0,
-            "deleted": False, "value": fields_json(item), "hlc": hlc}
+    return ServerRecord(collection, key, int(v) if v else 0, False, fields_json(item), hlc)
 
 
 def change_from_entry(entry: dict[str, Any],
-                      current: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                      current: Mapping[str, dict[str, Any]] | None = None) -> ServerRecord:
     """A log entry as a pull change. An entry logged without its fields (`x`: the log could
     not hold them, docs/feed.md) is served from the item as it is now, `current` (read by
     `changes_from_entries`): clients cannot tell the difference."""
-    collection, key = _split(entry["k"]["S"])
+    collection, key = split_sort_key(entry["k"]["S"])
     version = int(entry["v"]["N"])
     hlc = entry.get("h", {}).get("S")
     if entry.get(FETCH, {}).get("BOOL"):
@@ -124,21 +124,19 @@ def change_from_entry(entry: dict[str, Any],
         if item is not None and not item.get("_del", {}).get("BOOL"):
             change = change_from_item(item)
             # The item may have moved on: its later versions follow in the log anyway.
-            return {**change, "version": max(version, change["version"]),
-                    "hlc": change["hlc"] or hlc}
+            return replace(change, version=max(version, change.version),
+                           hlc=change.hlc or hlc)
         # Gone or a tombstone by now: its delete is in the log too, at this version or above.
         tombstone_v = item.get("_v", {}).get("N") if item is not None else None
-        return {"collection": collection, "key": key, "deleted": True, "value": None,
-                "version": max(version, int(tombstone_v) if tombstone_v else 0),
-                "hlc": (item or {}).get("_hlc", {}).get("S") or hlc}
+        return ServerRecord(collection, key,
+                            max(version, int(tombstone_v) if tombstone_v else 0), True, None,
+                            (item or {}).get("_hlc", {}).get("S") or hlc)
     deleted = entry["d"]["BOOL"]
     fields = entry.get("f", {}).get("M", {})
-    return {"collection": collection, "key": key, "version": version,
-            "deleted": deleted, "value": None if deleted else json_value({"M": fields}),
-            "hlc": hlc}
+    return ServerRecord(collection, key, version, deleted,
+                        None if deleted else json_value({"M": fields}), hlc)
 
 
-_MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 
 
 def current_items(client: DynamoDBClient, table: str, scope: str,
@@ -147,9 +145,9 @@ def current_items(client: DynamoDBClient, table: str, scope: str,
     ones are left out. DynamoDB trouble is retried, then StoreUnavailable (server/retry.py)."""
     found: dict[str, dict[str, Any]] = {}
     wanted = list(dict.fromkeys(item_keys))
-    for start in range(0, len(wanted), _MAX_KEYS_PER_READ):
+    for start in range(0, len(wanted), MAX_BATCH_GET_KEYS):
         keys = [{"pk": {"S": scope}, "sk": {"S": sk}}
-                for sk in wanted[start:start + _MAX_KEYS_PER_READ]]
+                for sk in wanted[start:start + MAX_BATCH_GET_KEYS]]
         responses = batch_get_all(client, {table: {"Keys": keys, "ConsistentRead": True}})
         for item in responses.get(table, []):
             found[item["sk"]["S"]] = item
@@ -157,7 +155,7 @@ def current_items(client: DynamoDBClient, table: str, scope: str,
 
 
 def changes_from_entries(client: DynamoDBClient, table: str, scope: str,
-                         entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+                         entries: Sequence[dict[str, Any]]) -> list[ServerRecord]:
     """Log entries as pull changes, reading the items of fields-less entries in one go."""
     fetch = [e["k"]["S"] for e in entries if e.get(FETCH, {}).get("BOOL")]
     current = current_items(client, table, scope, fetch) if fetch else {}
@@ -293,8 +291,13 @@ class Puller:
 
     def pull(self, scope: str, cursor_text: str | None, limit: int,
              client: ClientCheck | None = None) -> dict[str, Any]:
+        """`page` as the body of the answer (docs/api.md, protocol v1)."""
+        return self.page(scope, cursor_text, limit, client).to_json()
+
+    def page(self, scope: str, cursor_text: str | None, limit: int,
+             client: ClientCheck | None = None) -> PullResponse:
         """One page. With `client`, also the client's last_mutation_id, read before the
-        changes (so every mutation up to it is in DynamoDB already)."""
+        changes (so every mutation up to it is in DynamoDB already); 0 without one."""
         cursor = Cursor.decode(cursor_text) if cursor_text is not None else None
         epoch, head, client_item = self._read_state(
             scope, client_key(client.client_id) if client else None)
@@ -311,16 +314,13 @@ class Puller:
         if cursor is None:
             cursor = Cursor(store, scope_hash(scope), now, head, "")
         elif cursor.store != store or cursor.scope != scope_hash(scope):
-            return {"reset": True}
+            return RESET
         if cursor.in_snapshot:
-            result = self._snapshot(scope, cursor, head, limit)
-        else:
-            result = self._deltas(scope, cursor, head, limit, now)
-        if client is not None and not result.get("reset"):
-            result["last_mutation_id"] = last_mutation_id
-        return result
+            return self._snapshot(scope, cursor, head, limit, last_mutation_id)
+        return self._deltas(scope, cursor, head, limit, now, last_mutation_id)
 
-    def _snapshot(self, scope: str, cursor: Cursor, head: int, limit: int) -> dict[str, Any]:
+    def _snapshot(self, scope: str, cursor: Cursor, head: int, limit: int,
+                  last_mutation_id: int) -> PullResponse:
         kwargs: dict[str, Any] = {
             "TableName": self.tables.items, "ConsistentRead": True, "Limit": limit,
             "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": scope}},
@@ -329,44 +329,33 @@ class Puller:
             kwargs["ExclusiveStartKey"] = {"pk": {"S": scope},
                                            "sk": {"S": cursor.snapshot_after}}
         out = with_retries(lambda: self.client.query(**kwargs))
-        changes = [change_from_item(item) for item in out.get("Items", [])
-                   if not item.get("_del", {}).get("BOOL")]
+        changes = tuple(change_from_item(item) for item in out.get("Items", [])
+                        if not item.get("_del", {}).get("BOOL"))
         last = out.get("LastEvaluatedKey")
         if last:
             nxt = Cursor(cursor.store, cursor.scope, cursor.t, cursor.position, last["sk"]["S"])
-            return {"changes": changes, "cursor": nxt.encode(), "has_more": True}
+            return PullResponse(changes, nxt.encode(), True, last_mutation_id)
         # The snapshot is complete: continue with the log from the head read before it began.
         nxt = Cursor(cursor.store, cursor.scope, cursor.t, cursor.position)
-        return {"changes": changes, "cursor": nxt.encode(), "has_more": head > cursor.position}
+        return PullResponse(changes, nxt.encode(), head > cursor.position, last_mutation_id)
 
     def _deltas(self, scope: str, cursor: Cursor, head: int, limit: int,
-                now: float) -> dict[str, Any]:
+                now: float, last_mutation_id: int) -> PullResponse:
         if now - cursor.t > self.retention_s or cursor.position > head:
-            return {"reset": True}
+            return RESET
         entries = self.changelog.read(scope, cursor.position, head, limit)
         if head > cursor.position and not entries:
-            return {"reset": True}  # the next position is gone (trimmed)
+            return RESET  # the next position is gone (trimmed)
         position = cursor.position + len(entries)
         # Positions after `position` were appended after it: no earlier than its time, or
         # (caught up) than now. The retention clock of the next cursor starts there.
         t = float(entries[-1]["at"]["N"]) if entries and position < head else now
         nxt = Cursor(cursor.store, cursor.scope, max(t, cursor.t), position)
         changes = changes_from_entries(self.client, self.tables.items, scope, entries)
-        return {"changes": changes, "cursor": nxt.encode(),
-                "has_more": position < head}
+        return PullResponse(tuple(changes), nxt.encode(), position < head, last_mutation_id)
 
 
 # ---- the route --------------------------------------------------------------------------------
-
-def puller_of(request: Request) -> Puller:
-    state = request.app.state
-    puller: Puller | None = getattr(state, "puller", None)
-    if puller is None:
-        ctx = context_of(request)
-        puller = Puller(ctx.dynamodb, ctx.tables, ctx.settings.log_retention_s)
-        state.puller = puller
-    return puller
-
 
 def parse_limit(raw: str | None) -> int:
     """`limit`: ASCII digits only (no sign, no "²", no 5,000 digits), 1..MAX_LIMIT."""
@@ -407,6 +396,6 @@ async def pull(request: Request) -> Response:
     ctx = context_of(request)
     check = ClientCheck(client_id, principal.user,
                         lambda: bind_client_sync(ctx, client_id, principal.user))
-    result = await run_in_threadpool(puller_of(request).pull, principal.scope, cursor, limit,
-                                     check)
-    return JSONBody(result)
+    page = await run_in_threadpool(ctx.puller.page, principal.scope, cursor, limit,
+                                   check)
+    return JSONBody(page.to_json())

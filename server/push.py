@@ -20,40 +20,40 @@ import asyncio
 import contextvars
 import functools
 import itertools
-import random
-import secrets
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pysync.errors import MutationGap, StoreUnavailable
-from pysync.hlc import MAX_CLOCK_SKEW_MS, ClockError, HybridClock, Stamp, wall_clock_ms
+from pysync.hlc import ClockError, Stamp
 from pysync.merge import ABSENT, Applied, Change, Conflict, RecordState, Rejected, apply_change
 from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
 from pysync.schema import Schema, Strategy
 from server.changelog import birth_item, birth_key, marked_hlc, marker_key, unloggable
 from server.changes import LogEntry
 from server.clients import bind_client_sync, client_key
+from server.clock import ServerClock
 from server.config import Settings
 from server.context import ServerContext
+from server.db import (
+    MAX_BATCH_GET_KEYS,
+    MAX_BATCH_WRITE_ITEMS,
+    MAX_TRANSACTION_ACTIONS,
+    MAX_TRANSACTION_BYTES,
+)
+from server.errors import MutationGap, StoreUnavailable
+from server.items import Item, item_key, record_fields, sort_key, split_sort_key
 from server.records import (
     MAX_ITEM_BYTES,
-    Item,
     StoredRecord,
     decode_item,
     encode_item,
     field_hash,
-    fields_of,
-    item_key,
     item_size,
     server_record,
-    sort_key,
-    split_sort_key,
 )
 from server.retry import (
     DEFAULT_BACKOFF,
@@ -61,44 +61,12 @@ from server.retry import (
     batch_write_all,
     cancellation_codes,
     error_code,
+    pause,
     with_retries,
 )
 
-MAX_RECORDS_PER_TRANSACTION = 99  # + the client item = DynamoDB's limit of 100 actions
-MAX_TRANSACTION_BYTES = 3_500_000  # DynamoDB's limit is 4 MB per transaction
+MAX_RECORDS_PER_TRANSACTION = MAX_TRANSACTION_ACTIONS - 1  # + the client item
 MAX_CONTENTION_ROUNDS = 8
-
-
-class _ServerClock:
-    """The process's HLC, shared by the worker threads that apply pushes."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._clock = HybridClock(f"server-{secrets.token_hex(4)}")
-
-    def now(self) -> str:
-        with self._lock:
-            return str(self._clock.now())
-
-    def after(self, stamp: str) -> str:
-        """A stamp newer than both `stamp` and the server's clock."""
-        with self._lock:
-            return str(self._clock.observe(Stamp.parse(stamp)))
-
-    def accept(self, text: str | None) -> str:
-        """The stamp a mutation competes with: its own, the server's if null or too far
-        ahead. Raises ClockError if malformed."""
-        if text is None:
-            return self.now()
-        stamp = Stamp.parse(text)
-        if stamp.wall_ms > wall_clock_ms() + MAX_CLOCK_SKEW_MS:
-            return self.now()
-        with self._lock:
-            self._clock.observe(stamp)
-        return text
-
-
-SERVER_CLOCK = _ServerClock()
 
 
 class _Raced(Exception):
@@ -132,7 +100,7 @@ async def apply_push(
     """
     call = functools.partial(contextvars.copy_context().run, apply_push_sync, ctx, user, scope,
                              request)  # what asyncio.to_thread does, on our own pool
-    return await asyncio.get_running_loop().run_in_executor(_PUSHERS, call)
+    return await asyncio.get_running_loop().run_in_executor(ctx.pools.pushers, call)
 
 
 def apply_push_sync(ctx: ServerContext, user: str, scope: str,
@@ -169,7 +137,7 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
             if rest:
                 # While DynamoDB works on this chunk, compute the next one as if it succeeds.
                 # (in the request's context: its DynamoDB trouble budget, server/retry.py)
-                commit = _COMMITTERS.submit(functools.partial(
+                commit = ctx.pools.committers.submit(functools.partial(
                     contextvars.copy_context().run, _commit, *commit_args))
                 planned = _plan_checked(ctx, scope, client_id, rest, view)
                 committed = commit.result()
@@ -195,7 +163,7 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
             failures += 1
             if failures >= MAX_CONTENTION_ROUNDS:
                 raise StoreUnavailable(DEFAULT_BACKOFF.retry_after)
-            time.sleep(random.uniform(0, DEFAULT_BACKOFF.base * 2**failures))
+            pause(failures)
         stored.update(_read_records(ctx, scope, plan.chunk))
         planned = None
     ordered = tuple(results.get(m.id) or MutationResult(m.id, "duplicate") for m in mutations)
@@ -226,7 +194,7 @@ def _plan_checked(ctx: ServerContext, scope: str, client_id: str,
     write's condition; records assumed absent but not written are read, and the chunk
     computed again. Reads go into `stored`."""
     while True:
-        plan = _plan(ctx.settings, scope, client_id, pending, stored)
+        plan = _plan(ctx.settings, ctx.clock, scope, client_id, pending, stored)
         written = {w.sk for w in plan.computed.writes}
         unchecked = [m for m in plan.chunk if m.rejection is None and
                      stored[sk := sort_key(m.collection, m.key)].assumed and sk not in written]
@@ -269,34 +237,21 @@ class _Planned:
     def written(self) -> dict[str, StoredRecord]:
         """The chunk's records as they are once its transaction has committed."""
         return {w.sk: StoredRecord(w.was.collection, w.was.key, w.state, frozenset(),
-                                   w.state.version, fields_of(w.item))
+                                   w.state.version, record_fields(w.item))
                 for w in self.computed.writes}
 
 
-def _plan(settings: Settings, scope: str, client_id: str, pending: Sequence[Mutation],
-          stored: dict[str, StoredRecord]) -> _Planned:
+def _plan(settings: Settings, clock: ServerClock, scope: str, client_id: str,
+          pending: Sequence[Mutation], stored: dict[str, StoredRecord]) -> _Planned:
     """The next chunk and its outcomes; halved until its writes fit in one transaction."""
     chunk = _first_chunk(pending)
     while True:
-        computed = _compute(settings, scope, client_id, chunk, stored)
+        computed = _compute(settings, clock, scope, client_id, chunk, stored)
         if sum(w.size for w in computed.writes) <= MAX_TRANSACTION_BYTES or len(chunk) == 1:
             return _Planned(chunk, computed)
         chunk = chunk[: len(chunk) // 2]
 
 
-# A push's thread mostly waits for DynamoDB, so the pools are sized for concurrent pushes,
-# not for cores: asyncio's default pool (cores + 4 threads, 6 on 2 cores) let at most 6
-# pushes per process wait on DynamoDB at once, while DynamoDB (Local's JVM as much as the
-# service) does more with more requests in flight. Commits run on their own pool so that
-# the request's thread can compute the next chunk meanwhile (one commit in flight per push);
-# reads of one push run concurrently. All stay under the client's 64 pooled connections
-# (server/db.py) together with the feed's.
-_MAX_CONCURRENT_PUSHES = 24
-_PUSHERS = ThreadPoolExecutor(max_workers=_MAX_CONCURRENT_PUSHES, thread_name_prefix="push")
-_COMMITTERS = ThreadPoolExecutor(max_workers=_MAX_CONCURRENT_PUSHES,
-                                 thread_name_prefix="push-commit")
-_READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push-read")
-_MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 
 
 def _read_records(ctx: ServerContext, scope: str, mutations: Sequence[Mutation],
@@ -310,12 +265,13 @@ def _read_records(ctx: ServerContext, scope: str, mutations: Sequence[Mutation],
               if sk not in skip]
     wanted += [(ctx.tables.feed, key) for sk in keys
                for key in (marker_key(scope, sk), birth_key(scope, sk))]
-    groups = [wanted[i:i + _MAX_KEYS_PER_READ]
-              for i in range(0, len(wanted), _MAX_KEYS_PER_READ)]
+    groups = [wanted[i:i + MAX_BATCH_GET_KEYS]
+              for i in range(0, len(wanted), MAX_BATCH_GET_KEYS)]
     found: dict[str, Item] = {}
     markers: dict[str, Item] = {}
     request = contextvars.copy_context()  # the request's DynamoDB trouble budget
-    for items, marks in _READERS.map(lambda g: request.copy().run(_batch_get, ctx, g), groups):
+    for items, marks in ctx.pools.readers.map(lambda g: request.copy().run(_batch_get, ctx, g),
+                                              groups):
         found.update(items)
         markers.update(marks)
     return {sk: _after_log(StoredRecord(c, k, ABSENT, assumed=True) if sk in skip
@@ -335,10 +291,10 @@ def _after_log(record: StoredRecord, marker: Item | None, birth: Item | None) ->
                    earlier_hlc=max(marked_hlc(marker), marked_hlc(birth)))
 
 
-def _fresh_version(floor: int) -> int:
+def _fresh_version(clock: ServerClock, floor: int) -> int:
     """A version taken from the server clock's milliseconds (at least `floor`): above any
     counter a record's earlier life or another program's writes can have reached."""
-    return max(Stamp.parse(SERVER_CLOCK.now()).wall_ms, floor)
+    return max(Stamp.parse(clock.now()).wall_ms, floor)
 
 
 def _batch_get(ctx: ServerContext, keys: list[tuple[str, Item]]
@@ -353,7 +309,8 @@ def _batch_get(ctx: ServerContext, keys: list[tuple[str, Item]]
     return by_sk[ctx.tables.items], by_sk[ctx.tables.feed]
 
 
-def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> RecordState:
+def _adopt(clock: ServerClock, record: StoredRecord, base_version: int | None,
+           stamp: str) -> RecordState:
     """The state a mutation competes with when another program wrote the record.
 
     The foreign write becomes a pysync version: `_v + 1` if it kept the meta, else a fresh
@@ -367,17 +324,17 @@ def _adopt(record: StoredRecord, base_version: int | None, stamp: str) -> Record
     state = record.state
     version = state.version
     if record.stored_version is None:
-        version = _fresh_version(version + 1)
+        version = _fresh_version(clock, version + 1)
     if base_version is not None and base_version == version:
         return replace(state, version=version)
-    newer = SERVER_CLOCK.after(stamp)
+    newer = clock.after(stamp)
     stamps = dict(state.stamps)
     for name in record.foreign_fields:
         stamps[name] = newer
     return replace(state, version=version, hlc=newer, stamps=stamps)
 
 
-def _adopt_outside_delete(record: StoredRecord) -> RecordState:
+def _adopt_outside_delete(clock: ServerClock, record: StoredRecord) -> RecordState:
     """The tombstone of a record another program deleted outright (StoredRecord.earlier_life),
     written by push before the feed writes its own (server/ingest.py, which then finds the
     item and leaves it). Its version is fresh (_fresh_version): the earlier life may have
@@ -386,13 +343,13 @@ def _adopt_outside_delete(record: StoredRecord) -> RecordState:
     above the deleted record's newest stamp as far as it is known (the log's and the birth
     mark's) and the server's clock, which has seen every stamp this process accepted: the
     delete counts as the newest write, and a record's clock never goes back."""
-    newest = record.earlier_hlc or SERVER_CLOCK.now()
-    return replace(record.state, version=_fresh_version(record.state.version + 1), fields={},
-                   stamps={}, hlc=SERVER_CLOCK.after(newest), deleted=True, exists=True)
+    newest = record.earlier_hlc or clock.now()
+    return replace(record.state, version=_fresh_version(clock, record.state.version + 1),
+                   fields={}, stamps={}, hlc=clock.after(newest), deleted=True, exists=True)
 
 
-def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mutation],
-             stored: dict[str, StoredRecord]) -> _Computed:
+def _compute(settings: Settings, clock: ServerClock, scope: str, client_id: str,
+             chunk: Sequence[Mutation], stored: dict[str, StoredRecord]) -> _Computed:
     states: dict[str, RecordState] = {}
     writers: dict[str, str] = {}
     encoded: dict[str, Item] = {}  # the item for states[sk], when already built
@@ -412,10 +369,10 @@ def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mut
                 not _own_failed_attempt(stored[sk].born_by, client_id, m.id):
             # Before the mutation's stamp is taken: one the server gives comes after it.
             # Written even if this mutation loses, like an adoption below.
-            states[sk] = _adopt_outside_delete(stored[sk])
+            states[sk] = _adopt_outside_delete(clock, stored[sk])
             writers[sk] = f"{client_id}:{m.id}"
         try:
-            stamp = SERVER_CLOCK.accept(m.hlc)
+            stamp = clock.accept(m.hlc)
         except ClockError as e:
             results[m.id] = _rejected(m, "invalid_hlc", str(e))
             continue
@@ -425,7 +382,7 @@ def _compute(settings: Settings, scope: str, client_id: str, chunk: Sequence[Mut
             if stored[sk].foreign:
                 # Adoption is written even if this mutation loses, so the record's version
                 # stops moving and the client can name it in its next try.
-                current = _adopt(stored[sk], m.base_version, stamp)
+                current = _adopt(clock, stored[sk], m.base_version, stamp)
                 states[sk] = current
                 writers[sk] = f"{client_id}:{m.id}"
         outcome = apply_change(strategy, current, Change(m.op, m.value, m.base_version, stamp))
@@ -470,7 +427,7 @@ def _unloggable(scope: str, candidate: Item, size: int) -> bool:
     if size <= MAX_ITEM_BYTES - _LOG_ENTRY_MARGIN:
         return False
     entry = LogEntry(scope, candidate["sk"]["S"], int(candidate["_v"]["N"]), False,
-                     fields_of(candidate), candidate["_hlc"]["S"], candidate["_w"]["S"], "")
+                     record_fields(candidate), candidate["_hlc"]["S"], candidate["_w"]["S"], "")
     return unloggable(scope, entry) is not None
 
 
@@ -606,9 +563,6 @@ def _own_failed_attempt(born_by: str, client_id: str, mutation_id: int) -> bool:
     return writer == client_id and wid.isdigit() and int(wid) >= mutation_id
 
 
-_MAX_ITEMS_PER_WRITE = 25  # BatchWriteItem's limit
-
-
 def _mark_births(ctx: ServerContext, writes: list[_Write]) -> list[Future[None]]:
     """Write the birth marks of the records these writes create from nothing, alongside the
     transaction (server/changelog.birth_key). A mark whose transaction then fails names its
@@ -620,6 +574,6 @@ def _mark_births(ctx: ServerContext, writes: list[_Write]) -> list[Future[None]]
             for w in writes
             if w.state.exists and not w.was.state.exists and not w.was.earlier_life]
     request = contextvars.copy_context()  # the request's DynamoDB trouble budget
-    return [_READERS.submit(request.copy().run, batch_write_all, ctx.dynamodb,
-                            {ctx.tables.feed: puts[i:i + _MAX_ITEMS_PER_WRITE]})
-            for i in range(0, len(puts), _MAX_ITEMS_PER_WRITE)]
+    return [ctx.pools.readers.submit(request.copy().run, batch_write_all, ctx.dynamodb,
+                            {ctx.tables.feed: puts[i:i + MAX_BATCH_WRITE_ITEMS]})
+            for i in range(0, len(puts), MAX_BATCH_WRITE_ITEMS)]

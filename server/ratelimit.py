@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
-from pysync.errors import RateLimited
 from server.context import context_of
+from server.errors import RateLimited
 
 # Buckets of idle users are dropped past this many, oldest first: a dropped bucket is a full
 # bucket, so forgetting one never lets a user exceed the rate by more than one burst.
@@ -51,11 +51,6 @@ class RateLimiter:
 
 
 def rate_limiter_of(request: Request) -> RateLimiter:
-    """The app's one RateLimiter (shared by every route that counts requests)."""
-    state = request.app.state
-    limiter: RateLimiter | None = getattr(state, "rate_limiter", None)
-    if limiter is None:
-        settings = context_of(request).settings
-        limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-        state.rate_limiter = limiter
-    return limiter
+    """The app's one RateLimiter (shared by every route that counts requests), owned by its
+    ServerContext."""
+    return context_of(request).rate_limiter

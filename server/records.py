@@ -13,7 +13,8 @@ attributes, and the meta attributes:
   _w    S     last pysync writer, "<client_id>:<mutation_id>"
 
 Items written by other programs (no meta, or fields that do not match `_h`) are "foreign":
-see `StoredRecord` and server.push's adoption rule.
+see `StoredRecord` and server.push's adoption rule. The layout's rules (key attributes, sort
+key, which attributes are fields) are in server/items.py.
 """
 
 from __future__ import annotations
@@ -32,33 +33,13 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from pysync.merge import ABSENT, RecordState
 from pysync.protocol import ServerRecord
 from pysync.values import storable_number
+from server.items import KEY_ATTRIBUTES, Item, item_key
 
-META_ATTRIBUTES = frozenset({"_v", "_hlc", "_fh", "_h", "_del", "_ttl", "_w"})
-KEY_ATTRIBUTES = frozenset({"pk", "sk"})
 TOMBSTONE_TTL_SECONDS = 30 * 24 * 3600
-# `_w` of the versions the change feed gives to other programs' writes when it stamps them
-# (server/ingest.py EXTERNAL_WRITER). The stamp writes `_h` too, so a second outside write
-# landing after the stamp is still seen as foreign.
-FEED_STAMP_WRITER = "external"
 MAX_ITEM_BYTES = 400 * 1024
-
-Item = dict[str, Any]  # a DynamoDB item in wire form: {"attr": {"S": "..."}, ...}
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-def sort_key(collection: str, key: str) -> str:
-    return f"{collection}#{key}"
-
-
-def split_sort_key(sk: str) -> tuple[str, str]:
-    collection, _, key = sk.partition("#")
-    return collection, key
-
-
-def item_key(scope: str, collection: str, key: str) -> Item:
-    return {"pk": {"S": scope}, "sk": {"S": sort_key(collection, key)}}
 
 
 def to_native(value: Any) -> Any:
@@ -178,11 +159,6 @@ def decode_item(item: Mapping[str, Any] | None, collection: str, key: str) -> St
     raw = {k: v for k, v in item.items() if k not in KEY_ATTRIBUTES and not k.startswith("_")}
     return StoredRecord(collection, key, state, foreign,
                         int(stored_v) if stored_v is not None else None, raw)
-
-
-def fields_of(item: Mapping[str, Any]) -> dict[str, Any]:
-    """An item's record fields in wire form (no keys, no meta)."""
-    return {k: v for k, v in item.items() if k not in KEY_ATTRIBUTES and not k.startswith("_")}
 
 
 _MAX_PLAIN_INT = 10**38  # DynamoDB's 38 digits: below this str(int) is what the context gives

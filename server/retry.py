@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from pysync.errors import StoreUnavailable
+from server.errors import StoreUnavailable
 
 T = TypeVar("T")
 
@@ -77,6 +77,21 @@ class Backoff:
 
 
 DEFAULT_BACKOFF = Backoff()
+# Appenders of one scope's log racing for its anchor (server/changelog.py): not DynamoDB
+# trouble but contention, settled by re-reading the head, so many quick tries.
+APPEND_CONTENTION = Backoff(attempts=50, base=0.002, cap=0.2)
+
+
+def jitter(attempt: int, backoff: Backoff = DEFAULT_BACKOFF) -> float:
+    """The pause before retry number `attempt + 1`: full jitter, exponential from
+    `backoff.base`, capped at `backoff.cap`. Every retry of the server pauses this way."""
+    return random.uniform(0, min(backoff.cap, backoff.base * 2**attempt))
+
+
+def pause(attempt: int, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    """Sleep `jitter(attempt, backoff)`: for retries that are not DynamoDB trouble (a
+    condition lost to a concurrent writer), so they spend no trouble budget."""
+    time.sleep(jitter(attempt, backoff))
 
 
 @dataclass
@@ -145,11 +160,11 @@ def with_retries(call: Callable[[], T], backoff: Backoff = DEFAULT_BACKOFF) -> T
         except UNREACHABLE_ERRORS as e:
             cause, retry_after = e, backoff.unreachable_retry_after
         left = budget.spend(time.monotonic() - started)
-        pause = random.uniform(0, min(backoff.cap, backoff.base * 2**attempt))
-        if attempt + 1 == backoff.attempts or left - pause <= 0:
+        wait = jitter(attempt, backoff)
+        if attempt + 1 == backoff.attempts or left - wait <= 0:
             raise StoreUnavailable(retry_after) from cause
-        budget.spend(pause)
-        time.sleep(pause)
+        budget.spend(wait)
+        time.sleep(wait)
     raise AssertionError("unreachable")
 
 
@@ -176,10 +191,10 @@ def batch_get_all(client: Any, request_items: dict[str, Any],
         request = dict(out.get("UnprocessedKeys") or {})
         if not request:
             return found
-        pause = random.uniform(0, min(backoff.cap, backoff.base * 2**attempt))
-        if budget.spend(pause) <= 0:
+        wait = jitter(attempt, backoff)
+        if budget.spend(wait) <= 0:
             break
-        time.sleep(pause)
+        time.sleep(wait)
     raise StoreUnavailable(backoff.retry_after)
 
 

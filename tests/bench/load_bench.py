@@ -58,6 +58,7 @@ from pysync.hlc import HybridClock
 from server.assets import ensure_pysync_wheel
 from server.changelog import ChangeLog
 from server.dynamo_local import DynamoDBLocal, local_client
+from server.items import is_record_field, split_sort_key
 from server.records import field_hash
 from server.tables import TableNames
 from tests.support import server_process
@@ -208,7 +209,7 @@ def scope_items(client: Any, table: str, user: str) -> dict[str, dict[str, Any]]
         ExpressionAttributeValues={":p": {"S": f"u#{user}"}})
     for page in pages:
         for item in page["Items"]:
-            items[item["sk"]["S"].partition("#")[2]] = item
+            items[split_sort_key(item["sk"]["S"])[1]] = item
     return items
 
 
@@ -216,7 +217,7 @@ def plain(item: dict[str, Any]) -> dict[str, Any]:
     """A stored item's record fields as JSON values (the types the simulated clients write)."""
     out: dict[str, Any] = {}
     for name, av in item.items():
-        if name.startswith("_") or name in ("pk", "sk"):
+        if not is_record_field(name):
             continue
         (kind, raw), = av.items()
         out[name] = int(raw) if kind == "N" else raw

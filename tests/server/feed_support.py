@@ -13,6 +13,7 @@ from server.config import Settings
 from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from server.feed import Feed
+from server.items import item_key
 from server.tables import ensure_tables
 
 FAST = {"feed_poll_s": 0.01, "events_poll_s": 0.05, "heartbeat_s": 0.5, "lease_s": 2.0,
@@ -55,7 +56,7 @@ class Store:
 
     def put(self, scope: str, collection: str, key: str, **fields: Any) -> None:
         """A plain boto3 put, typed by hand: no pysync meta unless given as `_v=...`."""
-        item: dict[str, Any] = {"pk": {"S": scope}, "sk": {"S": f"{collection}#{key}"}}
+        item: dict[str, Any] = item_key(scope, collection, key)
         for name, value in fields.items():
             item[name] = typed(value)
         self.ctx.dynamodb.put_item(TableName=self.ctx.tables.items, Item=item)
@@ -65,19 +66,19 @@ class Store:
         values = {f":a{i}": typed(v) for i, v in enumerate(fields.values())}
         self.ctx.dynamodb.update_item(
             TableName=self.ctx.tables.items,
-            Key={"pk": {"S": scope}, "sk": {"S": f"{collection}#{key}"}},
+            Key=item_key(scope, collection, key),
             UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(fields))),
             ExpressionAttributeNames=names, ExpressionAttributeValues=values)
 
     def delete(self, scope: str, collection: str, key: str) -> None:
         self.ctx.dynamodb.delete_item(
             TableName=self.ctx.tables.items,
-            Key={"pk": {"S": scope}, "sk": {"S": f"{collection}#{key}"}})
+            Key=item_key(scope, collection, key))
 
     def item(self, scope: str, collection: str, key: str) -> dict[str, Any] | None:
         return self.ctx.dynamodb.get_item(
             TableName=self.ctx.tables.items, ConsistentRead=True,
-            Key={"pk": {"S": scope}, "sk": {"S": f"{collection}#{key}"}}).get("Item")
+            Key=item_key(scope, collection, key)).get("Item")
 
     def log(self, scope: str) -> list[dict[str, Any]]:
         """Every log entry of `scope` (not the anchor), in position order."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pysync.errors import RateLimited
 from server.dynamo_local import DynamoDBLocal
+from server.errors import RateLimited
 from server.ratelimit import RateLimiter
 from tests.server.api_support import client_id, mutation, push_body, running_api
 

@@ -6,9 +6,11 @@ import threading
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from server.changelog import ChangeLog
 from server.changes import LogEntry
+from server.errors import StoreUnavailable
 from tests.server.feed_support import Store, entries_summary
 
 pytestmark = pytest.mark.dynamodb
@@ -120,3 +122,38 @@ def test_entries_expire_by_ttl_after_the_retention(store: Store) -> None:
     anchor = store.ctx.dynamodb.get_item(TableName=store.ctx.tables.log,
                                          Key={"pk": {"S": "u#a"}, "sk": {"N": "0"}})["Item"]
     assert "ttl" not in anchor
+
+
+# Faults DynamoDB Local cannot produce on demand (throttling, a connection that times out),
+# injected with a botocore hook on the store's own client: the append's transaction goes
+# through the one retry boundary (server/retry.py) like every request path's calls.
+
+def _fail_transactions(store: Store, times: int, fault: Exception) -> list[int]:
+    calls = [0]
+
+    def hook(**_: Any) -> None:
+        calls[0] += 1
+        if calls[0] <= times:
+            raise fault
+
+    store.ctx.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", hook)
+    return calls
+
+
+def test_an_append_whose_connection_times_out_is_retried_and_logged_once(
+        store: Store) -> None:
+    fault = ReadTimeoutError(endpoint_url=store.ctx.settings.dynamodb_endpoint or "")
+    calls = _fail_transactions(store, 1, fault)
+    assert _log(store).append("u#a", [entry("u#a", "x", 1)]) == 1
+    assert calls[0] == 2
+    assert entries_summary(store.log("u#a")) == [(1, "todos#x", 1, False)]
+
+
+def test_an_append_dynamodb_keeps_throttling_gives_up_with_store_unavailable(
+        store: Store) -> None:
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "injected"}},
+                            "TransactWriteItems")
+    _fail_transactions(store, 10**6, throttled)
+    with pytest.raises(StoreUnavailable):
+        _log(store).append("u#a", [entry("u#a", "x", 1)])
+    assert store.log("u#a") == []

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from pysync.errors import ClientForbidden
 from pysync.protocol import Mutation, PushRequest
 from server.clients import bind_client
 from server.context import ServerContext
+from server.errors import ClientForbidden
 from server.push import apply_push
 
 pytestmark = pytest.mark.dynamodb

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from server.changelog import read_epoch
 from server.feed import eligible_shards
-from server.ingest import EXTERNAL_WRITER
+from server.items import EXTERNAL_WRITER
 from server.leases import SHARD_END
 from tests.server.feed_support import Store, drain, entries_summary, step_until, wait_for
 

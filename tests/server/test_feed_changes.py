@@ -106,8 +106,9 @@ def test_a_stamp_and_a_tombstone_must_come_after_the_newest_hlc_the_record_showe
 def test_a_stamp_goes_above_a_far_future_hlc_without_dragging_the_feeds_clock() -> None:
     # Another program may set `_hlc` to anything; push never accepts one over 60 s ahead.
     from pysync.hlc import Stamp, wall_clock_ms
-    from server.ingest import stamp_after
+    from server.clock import ServerClock
 
+    feed_clock = ServerClock("feed")
     far = Stamp(wall_clock_ms() + 10**9, 7, "junk")
-    assert Stamp.parse(stamp_after(str(far))) > far
-    assert Stamp.parse(stamp_after(None)).wall_ms < far.wall_ms
+    assert Stamp.parse(feed_clock.stamp_after(str(far))) > far
+    assert Stamp.parse(feed_clock.stamp_after(None)).wall_ms < far.wall_ms

@@ -15,10 +15,8 @@ from typing import Any
 
 import pytest
 
-from pysync.hlc import HybridClock, Stamp
+from pysync.hlc import Stamp
 from pysync.protocol import Mutation, PushRequest, PushResponse
-from server import ingest
-from server import push as push_module
 from server.pull import Puller
 from server.push import apply_push
 from tests.server.feed_support import Store, drain
@@ -30,15 +28,10 @@ A = "u#alice"
 
 @pytest.fixture
 def store(dynamodb_local: Any) -> Store:
+    # A context of its own, so clocks of their own (the push core's in the context, the
+    # feed's in each Feed): these tests make both observe stamps 30 s ahead, which must not
+    # carry over into later tests of the process.
     return Store.create(dynamodb_local)
-
-
-@pytest.fixture(autouse=True)
-def own_clocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fresh process clocks for the push core and the feed: these tests make both observe
-    stamps 30 s ahead, which would otherwise carry over into later tests of the process."""
-    monkeypatch.setattr(push_module, "SERVER_CLOCK", push_module._ServerClock())
-    monkeypatch.setattr(ingest, "_clock", HybridClock("feed"))
 
 
 def ahead(ms: int, node: str) -> str:

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from pysync.errors import ClientForbidden, MutationGap
 from pysync.hlc import HybridClock, Stamp
 from pysync.merge import ChangeOp
 from pysync.protocol import Mutation, PushRequest, PushResponse
 from server.context import ServerContext
+from server.errors import ClientForbidden, MutationGap
+from server.items import item_key
 from server.push import apply_push
-from server.records import decode_item, item_key
+from server.records import decode_item
 
 pytestmark = pytest.mark.dynamodb
 
@@ -138,7 +139,8 @@ def test_a_merged_record_whose_item_fits_but_whose_log_entry_would_not_is_reject
     from pysync.merge import RecordState
     from server.changelog import unloggable
     from server.changes import LogEntry
-    from server.records import MAX_ITEM_BYTES, encode_item, fields_of, item_size
+    from server.items import record_fields
+    from server.records import MAX_ITEM_BYTES, encode_item, item_size
 
     first = "x" * 300_000
     hlc = str(DEVICE.now())
@@ -154,7 +156,7 @@ def test_a_merged_record_whose_item_fits_but_whose_log_entry_would_not_is_reject
         mid = (low + high + 1) // 2
         low, high = (mid, high) if item_size(candidate(mid)) <= MAX_ITEM_BYTES else (low, mid - 1)
     item = candidate(low)
-    entry = LogEntry(scope, "accounts#k1", 2, False, fields_of(item), hlc, f"{client_id}:2",
+    entry = LogEntry(scope, "accounts#k1", 2, False, record_fields(item), hlc, f"{client_id}:2",
                      "")
     assert unloggable(scope, entry) is not None  # the case this test is about
     resp = push(ctx, scope, client_id, m(1, value={"a": first}, collection="accounts"),

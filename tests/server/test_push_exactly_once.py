@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from pysync.errors import StoreUnavailable
 from pysync.hlc import HybridClock
 from pysync.merge import ChangeOp
 from pysync.protocol import Mutation, PushRequest, PushResponse
 from server.context import ServerContext
+from server.errors import StoreUnavailable
+from server.items import item_key, sort_key
 from server.push import apply_push
-from server.records import item_key
 from tests.server.conftest import read_stream
 
 pytestmark = pytest.mark.dynamodb
@@ -55,7 +55,7 @@ def writes_of(ctx: ServerContext, scope: str, key: str, collection: str = "notes
               ) -> list[int]:
     """The `_v` of every stream record of one item, in order."""
     return [int(r["dynamodb"]["NewImage"]["_v"]["N"]) for r in read_stream(ctx, scope)
-            if r["dynamodb"]["Keys"]["sk"]["S"] == f"{collection}#{key}"]
+            if r["dynamodb"]["Keys"]["sk"]["S"] == sort_key(collection, key)]
 
 
 def test_a_retry_after_a_lost_response_applies_nothing_again(

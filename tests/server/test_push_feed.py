@@ -11,9 +11,7 @@ import pytest
 from pysync.hlc import HybridClock
 from pysync.protocol import Mutation, PushRequest, PushResponse
 from server.dynamo_local import DynamoDBLocal
-from server.ingest import EXTERNAL_WRITER
 from server.push import apply_push
-from server.records import FEED_STAMP_WRITER
 from tests.server.conftest import TEST_SCHEMA
 from tests.server.feed_support import Store, drain
 
@@ -27,10 +25,6 @@ def push(store: Store, mid: int, base: int | None, **value: Any) -> PushResponse
                  str(DEVICE.now()))
     return asyncio.run(apply_push(store.ctx, "alice", "u#alice",
                                   PushRequest("c1", (m,))))
-
-
-def test_push_recognises_the_feeds_stamp_writer() -> None:
-    assert FEED_STAMP_WRITER == EXTERNAL_WRITER
 
 
 def test_a_direct_update_stamped_by_the_feed_is_taken_at_the_feeds_version(

@@ -60,9 +60,11 @@ from pysync.schema import Collection, Schema
 from pysync.store import Database
 from server.app import create_app
 from server.changelog import bump_epoch
+from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
+from server.items import record_fields, split_sort_key
 from server.pull import Puller
-from server.records import fields_of, from_native
+from server.records import from_native
 from tests.server.feed_support import Store, drain
 from tests.sim.model import (
     ExternalWrite,
@@ -257,10 +259,10 @@ class World:
 
     def start_server(self) -> None:
         self.app = create_app(self.store.ctx.settings)
-        ctx = self.app.state.ctx
-        self.app.state.puller = Puller(ctx.dynamodb, ctx.tables,
-                                       ctx.settings.log_retention_s,
-                                       clock=lambda: time.time() + self.pull_offset_s)
+        ctx: ServerContext = self.app.state.ctx
+        # The pull's clock is the driver's (retention_passed moves it).
+        ctx.puller = Puller(ctx.dynamodb, ctx.tables, ctx.settings.log_retention_s,
+                            clock=lambda: time.time() + self.pull_offset_s)
         self.asgi = httpx.ASGITransport(app=self.app)
         self.feed = self.store.feed()
 
@@ -278,6 +280,8 @@ class World:
 
     def restart_server(self) -> None:
         self.feed.stop()  # releases its leases, so the new feed takes over at once
+        # What the lifespan's close does to the old app's pools (its feed runs here instead).
+        self.app.state.ctx.pools.shutdown()
         self.start_server()
 
     # ---- devices ------------------------------------------------------------------------
@@ -530,6 +534,7 @@ class World:
                 await self.close_device(d)
         with contextlib.suppress(Exception):
             self.feed.stop()
+        self.app.state.ctx.pools.shutdown()
 
 
 async def view(db: Database) -> dict[str, Any]:
@@ -551,9 +556,9 @@ def read_items(store: Store, scope: str) -> dict[tuple[str, str], FinalItem]:
     out: dict[tuple[str, str], FinalItem] = {}
     for page in pages:
         for item in page["Items"]:
-            c, _, k = item["sk"]["S"].partition("#")
+            c, k = split_sort_key(item["sk"]["S"])
             fields_ = {n: norm(from_native(_deserializer.deserialize(v)))
-                       for n, v in fields_of(item).items()}
+                       for n, v in record_fields(item).items()}
             out[(c, k)] = FinalItem(
                 fields_, bool(item.get("_del", {}).get("BOOL")),
                 int(item.get("_v", {}).get("N", "0")), item.get("_hlc", {}).get("S", ""),
@@ -563,7 +568,7 @@ def read_items(store: Store, scope: str) -> dict[tuple[str, str], FinalItem]:
 
 
 def log_entry(e: dict[str, Any]) -> LogEntry:
-    c, _, k = e["k"]["S"].partition("#")
+    c, k = split_sort_key(e["k"]["S"])
     return LogEntry(c, k, int(e["v"]["N"]), bool(e["d"]["BOOL"]),
                     e.get("h", {}).get("S", ""), e.get("w", {}).get("S", ""))
 
