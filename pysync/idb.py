@@ -330,7 +330,7 @@ class Transaction:
             raise _error(failure)
 
 
-class Database:
+class Connection:
     """An open IndexedDB database."""
 
     def __init__(self, name: str, js_db: Any, on_close_proxy: Any) -> None:
@@ -341,11 +341,11 @@ class Database:
 
     @classmethod
     async def open(cls, name: str, version: int, upgrades: Mapping[int, Sequence[Step]],
-                   on_close: Callable[[str], None] | None = None) -> Database:
+                   on_close: Callable[[str], None] | None = None) -> Connection:
         """Open (creating or upgrading) `name` at `version`; upgrades[v] brings v-1 to v."""
         from pyodide.ffi import create_proxy
 
-        holder: list[Database] = []
+        holder: list[Connection] = []
 
         def closed(reason: str) -> None:
             if holder:

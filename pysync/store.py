@@ -26,7 +26,7 @@ from typing import Any
 from pysync import idb
 from pysync.errors import InvalidValue, SchemaError
 from pysync.hlc import HybridClock, Stamp, wall_clock_ms
-from pysync.indexkeys import ABSENT, index_range, key_range
+from pysync.indexkeys import UNSET, index_range, key_range
 from pysync.layout import OUTBOX, RECORDS, open_layout
 from pysync.rows import RecordRow, StoredRecordRow
 from pysync.schema import Collection, Schema
@@ -41,7 +41,6 @@ __all__ = ["Change", "Database", "Doc", "LocalCollection", "Origin", "Watcher",
 
 log = logging.getLogger("pysync.store")
 
-_UNSET: Any = ABSENT
 _REMEMBER_READS = 200  # a query returning more rows than this is not remembered
 
 
@@ -208,18 +207,18 @@ class LocalCollection:
                lower_open: bool, upper_open: bool) -> tuple[str, idb.Bound, idb.Bound]:
         if index is None:
             for bound in (equals, lower, upper):
-                if bound is not _UNSET and bound is not None:
+                if bound is not UNSET and bound is not None:
                     check_key(bound)
-            if equals is not _UNSET:
+            if equals is not UNSET:
                 lower = upper = equals
                 lower_open = upper_open = False
-            lo, hi = key_range(self.name, lower=None if lower is _UNSET else lower,
-                               upper=None if upper is _UNSET else upper,
+            lo, hi = key_range(self.name, lower=None if lower is UNSET else lower,
+                               upper=None if upper is UNSET else upper,
                                lower_open=lower_open, upper_open=upper_open)
             return "live", lo, hi
         decl = self.decl.index(index)
         for v in (equals, lower, upper):
-            if v is not _UNSET:
+            if v is not UNSET:
                 for part in v if isinstance(v, tuple) else (v,):
                     if isinstance(part, (dict, list)):
                         check_record({"v": part})
@@ -230,8 +229,8 @@ class LocalCollection:
                              lower_open=lower_open, upper_open=upper_open)
         return "ix", lo, hi
 
-    async def query(self, index: str | None = None, *, equals: Any = _UNSET,
-                    lower: Any = _UNSET, upper: Any = _UNSET, lower_open: bool = False,
+    async def query(self, index: str | None = None, *, equals: Any = UNSET,
+                    lower: Any = UNSET, upper: Any = UNSET, lower_open: bool = False,
                     upper_open: bool = False, limit: int | None = None,
                     reverse: bool = False) -> list[Doc]:
         """Records in index order (or key order without an index), within the bounds.
@@ -249,14 +248,14 @@ class LocalCollection:
             self._session.cache.remember({(r["k"][0], r["k"][1]): r for r in rows[0]})
         return [_doc(r) for r in rows[0]]
 
-    async def count(self, index: str | None = None, *, equals: Any = _UNSET,
-                    lower: Any = _UNSET, upper: Any = _UNSET, lower_open: bool = False,
+    async def count(self, index: str | None = None, *, equals: Any = UNSET,
+                    lower: Any = UNSET, upper: Any = UNSET, lower_open: bool = False,
                     upper_open: bool = False) -> int:
         ix, lo, hi = self._range(index, equals, lower, upper, lower_open, upper_open)
         return int((await self._session.read([idb.count(RECORDS, ix, lo, hi)]))[0])
 
-    async def pages(self, index: str | None = None, *, size: int = 100, equals: Any = _UNSET,
-                    lower: Any = _UNSET, upper: Any = _UNSET, lower_open: bool = False,
+    async def pages(self, index: str | None = None, *, size: int = 100, equals: Any = UNSET,
+                    lower: Any = UNSET, upper: Any = UNSET, lower_open: bool = False,
                     upper_open: bool = False, reverse: bool = False
                     ) -> AsyncIterator[list[Doc]]:
         """Iterate in pages of `size`, each page its own short transaction; resumes after

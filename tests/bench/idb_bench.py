@@ -136,7 +136,7 @@ def bridge_floor(page: Page, n: int, chunk: int) -> list[float]:
     Pyodide's bridge and event loop, not by the store."""
     return [float(x) for x in run_py(page, f"""
 from pysync import idb
-raw = await idb.Database.open("bench-floor", 1, UPGRADES)
+raw = await idb.Connection.open("bench-floor", 1, UPGRADES)
 records, entries = raw_rows(items({n}, "f{chunk}-"))
 records, entries = json.loads(records), json.loads(entries)
 out = []
