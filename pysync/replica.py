@@ -64,14 +64,6 @@ class Replica:
     def __init__(self, db: Database) -> None:
         self._s: Session = db._session
 
-    @property
-    def name(self) -> str:
-        return self._s.name
-
-    @property
-    def client_id(self) -> str:
-        return self._s.client_id
-
     # --- the outbox ------------------------------------------------------------------------
 
     async def take(self, limit: int = MAX_MUTATIONS_PER_PUSH) -> PushRequest:

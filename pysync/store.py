@@ -182,8 +182,7 @@ class LocalCollection:
         await self.delete_many([key])
 
     async def delete_many(self, keys: Iterable[str]) -> None:
-        ops: list[LocalOp] = [("delete", check_key(k), None)
-                                                    for k in keys]
+        ops: list[LocalOp] = [("delete", check_key(k), None) for k in keys]
         if ops:
             await write(self._session, self.decl, ops)
 
@@ -200,7 +199,7 @@ class LocalCollection:
             return []
         rows = await self._session.read([idb.get(RECORDS, [self.name, k]) for k in keys])
         self._session.cache.remember({(self.name, k): r
-                                         for k, r in zip(keys, rows, strict=True)})
+                                      for k, r in zip(keys, rows, strict=True)})
         return [RecordRow.from_row(r).value if r else None for r in rows]
 
     def _range(self, index: str | None, equals: Any, lower: Any, upper: Any,
