@@ -37,7 +37,7 @@ class StoredRecordRow(TypedDict, total=False):
     ix: list[IndexKey]  # the app indexes' keys: the multiEntry `ix` index
     ux: list[IndexKey]  # the unique indexes' keys: the multiEntry unique `ux` index
     n: int  # how many outbox entries touch the record
-    sb: str | None  # while n > 0: the confirmed server copy as JSON text
+    sb: str  # while n > 0 and the server has the record: its confirmed copy as JSON text
     # The entry that can still be merged into (Pending): [order, op, a patch's own fields as
     # JSON text, base_version, chained, stamp].
     p: list[Any]
@@ -130,7 +130,7 @@ class RecordRow:
         if self.entries:
             row["n"] = self.entries
             if self.server_value is not None:
-                row["sb"] = _dump(self.server_value)
+                row["sb"] = dump_value(self.server_value)
         if self.pending:
             p = self.pending
             row["p"] = [p.order, p.op, _dump(p.patch), p.base_version, p.chained, p.hlc]
