@@ -37,6 +37,7 @@ from pysync.protocol import (
     float_if_exact,
     loads,
 )
+from pysync.replica import Replica
 from pysync.store import Change, Database
 
 log = logging.getLogger("pysync.client")
@@ -99,6 +100,7 @@ class SyncClient:
                  pull_limit: int = 500, backoff: Backoff | None = None,
                  platform: Platform | None = None) -> None:
         self.db = db
+        self._replica = Replica(db)  # the outbox, server changes and meta of `db`
         self._platform = platform or db.storage.platform
         self.base_url = base_url.rstrip("/")
         self.token_provider = token_provider
@@ -224,7 +226,7 @@ class SyncClient:
                     error = e  # e.g. mutation_gap: still worth pulling
             if pull:
                 applied = await self._pull_all()
-                if applied and push and await self.db.outbox.count():
+                if applied and push and await self.db.pending_count():
                     # Entries held back until a record's version was known may go now.
                     self._want(push=True)
         except SyncError as e:
@@ -251,7 +253,7 @@ class SyncClient:
     async def _push_all(self) -> None:
         renumbered = False
         while True:
-            request = await self.db.outbox.take(self.push_limit)
+            request = await self._replica.take(self.push_limit)
             if not request.mutations:
                 return
             try:
@@ -262,23 +264,23 @@ class SyncClient:
                         and e.expected < request.mutations[0].id:
                     # The server forgot this client (its tables were re-created): give the
                     # unacknowledged entries ids from the one it expects, and push again.
-                    count = await self.db.outbox.renumber(e.expected)
+                    count = await self._replica.renumber(e.expected)
                     log.warning("the server expects mutation id %d: %d outbox entries "
                                 "renumbered from it", e.expected, count)
                     renumbered = True
                     continue
-                await self.db.outbox.release()
+                await self._replica.release()
                 raise
             except Exception:
                 # Same ids and content next time: the server answers "duplicate" for any
                 # mutation that did get through, so a retry is exactly-once.
-                await self.db.outbox.release()
+                await self._replica.release()
                 raise
-            await self.db.outbox.acknowledge(response)
+            await self._replica.acknowledge(response)
             await self._refresh_pending()
 
     async def _pull_all(self) -> int:
-        cursor = await self.db.get_meta(CURSOR)
+        cursor = await self._replica.get_meta(CURSOR)
         applied = 0
         reset = False
         while True:
@@ -294,12 +296,12 @@ class SyncClient:
                 # over the snapshot; confirmed records it lacks are dropped at its end.
                 reset = True
                 cursor = None
-                await self.db.begin_resync({CURSOR: None})
+                await self._replica.begin_resync({CURSOR: None})
                 continue
             # The cursor is stored in the same transaction as the changes it covers; the
             # last page also ends a resync in progress (the same transaction again).
-            await self.db.apply_server_changes(page.changes, {CURSOR: page.cursor},
-                                               complete=not page.has_more)
+            await self._replica.apply_server_changes(page.changes, {CURSOR: page.cursor},
+                                                     complete=not page.has_more)
             applied += len(page.changes)
             cursor = page.cursor
             if not page.has_more:
@@ -455,7 +457,7 @@ class SyncClient:
 
     async def _refresh_pending(self) -> None:
         try:
-            pending = await self.db.outbox.count()
+            pending = await self.db.pending_count()
         except Exception:  # the database closed under us: nothing to report
             return
         self._set(pending=pending)

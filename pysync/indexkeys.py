@@ -34,12 +34,14 @@ IndexKey: TypeAlias = list[Any]
 MISSING, NULL, BOOL, NUMBER, STRING, BYTES, LIST, MAP = range(8)
 # An empty array sorts after every number and string in IndexedDB: "just past this prefix".
 HIGH: list[Any] = []
-ABSENT: Any = object()  # "no bound" / "field missing"
+# "Not given": a query bound left out, or a field a record lacks (merge.ABSENT is another
+# thing: the state of a record that does not exist).
+UNSET: Any = object()
 
 
 def encode_field(value: object) -> list[Any]:
     """One field as a (tag, native key) pair."""
-    if value is ABSENT:
+    if value is UNSET:
         return [MISSING, 0]
     if value is None:
         return [NULL, 0]
@@ -71,7 +73,7 @@ def _encode_values(values: Sequence[object]) -> list[Any]:
 
 
 def projection(index: Index, value: Record) -> list[Any]:
-    return _encode_values([value.get(f, ABSENT) for f in index.fields])
+    return _encode_values([value.get(f, UNSET) for f in index.fields])
 
 
 def index_keys(collection: Collection, key: str, value: Record) -> list[IndexKey]:
@@ -102,8 +104,8 @@ def _prefix(index: Index, values: object) -> list[Any]:
 Bound: TypeAlias = tuple[IndexKey, bool]  # (key, open)
 
 
-def index_range(collection: Collection, index: Index, *, equals: object = ABSENT,
-                lower: object = ABSENT, upper: object = ABSENT, lower_open: bool = False,
+def index_range(collection: Collection, index: Index, *, equals: object = UNSET,
+                lower: object = UNSET, upper: object = UNSET, lower_open: bool = False,
                 upper_open: bool = False) -> tuple[Bound, Bound]:
     """The IndexedDB key range over `ix` for a query on one index.
 
@@ -111,15 +113,15 @@ def index_range(collection: Collection, index: Index, *, equals: object = ABSENT
     of the index's fields; a prefix matches every record that starts with it.
     """
     base: list[Any] = [collection.name, index.name]
-    if equals is not ABSENT:
+    if equals is not UNSET:
         lower = upper = equals
         lower_open = upper_open = False
-    if lower is ABSENT:
+    if lower is UNSET:
         lo: Bound = (base, False)
     else:
         p = base + _prefix(index, lower)
         lo = ([*p, HIGH], True) if lower_open else (p, False)
-    if upper is ABSENT:
+    if upper is UNSET:
         hi: Bound = ([*base, HIGH], False)
     else:
         p = base + _prefix(index, upper)
@@ -134,29 +136,3 @@ def key_range(collection: str, *, lower: str | None = None, upper: str | None = 
     hi: Bound = ([collection, upper], upper_open) if upper is not None else \
         ([collection, HIGH], False)
     return lo, hi
-
-
-def compare(a: Any, b: Any) -> int:
-    """IndexedDB's key order (numbers < strings < arrays), for tests and paging in Python."""
-    rank_a, rank_b = _rank(a), _rank(b)
-    if rank_a != rank_b:
-        return -1 if rank_a < rank_b else 1
-    if isinstance(a, list):
-        for x, y in zip(a, b, strict=False):
-            c = compare(x, y)
-            if c:
-                return c
-        return (len(a) > len(b)) - (len(a) < len(b))
-    if isinstance(a, str):
-        a, b = a.encode("utf-16-be"), b.encode("utf-16-be")
-    return (a > b) - (a < b)  # type: ignore[no-any-return]
-
-
-def _rank(k: Any) -> int:
-    if isinstance(k, (int, float)) and not isinstance(k, bool):
-        return 0
-    if isinstance(k, str):
-        return 1
-    if isinstance(k, list):
-        return 2
-    raise TypeError(f"{k!r} is not an IndexedDB key")

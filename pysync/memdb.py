@@ -28,7 +28,7 @@ breaks here too (design.md sections 3 and 8):
   channel of the same name on the same storage, never to the sender.
 
 A `MemoryStorage` is a browser profile: it holds the committed state and outlives the
-Database objects opened on it. `crash()` simulates the tab (or browser) dying: uncommitted
+Connection objects opened on it. `crash()` simulates the tab (or browser) dying: uncommitted
 transactions vanish, connections, channels and locks go; the objects that were open can no
 longer touch it (DatabaseClosed), and a new `open` sees exactly what was committed.
 """
@@ -224,7 +224,7 @@ class _State:
         self.version = 0
         self.stores: dict[str, _ObjectStore] = {}
         self.bytes = 0
-        self.connections: list[Database] = []
+        self.connections: list[Connection] = []
         self.live: list[Transaction] = []  # unfinished, in creation order
 
     def may_start(self, tx: Transaction) -> bool:
@@ -604,8 +604,8 @@ def _span(os: _ObjectStore, ix: _Index | None, bounds: tuple[Any, bool, Any, boo
 # --- databases, channels, the storage ------------------------------------------------------
 
 
-class Database:
-    """An open connection to a database of a MemoryStorage: idb.Database's surface."""
+class Connection:
+    """An open connection to a database of a MemoryStorage: idb.Connection's surface."""
 
     def __init__(self, storage: MemoryStorage, state: _State,
                  on_close: Callable[[str], None] | None) -> None:
@@ -636,7 +636,7 @@ class Database:
     async def checked_write(self, stores: Sequence[str], expect: Sequence[tuple[str, Any, Any]],
                             writes: Sequence[idb.Write],
                             announce: tuple[Any, str] | None = None) -> None:
-        """As idb.Database.checked_write: reads checking `expect`, then `writes`, issued at
+        """As idb.Connection.checked_write: reads checking `expect`, then `writes`, issued at
         once in one readwrite transaction; Stale (nothing written) if a check fails."""
         if self.closed:
             raise DatabaseClosed(f"database {self.name!r} is closed")
@@ -737,7 +737,7 @@ class MemoryStorage:
         return sum(s.bytes for s in self._states.values())
 
     async def open(self, name: str, version: int, upgrades: Mapping[int, Sequence[idb.Step]],
-                   on_close: Callable[[str], None] | None = None) -> Database:
+                   on_close: Callable[[str], None] | None = None) -> Connection:
         """Open (creating or upgrading) `name` at `version`; upgrades[v] brings v-1 to v."""
         during = f"opening database {name!r}"
         await asyncio.sleep(0)  # an open request answers from the event loop
@@ -762,7 +762,7 @@ class MemoryStorage:
             state.stores = stores
             state.version = version
             state.bytes = sum(len(t) for os in stores.values() for _, t in os.records.values())
-        conn = Database(self, state, on_close)
+        conn = Connection(self, state, on_close)
         state.connections.append(conn)
         return conn
 

@@ -29,7 +29,7 @@ import base64
 import json
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from pysync.errors import NotFound
 from pysync.protocol import Mutation, Op, dumps
@@ -73,6 +73,21 @@ def load_value(text: str) -> Record:
     return from_json(data)  # type: ignore[no-any-return]
 
 
+class StoredOutboxRow(TypedDict, total=False):
+    """A row of the `outbox` store: an Entry as stored (docs/local-store.md tables it)."""
+
+    o: Required[int]  # the order key (meta writer.next_order): the store's key path
+    r: Required[list[str]]  # [collection, key]: the `record` index
+    op: Required[Op]
+    v: Required[str | None]  # put: the value, patch: its fields, as JSON text; delete: None
+    b: Required[int | None]  # base_version
+    h: Required[str]  # the HLC stamp of the edit
+    ch: Required[bool]  # chained: its base_version is set when taken
+    q: int  # = o while not yet taken for sending: the `pending` index
+    m: int  # the wire id, once taken: the unique `wire` index
+    f: bool  # in flight: sent, not yet acknowledged
+
+
 @dataclass(frozen=True)
 class Entry:
     order: int
@@ -94,9 +109,9 @@ class Entry:
         return Mutation(self.wire_id, self.collection, self.key, self.op, self.value,
                         self.base_version, self.hlc)
 
-    def to_row(self, text: str | None = None) -> dict[str, Any]:
+    def to_row(self, text: str | None = None) -> StoredOutboxRow:
         """The stored form; `text` is the value already dumped, if the caller has it."""
-        row: dict[str, Any] = {
+        row: StoredOutboxRow = {
             "o": self.order, "r": [self.collection, self.key], "op": self.op,
             "v": text if text is not None else
             None if self.value is None else dump_value(self.value),
@@ -110,7 +125,7 @@ class Entry:
         return row
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Entry:
+    def from_row(cls, row: StoredOutboxRow) -> Entry:
         v = row.get("v")
         return cls(row["o"], row["r"][0], row["r"][1], row["op"],
                    None if v is None else load_value(v), row.get("b"), row["h"],

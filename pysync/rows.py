@@ -12,16 +12,37 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final, Required, TypedDict
 
 from pysync.errors import NotFound
-from pysync.indexkeys import index_keys, unique_keys
+from pysync.indexkeys import IndexKey, index_keys, unique_keys
 from pysync.outbox import Entry, apply_op, coalesce, dump_value, load_value, rebase
 from pysync.protocol import MutationResult, Op, ServerRecord
 from pysync.schema import Collection
 from pysync.values import Record
 
-RESYNC_MARK = "rs"  # a record row's `resync` flag, as stored
+RESYNC_MARK: Final = "rs"  # a record row's `resync` flag, as stored
+
+class StoredRecordRow(TypedDict, total=False):
+    """A row of the `records` store as stored. Short keys, as every row is stored whole;
+    docs/local-store.md tables them."""
+
+    k: Required[list[str]]  # [collection, key]: the store's key path
+    v: Required[str | None]  # the visible value as JSON text (outbox.dump_value); None: deleted
+    h: str  # the newest field stamp (HLC) of `v`
+    fh: dict[str, str]  # the field stamps older than `h`, by field
+    sv: int  # the server's version last confirmed
+    sh: str  # the server's stamp last confirmed
+    l: list[str]  # noqa: E741 (= k while the record is live: the `live` index)
+    ix: list[IndexKey]  # the app indexes' keys: the multiEntry `ix` index
+    ux: list[IndexKey]  # the unique indexes' keys: the multiEntry unique `ux` index
+    n: int  # how many outbox entries touch the record
+    sb: str  # while n > 0 and the server has the record: its confirmed copy as JSON text
+    # The entry that can still be merged into (Pending): [order, op, a patch's own fields as
+    # JSON text, base_version, chained, stamp].
+    p: list[Any]
+    st: bool  # the server has our write but its version is unknown (stale)
+    rs: int  # 1 while a resync has yet to confirm the record (RESYNC_MARK)
 
 
 def _dump(value: Record | None) -> str | None:
@@ -86,10 +107,10 @@ class RecordRow:
         return Entry(p.order, self.collection, self.key, p.op, value, p.base_version, p.hlc,
                      p.chained)
 
-    def to_row(self, collection: Collection) -> dict[str, Any]:
+    def to_row(self, collection: Collection) -> StoredRecordRow:
         """The stored form. Field stamps equal to the newest one are left out of `fh`
         (after a put that is all of them), and so are empty attributes."""
-        row: dict[str, Any] = {"k": [self.collection, self.key], "v": _dump(self.value)}
+        row: StoredRecordRow = {"k": [self.collection, self.key], "v": _dump(self.value)}
         if self.stamps:
             newest = max(self.stamps.values())
             row["h"] = newest
@@ -109,7 +130,7 @@ class RecordRow:
         if self.entries:
             row["n"] = self.entries
             if self.server_value is not None:
-                row["sb"] = _dump(self.server_value)
+                row["sb"] = dump_value(self.server_value)
         if self.pending:
             p = self.pending
             row["p"] = [p.order, p.op, _dump(p.patch), p.base_version, p.chained, p.hlc]
@@ -120,7 +141,7 @@ class RecordRow:
         return row
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> RecordRow:
+    def from_row(cls, row: StoredRecordRow) -> RecordRow:
         value = _load(row.get("v"))
         stamps: dict[str, str] = {}
         if value is not None and "h" in row:

@@ -82,7 +82,7 @@ class IndexedDB:
 
     async def open(self, name: str, version: int, upgrades: Mapping[int, Sequence[idb.Step]],
                    on_close: Callable[[str], None] | None = None) -> Connection:
-        return await idb.Database.open(name, version, upgrades, on_close)
+        return await idb.Connection.open(name, version, upgrades, on_close)
 
     def channel(self, name: str, on_message: Callable[[str], None]) -> Channel:
         return idb.Channel(name, on_message)

@@ -14,7 +14,8 @@ from server.paths import PYSYNC_SRC, ROOT, WHEELS_DIR
 
 
 def _newest_source_mtime() -> float:
-    files = [ROOT / "pyproject.toml", *PYSYNC_SRC.rglob("*.py")]
+    # Every file the wheel ships: the modules and the package data (idb_helper.js).
+    files = [ROOT / "pyproject.toml", *PYSYNC_SRC.rglob("*.py"), *PYSYNC_SRC.rglob("*.js")]
     return max(f.stat().st_mtime for f in files)
 
 

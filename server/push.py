@@ -29,7 +29,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pysync.hlc import ClockError, Stamp
-from pysync.merge import ABSENT, Applied, Change, Conflict, RecordState, Rejected, apply_change
+from pysync.merge import ABSENT, Applied, Conflict, Edit, RecordState, Rejected, apply_change
 from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
 from pysync.schema import Schema, Strategy
 from server.changelog import birth_item, birth_key, marked_hlc, marker_key, unloggable
@@ -385,7 +385,7 @@ def _compute(settings: Settings, clock: ServerClock, scope: str, client_id: str,
                 current = _adopt(clock, stored[sk], m.base_version, stamp)
                 states[sk] = current
                 writers[sk] = f"{client_id}:{m.id}"
-        outcome = apply_change(strategy, current, Change(m.op, m.value, m.base_version, stamp))
+        outcome = apply_change(strategy, current, Edit(m.op, m.value, m.base_version, stamp))
         if isinstance(outcome, Rejected):
             results[m.id] = _rejected(m, outcome.code, outcome.message)
         elif isinstance(outcome, Conflict):

@@ -67,7 +67,7 @@ STORE_TROUBLE_BOUND_S = TROUBLE_BUDGET_S + CONNECT_TIMEOUT_S + READ_TIMEOUT_S
 
 
 @dataclass(frozen=True)
-class Backoff:
+class RetryPolicy:
     attempts: int = 6
     base: float = 0.025  # seconds; doubles each attempt, full jitter
     cap: float = 1.0
@@ -76,19 +76,19 @@ class Backoff:
     budget_s: float = TROUBLE_BUDGET_S  # failed attempts + pauses, per call without a request
 
 
-DEFAULT_BACKOFF = Backoff()
+DEFAULT_BACKOFF = RetryPolicy()
 # Appenders of one scope's log racing for its anchor (server/changelog.py): not DynamoDB
 # trouble but contention, settled by re-reading the head, so many quick tries.
-APPEND_CONTENTION = Backoff(attempts=50, base=0.002, cap=0.2)
+APPEND_CONTENTION = RetryPolicy(attempts=50, base=0.002, cap=0.2)
 
 
-def jitter(attempt: int, backoff: Backoff = DEFAULT_BACKOFF) -> float:
+def jitter(attempt: int, backoff: RetryPolicy = DEFAULT_BACKOFF) -> float:
     """The pause before retry number `attempt + 1`: full jitter, exponential from
     `backoff.base`, capped at `backoff.cap`. Every retry of the server pauses this way."""
     return random.uniform(0, min(backoff.cap, backoff.base * 2**attempt))
 
 
-def pause(attempt: int, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+def pause(attempt: int, backoff: RetryPolicy = DEFAULT_BACKOFF) -> None:
     """Sleep `jitter(attempt, backoff)`: for retries that are not DynamoDB trouble (a
     condition lost to a concurrent writer), so they spend no trouble budget."""
     time.sleep(jitter(attempt, backoff))
@@ -144,7 +144,7 @@ def is_throttling(e: ClientError) -> bool:
     return False
 
 
-def with_retries(call: Callable[[], T], backoff: Backoff = DEFAULT_BACKOFF) -> T:
+def with_retries(call: Callable[[], T], backoff: RetryPolicy = DEFAULT_BACKOFF) -> T:
     """`call()`, retried while DynamoDB throttles or cannot be reached; StoreUnavailable when
     the attempts or the trouble budget (the request's, else this call's own) run out."""
     budget = current_budget(backoff)
@@ -168,13 +168,13 @@ def with_retries(call: Callable[[], T], backoff: Backoff = DEFAULT_BACKOFF) -> T
     raise AssertionError("unreachable")
 
 
-def current_budget(backoff: Backoff = DEFAULT_BACKOFF) -> TroubleBudget:
+def current_budget(backoff: RetryPolicy = DEFAULT_BACKOFF) -> TroubleBudget:
     """The request's trouble budget, or a fresh one for work outside a request."""
     return _REQUEST_BUDGET.get() or TroubleBudget(backoff.budget_s)
 
 
 def batch_get_all(client: Any, request_items: dict[str, Any],
-                  backoff: Backoff = DEFAULT_BACKOFF) -> dict[str, list[dict[str, Any]]]:
+                  backoff: RetryPolicy = DEFAULT_BACKOFF) -> dict[str, list[dict[str, Any]]]:
     """BatchGetItem until no key is left unprocessed: each call through with_retries, and
     UnprocessedKeys (DynamoDB's partial throttling) asked again after a backoff pause, like a
     throttled call; StoreUnavailable if keys are still left after the attempts or the budget.
@@ -199,7 +199,7 @@ def batch_get_all(client: Any, request_items: dict[str, Any],
 
 
 def batch_write_all(client: Any, request_items: dict[str, Any],
-                    backoff: Backoff = DEFAULT_BACKOFF) -> None:
+                    backoff: RetryPolicy = DEFAULT_BACKOFF) -> None:
     """BatchWriteItem until no item is left unprocessed, under the same rules as
     batch_get_all (UnprocessedItems is DynamoDB's partial throttling)."""
     budget = current_budget(backoff)

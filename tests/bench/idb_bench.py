@@ -80,7 +80,7 @@ SETUP = """
 import json, time, js
 import pysync
 from pysync import Schema, Collection, Index
-from pysync.store import UPGRADES
+from pysync.layout import UPGRADES
 from pysync.rows import local_write
 
 SCHEMA = Schema(Collection("todos", indexes=(Index("by_done", "done"),
@@ -123,7 +123,7 @@ pairs = items({n}, "p")
 t0 = js.performance.now()
 await db.collection("todos").put_many(pairs)
 ms = js.performance.now() - t0
-assert await db.outbox.count() == {n}
+assert await db.pending_count() == {n}
 db.close()
 ms
 """)
@@ -136,7 +136,7 @@ def bridge_floor(page: Page, n: int, chunk: int) -> list[float]:
     Pyodide's bridge and event loop, not by the store."""
     return [float(x) for x in run_py(page, f"""
 from pysync import idb
-raw = await idb.Database.open("bench-floor", 1, UPGRADES)
+raw = await idb.Connection.open("bench-floor", 1, UPGRADES)
 records, entries = raw_rows(items({n}, "f{chunk}-"))
 records, entries = json.loads(records), json.loads(entries)
 out = []

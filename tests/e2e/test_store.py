@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
 SETUP = """
 import pysync
 from pysync import Schema, Collection, Index
+from pysync.replica import Replica
 SCHEMA = Schema(
     Collection("todos", indexes=(Index("by_done", "done"), Index("by_list", "list", "rank"),
                                  Index("by_title", "title", unique=True))),
@@ -34,7 +35,7 @@ async def fresh(name, schema=SCHEMA):
     return await pysync.open_database(name, schema)
 
 async def outbox(db):
-    return [[e.op, e.key, e.value, e.wire_id] for e in await db.outbox.entries()]
+    return [[e.op, e.key, e.value, e.wire_id] for e in await Replica(db).outbox_entries()]
 
 async def error_of(coro):
     try:
@@ -179,7 +180,7 @@ import json, js
 db = await fresh("abort")
 todos = db.collection("todos")
 await todos.put("a", {"title": "Milk"})
-next_order = (await db.get_meta("writer"))["next_order"]
+next_order = (await Replica(db).get_meta("writer"))["next_order"]
 await js.eval('''(async (name, o) => {
   const db = await new Promise((ok) => {
     const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); });
@@ -205,12 +206,13 @@ await todos.patch("a", {"done": True})
 await todos.put("gone", {"title": "temp"})
 await todos.delete("gone")
 before = await outbox(db)
-batch = await db.outbox.take()
+batch = await Replica(db).take()
 await todos.patch("a", {"title": "Oat milk"})
 during = await outbox(db)
-results = await db.outbox.acknowledge(PushResponse(1, (MutationResult(1, "applied", 1),)))
+results = await Replica(db).acknowledge(
+    PushResponse(1, (MutationResult(1, "applied", 1),)))
 after = await outbox(db)
-second = await db.outbox.take()
+second = await Replica(db).take()
 [before, [m.id for m in batch.mutations], during, after,
  [[m.id, m.op, m.base_version, m.value] for m in second.mutations],
  await todos.get("a"), await todos.get("gone")]
@@ -231,10 +233,10 @@ def test_a_failed_send_keeps_ids_and_content_and_is_sent_again_first(page: Page)
 db = await fresh("release")
 todos = db.collection("todos")
 await todos.put("a", {"n": 1})
-first = await db.outbox.take()
-await db.outbox.release()
+first = await Replica(db).take()
+await Replica(db).release()
 await todos.put("b", {"n": 2})
-again = await db.outbox.take()
+again = await Replica(db).take()
 [[m.to_json() for m in first.mutations], [m.to_json() for m in again.mutations][:1],
  [m.id for m in again.mutations]]
 """)
@@ -251,15 +253,18 @@ todos = db.collection("todos")
 seen = []
 db.watch(lambda changes: seen.extend([c.key, c.origin] for c in changes))
 S = ServerRecord
-await db.apply_server_changes([S("todos", "a", 2, False, {"title": "Milk", "done": False}),
-                               S("todos", "b", 1, False, {"title": "Eggs"})], {"cursor": "c1"})
+replica = Replica(db)
+await replica.apply_server_changes([S("todos", "a", 2, False, {"title": "Milk", "done": False}),
+                                    S("todos", "b", 1, False, {"title": "Eggs"})],
+                                   {"cursor": "c1"})
 await todos.patch("a", {"done": True})
-await db.apply_server_changes([S("todos", "a", 3, False, {"title": "Oat milk", "done": False}),
-                               S("todos", "b", 0, False, {"title": "stale"})])
+await replica.apply_server_changes([S("todos", "a", 3, False, {"title": "Oat milk",
+                                                               "done": False}),
+                                    S("todos", "b", 0, False, {"title": "stale"})])
 a = await todos.get("a")
 docs = await todos.query("by_title", equals="Oat milk")
 [a, await todos.get("b"), [[d.key, d.version, d.pending] for d in docs],
- await db.get_meta("cursor"), seen]
+ await replica.get_meta("cursor"), seen]
 """)
     a, b, docs, cursor, seen = result
     assert a == {"title": "Oat milk", "done": True}
@@ -275,25 +280,27 @@ def test_a_resync_closed_midway_resumes_and_drops_the_confirmed_records_it_lacks
 from pysync.protocol import ServerRecord as S
 db = await fresh("resync")
 todos = db.collection("todos")
-await db.apply_server_changes([S("todos", k, 1, False, {"title": k})
-                               for k in ("gone", "kept1", "kept2", "put", "patched")],
-                              {"cursor": "old"})
+replica = Replica(db)
+await replica.apply_server_changes([S("todos", k, 1, False, {"title": k})
+                                    for k in ("gone", "kept1", "kept2", "put", "patched")],
+                                   {"cursor": "old"})
 await todos.put("put", {"title": "new"})  # pending local writes: never dropped
 await todos.patch("patched", {"done": True})
-await db.begin_resync({"cursor": None})
+await replica.begin_resync({"cursor": None})
 # The snapshot's first page: the same version as stored still confirms the record.
-await db.apply_server_changes([S("todos", "kept1", 1, False, {"title": "kept1"})],
-                              {"cursor": "page1"})
+await replica.apply_server_changes([S("todos", "kept1", 1, False, {"title": "kept1"})],
+                                   {"cursor": "page1"})
 db.close()  # the page goes away in the middle of the sequence
 db = await pysync.open_database("resync", SCHEMA)
 todos = db.collection("todos")
+replica = Replica(db)
 seen = []
 db.watch(lambda changes: seen.extend([c.key, c.value] for c in changes))
 before_end = await todos.get("gone")
-await db.apply_server_changes([S("todos", "kept2", 2, False, {"title": "kept2 v2"})],
-                              {"cursor": "page2"}, complete=True)
+await replica.apply_server_changes([S("todos", "kept2", 2, False, {"title": "kept2 v2"})],
+                                   {"cursor": "page2"}, complete=True)
 [before_end, [[d.key, d.value, d.version, d.pending] for d in await todos.query()],
- await db.get_meta("cursor"), await db.get_meta("resync"), seen, await outbox(db)]
+ await replica.get_meta("cursor"), await replica.get_meta("resync"), seen, await outbox(db)]
 """)
     before_end, docs, cursor, resync, seen, entries = result
     assert before_end == {"title": "gone"}  # dropped only when the sequence completes
@@ -406,7 +413,7 @@ db = await fresh("bulk")
 todos = db.collection("todos")
 await todos.put_many({f"k{i:03d}": {"n": i} for i in range(40)})
 await todos.put_many({f"k{i:03d}": {"n": -i} for i in range(20, 60)})
-[await todos.count(), await db.outbox.count(), await todos.get("k025"),
+[await todos.count(), await db.pending_count(), await todos.get("k025"),
  await todos.get("k005"), await todos.get("k059")]
 """)
     assert result == [60, 60, {"n": -25}, {"n": 5}, {"n": -59}]
@@ -428,26 +435,45 @@ await js.eval('''(name) => new Promise((ok) => {
 # Two connections in one page behave as two tabs, and deterministically so: a write resumes in
 # its transaction's complete event, before the other connection's BroadcastChannel message
 # (a later task) can tell it that what it cached is out of date.
+# `read_first` collects the keys of each db1 write that took the read-first path (the
+# module's function wrapped for the test, then put back).
 STALE_SETUP = """
+import pysync.writes
 db1 = await fresh("{name}")
 db2 = await pysync.open_database("{name}", SCHEMA)
 read_first = []
-slow = db1._write_read_first
-async def counted(*args):
-    read_first.append(args[2])
-    return await slow(*args)
-db1._write_read_first = counted
+if "UNWRAPPED_READ_FIRST" not in globals():
+    UNWRAPPED_READ_FIRST = pysync.writes._write_read_first
+async def counted(session, collection, ops, keys):
+    if session is db1._session:
+        read_first.append(keys)
+    return await UNWRAPPED_READ_FIRST(session, collection, ops, keys)
+pysync.writes._write_read_first = counted
 """
+UNWRAP = """
+import pysync.writes
+if "UNWRAPPED_READ_FIRST" in globals():
+    pysync.writes._write_read_first = UNWRAPPED_READ_FIRST
+None
+"""
+
+
+def two_tabs(page: Page, name: str, code: str) -> Any:
+    """Run `code` after STALE_SETUP (two connections of the database `name`)."""
+    try:
+        return py(page, STALE_SETUP.format(name=name) + code)
+    finally:
+        py(page, UNWRAP)
 
 
 def test_a_write_over_a_row_another_tab_changed_meanwhile_coalesces_with_its_edit(
         page: Page) -> None:
-    result = py(page, STALE_SETUP.format(name="stale-row") + """
+    result = two_tabs(page, "stale-row", """
 await db1.collection("todos").put("x", {"title": "a"})
 await db2.collection("todos").patch("x", {"done": True})
 await db1.collection("todos").patch("x", {"rank": 3})
 await db1.collection("todos").put("y", {"title": "b"})
-orders = [e.order for e in await db1.outbox.entries()]
+orders = [e.order for e in await Replica(db1).outbox_entries()]
 [await db1.collection("todos").get("x"), await outbox(db1), orders == sorted(set(orders)),
  read_first]
 """)
@@ -461,7 +487,7 @@ orders = [e.order for e in await db1.outbox.entries()]
 
 def test_a_put_over_a_record_this_tab_never_saw_replaces_it_with_one_outbox_entry(
         page: Page) -> None:
-    result = py(page, STALE_SETUP.format(name="unseen-row") + """
+    result = two_tabs(page, "unseen-row", """
 await db2.collection("todos").put("z", {"title": "from db2", "done": False})
 await db1.collection("todos").put("z", {"title": "from db1"})
 [await db2.collection("todos").get("z"), await outbox(db2), read_first]

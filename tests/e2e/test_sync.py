@@ -19,6 +19,7 @@ IMPORTS = """
 import pysync, js
 from pysync import Schema, Collection
 from pysync.client import SyncClient, dev_token_provider
+from pysync.replica import Replica
 base = js.location.origin
 """
 
@@ -42,7 +43,7 @@ await error_code(client.sync_now())
 
 # Every local write acknowledged, and the last round a success. (status.pending is refreshed
 # after a write in a task of its own: just after a write it may still say 0.)
-SYNCED = "[await db.outbox.count(), client.status.last_error]"
+SYNCED = "[await db.pending_count(), client.status.last_error]"
 
 LOCKS = """
 locks = await js.navigator.locks.query()
@@ -194,7 +195,7 @@ def test_a_cursor_the_server_cannot_serve_resets_to_a_snapshot_and_keeps_the_out
     a, b = devices
     run_py(a, START % {"user": other})
     run_py(a, "await todos.put('x', {'of': 'another user'}); await client.sync_now(); None")
-    foreign_cursor = run_py(a, "await db.get_meta('cursor')")
+    foreign_cursor = run_py(a, "await Replica(db).get_meta('cursor')")
     assert foreign_cursor
     run_py(a, STOP)
     run_py(b, START % {"user": user})
@@ -207,8 +208,9 @@ from pysync.protocol import ServerRecord
 db = await pysync.open_database("sync-{user}", Schema(Collection("todos")))
 todos = db["todos"]
 await todos.put('mine', {{'from': 'a'}})
-await db.apply_server_changes([ServerRecord('todos', 'x', 1, False, {{'of': 'another user'}})],
-                              {{"cursor": {foreign_cursor!r}}})
+await Replica(db).apply_server_changes(
+    [ServerRecord('todos', 'x', 1, False, {{'of': 'another user'}})],
+    {{"cursor": {foreign_cursor!r}}})
 assert await todos.get('x') == {{'of': 'another user'}}
 client = SyncClient(db, base, dev_token_provider(base, {user!r}))
 await client.start()
@@ -226,7 +228,7 @@ def foreign_cursor(page: Page) -> str:
     """A cursor of another user's scope, which the server answers with a reset."""
     run_py(page, START % {"user": new_user()})
     run_py(page, "await todos.put('x', {'of': 'another user'}); await client.sync_now(); None")
-    cursor = run_py(page, "await db.get_meta('cursor')")
+    cursor = run_py(page, "await Replica(db).get_meta('cursor')")
     assert cursor
     run_py(page, STOP)
     return cursor  # type: ignore[no-any-return]
@@ -257,7 +259,7 @@ None
         "pk": {"S": f"u#{user}"}, "sk": {"S": "todos#gone"}})
     run_py(a, f"""
 await todos.patch('edited', {{'n': 30}})
-await db.apply_server_changes([], {{"cursor": {cursor!r}}})
+await Replica(db).apply_server_changes([], {{"cursor": {cursor!r}}})
 client = SyncClient(db, base, dev_token_provider(base, {user!r}))
 await client.start()
 None

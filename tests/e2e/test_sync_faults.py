@@ -38,6 +38,7 @@ import asyncio, os
 import pysync, js
 from pysync import Schema, Collection
 from pysync.client import SyncClient, dev_token_provider
+from pysync.replica import Replica
 base = js.location.origin
 """
 
@@ -55,7 +56,7 @@ None
 
 # Every local write acknowledged, and the last round a success. (Not status.pending: it is
 # refreshed after a write in a task of its own, so just after a write it may still say 0.)
-SYNCED = "[await db.outbox.count(), client.status.last_error]"
+SYNCED = "[await db.pending_count(), client.status.last_error]"
 
 
 
@@ -248,7 +249,7 @@ for i in range(200):
     except pysync.PysyncError as e:
         error = type(e).__name__
         break
-[error, i, await todos.count(), len(await db.outbox.entries()), await todos.get('keep')]
+[error, i, await todos.count(), len(await Replica(db).outbox_entries()), await todos.get('keep')]
 """)
         error, full_at, count, entries, keep = result
         assert error == "StorageFull"
@@ -261,7 +262,7 @@ for i in range(200):
         quota(200_000_000)
         assert run_py(page, """
 await todos.put_many(failed)
-[await todos.count(), len(await db.outbox.entries())]
+[await todos.count(), len(await Replica(db).outbox_entries())]
 """) == [count + 50, count + 50]
     finally:
         quota(None)

@@ -23,6 +23,7 @@ import pysync
 from pysync.client import SyncClient, dev_token_provider
 from pysync.errors import SyncError
 from pysync.memdb import MemoryStorage
+from pysync.replica import Replica
 from pysync.schema import Collection, Schema
 from pysync.store import Database
 from server.app import create_app
@@ -113,7 +114,7 @@ def test_two_devices_of_one_user_converge(url: str) -> None:
                                     "accounts/acc": {"balance": 11}}
 
             await eventually(again, ca, cb)
-            assert await a.outbox.count() == 0 and await b.outbox.count() == 0
+            assert await a.pending_count() == 0 and await b.pending_count() == 0
 
     asyncio.run(main())
 
@@ -133,7 +134,7 @@ def test_two_clients_on_one_storage_elect_one_leader(url: str) -> None:
 
 
 async def _no_pending(db: Database) -> bool:
-    return await db.outbox.count() == 0
+    return await db.pending_count() == 0
 
 
 class CrashAfterServerCommit(httpx.AsyncBaseTransport):
@@ -177,7 +178,7 @@ def test_a_write_whose_push_response_was_lost_in_a_crash_is_applied_once(
         assert item is not None and item["_v"] == {"N": "1"}  # the server committed it
 
         async with device(url, user, storage) as (reopened, client):
-            [entry] = await reopened.outbox.entries()
+            [entry] = await Replica(reopened).outbox_entries()
             assert entry.wire_id == 1  # taken before the crash: resent with the same id
             await eventually(lambda: _no_pending(reopened), client)
             [doc] = await reopened.collection("todos").query()
@@ -215,7 +216,7 @@ def test_an_offline_client_keeps_its_writes_until_it_is_online_again(
             await db.collection("todos").put("t1", {"title": "Milk"})
             with pytest.raises(SyncError, match="offline"):
                 await client.sync_now()
-            assert await db.outbox.count() == 1
+            assert await db.pending_count() == 1
             storage.local_platform.set_online(True)  # the online event starts a round
             await eventually(lambda: _no_pending(db))
         assert store.item(f"u#{user}", "todos", "t1") is not None

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from pysync.hlc import HybridClock, Stamp
-from pysync.merge import ChangeOp
-from pysync.protocol import Mutation, PushRequest, PushResponse
+from pysync.protocol import Mutation, Op, PushRequest, PushResponse
 from server.context import ServerContext
 from server.errors import ClientForbidden, MutationGap
 from server.items import item_key
@@ -29,7 +28,7 @@ def stamp(offset_ms: int = 0, node: str = "dev1") -> str:
     return str(Stamp(time.time_ns() // 1_000_000 + offset_ms, 0, node))
 
 
-def m(mid: int, op: ChangeOp = "put", key: str = "k1", value: dict[str, Any] | None = None,
+def m(mid: int, op: Op = "put", key: str = "k1", value: dict[str, Any] | None = None,
       collection: str = "notes", base: int | None = None, hlc: str | None = "now") -> Mutation:
     if value is None and op != "delete":
         value = {"title": "t"}

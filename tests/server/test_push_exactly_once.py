@@ -16,8 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pysync.hlc import HybridClock
-from pysync.merge import ChangeOp
-from pysync.protocol import Mutation, PushRequest, PushResponse
+from pysync.protocol import Mutation, Op, PushRequest, PushResponse
 from server.context import ServerContext
 from server.errors import StoreUnavailable
 from server.items import item_key, sort_key
@@ -33,7 +32,7 @@ class SimulatedCrash(Exception):
     """Raised by a hook after DynamoDB committed: the server 'dies' before answering."""
 
 
-def m(mid: int, key: str = "k1", op: ChangeOp = "put", collection: str = "notes",
+def m(mid: int, key: str = "k1", op: Op = "put", collection: str = "notes",
       value: dict[str, Any] | None = None, base: int | None = None) -> Mutation:
     if value is None and op != "delete":
         value = {"n": mid}

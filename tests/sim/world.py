@@ -55,6 +55,7 @@ from pysync.engine import Backoff
 from pysync.errors import NotFound, SyncError
 from pysync.hlc import MAX_CLOCK_SKEW_MS, Stamp
 from pysync.memdb import MemoryStorage
+from pysync.replica import Replica
 from pysync.rows import RecordRow
 from pysync.schema import Collection, Schema
 from pysync.store import Database
@@ -292,7 +293,7 @@ class World:
         # The client id is derived from the seed (it breaks HLC ties): the store draws it
         # from uuid4 the first time a database is opened on a storage.
         fixed = SimpleNamespace(uuid4=lambda: uuid.UUID(hex=d.client_id))
-        with mock.patch("pysync.store.uuid", fixed):
+        with mock.patch("pysync.layout.uuid", fixed):
             d.db = await pysync.open_database(f"sim:{d.user}", SCHEMA, clock=d.clock,
                                               storage=d.storage)
         assert d.db.client_id == d.client_id
@@ -491,7 +492,7 @@ class World:
             self.feed_pass()
             for d in self.devices:
                 await self.sync(d)
-            pending = [await d.db.outbox.count() for d in self.devices if d.db is not None]
+            pending = [await d.db.pending_count() for d in self.devices if d.db is not None]
             if not any(pending):
                 break
         drain(self.feed, self.store)
@@ -505,8 +506,8 @@ class World:
         for d in self.devices:
             assert d.db is not None
             views[d.name] = (d.user, await view(d.db))
-            pending[d.name] = await d.db.outbox.count()
-            for e in await d.db.outbox.entries():  # what is stuck, for the replay's reader
+            pending[d.name] = await d.db.pending_count()
+            for e in await Replica(d.db).outbox_entries():  # what is stuck, for the replay's reader
                 stuck.setdefault(d.name, set()).add((e.collection, e.key))
                 row = next((r for r in d.storage.rows(d.db.name, "records")
                             if r["k"] == [e.collection, e.key]), None)

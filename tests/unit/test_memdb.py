@@ -23,7 +23,7 @@ from pysync.errors import (
     StorageFull,
     TransactionAborted,
 )
-from pysync.memdb import Database, MemoryStorage, compare
+from pysync.memdb import Connection, MemoryStorage, compare
 
 UPGRADES: dict[int, list[idb.Step]] = {
     1: [
@@ -36,7 +36,7 @@ UPGRADES: dict[int, list[idb.Step]] = {
 }
 
 
-def run(test: Callable[[MemoryStorage, Database], Awaitable[Any]]) -> Any:
+def run(test: Callable[[MemoryStorage, Connection], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         storage = MemoryStorage()
         db = await storage.open("db", 1, UPGRADES)
@@ -45,13 +45,13 @@ def run(test: Callable[[MemoryStorage, Database], Awaitable[Any]]) -> Any:
     return asyncio.run(main())
 
 
-async def put(db: Database, *rows: dict[str, Any], store: str = "s") -> None:
+async def put(db: Connection, *rows: dict[str, Any], store: str = "s") -> None:
     tx = db.transaction([store], "readwrite")
     tx.write([(store, "put", list(rows))])
     await tx.done()
 
 
-async def read(db: Database, *requests: idb.Read) -> list[Any]:
+async def read(db: Connection, *requests: idb.Read) -> list[Any]:
     tx = db.transaction(["s", "other"])
     box: list[list[Any]] = []
     tx.read(requests, box.append)
@@ -59,7 +59,7 @@ async def read(db: Database, *requests: idb.Read) -> list[Any]:
     return box[0]
 
 
-async def keys(db: Database, request: idb.Read) -> list[Any]:
+async def keys(db: Connection, request: idb.Read) -> list[Any]:
     return [r["k"] for r in (await read(db, request))[0]]
 
 
@@ -67,7 +67,7 @@ async def keys(db: Database, request: idb.Read) -> list[Any]:
 
 
 def test_a_transaction_commits_once_its_turn_ends_with_no_request_pending() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"], "readwrite")
         tx.write([("s", "put", [{"k": 1}])])
         assert storage.rows("db", "s") == []  # not before the turn ends
@@ -78,7 +78,7 @@ def test_a_transaction_commits_once_its_turn_ends_with_no_request_pending() -> N
 
 
 def test_a_read_callback_can_read_modify_write_inside_the_transaction() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, {"k": 1, "n": 1})
         tx = db.transaction(["s"], "readwrite")
         tx.read([idb.get("s", 1)],
@@ -93,7 +93,7 @@ def test_a_transaction_used_after_an_await_raises_transaction_inactive() -> None
     """design.md section 3, measured in Chromium through idb.py with this very code: the
     read is still pending when the task resumes, so the put throws TransactionInactiveError
     (StorageError "write failed: TransactionInactiveError: ...") and aborts it all."""
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"], "readwrite")
         tx.read([idb.get("s", 1)], lambda rows: None)
         await asyncio.sleep(0)  # any await ends the turn: the transaction is inactive
@@ -109,7 +109,7 @@ def test_a_transaction_used_after_an_await_raises_transaction_inactive() -> None
 def test_a_transaction_used_after_it_committed_raises_as_idb_does_in_the_browser() -> None:
     """idb.py's helper calls objectStore() on a finished transaction: InvalidStateError,
     which idb.py reports as DatabaseClosed."""
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"], "readwrite")
         tx.read([idb.get("s", 1)], lambda rows: None)
         await tx.done()
@@ -121,7 +121,7 @@ def test_a_transaction_used_after_it_committed_raises_as_idb_does_in_the_browser
 
 
 def test_another_task_cannot_use_a_transaction_it_did_not_create() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         holder: list[Any] = []
 
         async def other() -> str:
@@ -144,7 +144,7 @@ def _try_write(tx: Any) -> str:
 
 
 def test_a_transaction_still_pending_after_an_await_raises_transaction_inactive() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         first = db.transaction(["s"], "readwrite")
         first.write([("s", "put", [{"k": 1}])])
         # A chain of two reads: the first is still running when the await below returns.
@@ -163,7 +163,7 @@ def test_a_transaction_still_pending_after_an_await_raises_transaction_inactive(
 
 
 def test_an_exception_in_a_read_callback_aborts_and_rolls_back_every_write() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s", "other"], "readwrite")
         tx.write([("s", "put", [{"k": 1}]), ("other", "put", [{"k": 1}])])
 
@@ -180,7 +180,7 @@ def test_an_exception_in_a_read_callback_aborts_and_rolls_back_every_write() -> 
 
 
 def test_a_failing_add_aborts_the_whole_transaction() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, {"k": 1, "v": "old"})
         tx = db.transaction(["s", "other"], "readwrite")
         tx.write([("other", "put", [{"k": 9}]), ("s", "put", [{"k": 2}]),
@@ -194,7 +194,7 @@ def test_a_failing_add_aborts_the_whole_transaction() -> None:
 
 
 def test_a_unique_index_refuses_a_second_record_with_the_same_key() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, {"k": 1, "e": "a@x"})
         tx = db.transaction(["s"], "readwrite")
         tx.write([("s", "put", [{"k": 2, "e": "a@x"}])])
@@ -207,7 +207,7 @@ def test_a_unique_index_refuses_a_second_record_with_the_same_key() -> None:
 
 
 def test_a_value_without_its_key_path_fails_at_once_and_aborts() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"], "readwrite")
         tx.write([("s", "put", [{"k": 1}])])
         with pytest.raises(StorageError, match="write failed: DataError"):
@@ -220,7 +220,7 @@ def test_a_value_without_its_key_path_fails_at_once_and_aborts() -> None:
 
 
 def test_a_transaction_with_no_request_commits_as_its_turn_ends() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         holder: list[Any] = []
 
         async def other() -> str:
@@ -234,7 +234,7 @@ def test_a_transaction_with_no_request_commits_as_its_turn_ends() -> None:
 
 
 def test_a_readonly_transaction_refuses_writes() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"])
         with pytest.raises(StorageError, match="ReadOnlyError"):
             tx.write([("s", "put", [{"k": 1}])])
@@ -243,7 +243,7 @@ def test_a_readonly_transaction_refuses_writes() -> None:
 
 
 def test_a_store_outside_the_scope_cannot_be_used() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"], "readwrite")
         with pytest.raises(StorageError, match="NotFoundError"):
             tx.write([("other", "put", [{"k": 1}])])
@@ -252,7 +252,7 @@ def test_a_store_outside_the_scope_cannot_be_used() -> None:
 
 
 def test_an_aborted_transaction_writes_nothing() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"], "readwrite")
         tx.write([("s", "put", [{"k": 1}])])
         tx.abort()
@@ -264,7 +264,7 @@ def test_an_aborted_transaction_writes_nothing() -> None:
 
 
 def test_overlapping_readwrite_transactions_run_one_after_the_other() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, {"k": 1, "n": 0})
 
         async def increment() -> None:
@@ -280,7 +280,7 @@ def test_overlapping_readwrite_transactions_run_one_after_the_other() -> None:
 
 
 def test_a_readonly_transaction_sees_the_readwrite_one_created_before_it() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"], "readwrite")
         tx.write([("s", "put", [{"k": 1}])])
         assert await keys(db, idb.get_all("s")) == [1]
@@ -290,7 +290,7 @@ def test_a_readonly_transaction_sees_the_readwrite_one_created_before_it() -> No
 
 
 def test_a_checked_write_writes_nothing_when_a_row_is_not_as_expected() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, {"k": 1, "n": 1})
         with pytest.raises(idb.Stale):
             await db.checked_write(["s"], [("s", 1, {"k": 1, "n": 0})],
@@ -304,7 +304,7 @@ def test_a_checked_write_writes_nothing_when_a_row_is_not_as_expected() -> None:
 
 
 def test_writes_over_the_quota_fail_as_storage_full_and_write_nothing() -> None:
-    async def test(_storage: MemoryStorage, _db: Database) -> None:
+    async def test(_storage: MemoryStorage, _db: Connection) -> None:
         storage = MemoryStorage(quota_bytes=100)
         db = await storage.open("db", 1, UPGRADES)
         await put(db, {"k": 1, "v": "x" * 10})
@@ -338,7 +338,7 @@ def test_an_integer_and_the_equal_float_are_the_same_key() -> None:
 
 @pytest.mark.parametrize("bad", [True, None, float("nan"), {"a": 1}])
 def test_a_value_that_is_not_a_key_is_refused(bad: Any) -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"], "readwrite")
         with pytest.raises(StorageError):
             tx.write([("s", "put", [{"k": bad}])])
@@ -347,7 +347,7 @@ def test_a_value_that_is_not_a_key_is_refused(bad: Any) -> None:
 
 
 def test_ranges_honour_open_and_closed_bounds() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, *({"k": i} for i in range(1, 6)))
         assert await keys(db, idb.get_all("s", lower=(2, False), upper=(4, False))) == [2, 3, 4]
         assert await keys(db, idb.get_all("s", lower=(2, True), upper=(4, True))) == [3]
@@ -358,7 +358,7 @@ def test_ranges_honour_open_and_closed_bounds() -> None:
 
 
 def test_an_inverted_or_empty_range_reads_nothing() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, {"k": 1}, {"k": 2})
         assert await read(db, idb.get_all("s", lower=(2, False), upper=(1, False)),
                           idb.count("s", lower=(1, True), upper=(1, False))) == [[], 0]
@@ -367,7 +367,7 @@ def test_an_inverted_or_empty_range_reads_nothing() -> None:
 
 
 def test_limit_and_reverse_read_from_the_requested_end() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, *({"k": i} for i in range(1, 6)))
         assert await keys(db, idb.get_all("s", limit=2)) == [1, 2]
         assert await keys(db, idb.get_all("s", limit=2, reverse=True)) == [5, 4]
@@ -378,7 +378,7 @@ def test_limit_and_reverse_read_from_the_requested_end() -> None:
 
 
 def test_an_index_reads_in_index_key_then_primary_key_order() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, {"k": 3, "n": 1}, {"k": 1, "n": 2}, {"k": 2, "n": 1}, {"k": 4})
         assert await keys(db, idb.get_all("s", "by_n")) == [2, 3, 1]  # k 4 has no n
         assert await keys(db, idb.get_all("s", "by_n", reverse=True)) == [1, 3, 2]
@@ -388,7 +388,7 @@ def test_an_index_reads_in_index_key_then_primary_key_order() -> None:
 
 
 def test_a_multientry_index_has_one_entry_per_distinct_element() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, {"k": 1, "t": ["a", "b", "a", None]}, {"k": 2, "t": ["b"]})
         assert await keys(db, idb.get_all("s", "tags")) == [1, 1, 2]
         assert await keys(db, idb.get_all("s", "tags", lower=("b", False))) == [1, 2]
@@ -398,7 +398,7 @@ def test_a_multientry_index_has_one_entry_per_distinct_element() -> None:
 
 
 def test_a_read_returns_a_copy_of_the_stored_value() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         row: dict[str, Any] = {"k": 1, "t": ["a"]}
         await put(db, row)
         row["t"].append("b")
@@ -413,7 +413,7 @@ def test_a_read_returns_a_copy_of_the_stored_value() -> None:
 
 
 def test_opening_a_newer_version_closes_the_old_connection_and_upgrades() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         reasons: list[str] = []
         old = await storage.open("v", 1, UPGRADES, reasons.append)
         await put(old, {"k": 1, "n": 1})
@@ -430,7 +430,7 @@ def test_opening_a_newer_version_closes_the_old_connection_and_upgrades() -> Non
 
 
 def test_opening_an_older_version_fails() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await storage.open("v", 2, {**UPGRADES, 2: []})
         with pytest.raises(StorageError, match="VersionError"):
             await storage.open("v", 1, UPGRADES)
@@ -439,7 +439,7 @@ def test_opening_an_older_version_fails() -> None:
 
 
 def test_a_crash_in_the_middle_of_a_transactions_writes_rolls_them_back() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         tx = db.transaction(["s"], "readwrite")
         tx.write([("s", "put", [{"k": i} for i in range(100)])])
         await asyncio.sleep(0)
@@ -453,7 +453,7 @@ def test_a_crash_in_the_middle_of_a_transactions_writes_rolls_them_back() -> Non
 
 
 def test_a_crash_drops_uncommitted_writes_and_keeps_committed_ones() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         await put(db, {"k": 1})
         first = db.transaction(["s"], "readwrite")
         first.read([idb.get("s", 1)], lambda r: first.write([("s", "put", [{"k": 2}])]))
@@ -470,7 +470,7 @@ def test_a_crash_drops_uncommitted_writes_and_keeps_committed_ones() -> None:
 
 
 def test_a_channel_delivers_to_the_others_of_its_name_not_to_the_sender() -> None:
-    async def test(storage: MemoryStorage, db: Database) -> None:
+    async def test(storage: MemoryStorage, db: Connection) -> None:
         got: dict[str, list[str]] = {"a": [], "b": [], "c": []}
         a = storage.channel("n", got["a"].append)
         storage.channel("n", got["b"].append)

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from pysync.merge import (
     ABSENT,
     Applied,
-    Change,
     Conflict,
+    Edit,
     RecordState,
     Rejected,
     apply_change,
@@ -26,16 +26,16 @@ def live(fields: dict[str, Any], version: int = 1, stamp: int = 1) -> RecordStat
     return RecordState(fields, version, s(stamp), dict.fromkeys(fields, s(stamp)), False, True)
 
 
-def put(value: dict[str, Any], stamp: int, base: int | None = None) -> Change:
-    return Change("put", value, base, s(stamp))
+def put(value: dict[str, Any], stamp: int, base: int | None = None) -> Edit:
+    return Edit("put", value, base, s(stamp))
 
 
-def patch(value: dict[str, Any], stamp: int, base: int | None = None) -> Change:
-    return Change("patch", value, base, s(stamp))
+def patch(value: dict[str, Any], stamp: int, base: int | None = None) -> Edit:
+    return Edit("patch", value, base, s(stamp))
 
 
-def delete(stamp: int, base: int | None = None) -> Change:
-    return Change("delete", None, base, s(stamp))
+def delete(stamp: int, base: int | None = None) -> Edit:
+    return Edit("delete", None, base, s(stamp))
 
 
 def applied(outcome: object) -> RecordState:
@@ -130,7 +130,7 @@ def test_merge_converges_whatever_order_patches_arrive_in(
     shuffled = list(changes)
     rnd.shuffle(shuffled)
 
-    def run(order: list[Change]) -> dict[str, Any]:
+    def run(order: list[Edit]) -> dict[str, Any]:
         state = live({}, stamp=1)
         for change in order:
             outcome = apply_change("merge", state, change)

@@ -29,6 +29,7 @@ from pysync.hlc import HybridClock
 from pysync.memdb import MemoryStorage
 from pysync.outbox import apply_op
 from pysync.protocol import Mutation, MutationResult, PushResponse, ServerRecord
+from pysync.replica import Replica
 from pysync.schema import Collection, Schema
 from pysync.store import Database
 
@@ -106,7 +107,7 @@ class Device:
                 await todos.patch(key, value)
 
     async def pull(self, server: Server) -> None:
-        await self.db.apply_server_changes(server.changes())
+        await Replica(self.db).apply_server_changes(server.changes())
 
 
 values = st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 9), min_size=1)
@@ -125,7 +126,7 @@ async def run(schedule: list[tuple[Any, ...]]) -> tuple[Device, Server]:
     device, server = await Device.open(), Server()
     for action in schedule:
         kind = action[0]
-        outbox = device.db.outbox
+        outbox = Replica(device.db)
         if kind == "write":
             await device.write(action[1], action[2], action[3])
         elif kind == "push":
@@ -147,12 +148,12 @@ async def run(schedule: list[tuple[Any, ...]]) -> tuple[Device, Server]:
         else:
             server.direct_write(action[1], action[2])
     for _ in range(20):  # quiescence: push and pull until nothing is left
-        if not await device.db.outbox.count():
+        if not await device.db.pending_count():
             break
-        request = await device.db.outbox.take(500)
-        await device.db.outbox.acknowledge(server.push(request.mutations))
+        request = await Replica(device.db).take(500)
+        await Replica(device.db).acknowledge(server.push(request.mutations))
         await device.pull(server)
-    assert not await device.db.outbox.count(), "the outbox never drained"
+    assert not await device.db.pending_count(), "the outbox never drained"
     await device.pull(server)
     return device, server
 

@@ -15,10 +15,12 @@ import pytest
 
 import pysync
 from pysync.errors import NotFound, StorageFull
+from pysync.layout import OUTBOX, RECORDS
 from pysync.memdb import MemoryStorage
 from pysync.protocol import MutationResult, PushResponse
+from pysync.replica import Replica
 from pysync.schema import Collection, Index, Schema
-from pysync.store import OUTBOX, RECORDS, Change, Database
+from pysync.store import Change, Database
 
 SCHEMA = Schema(
     Collection("todos", indexes=(Index("by_done", "done"), Index("by_list", "list", "rank"))),
@@ -43,6 +45,32 @@ def test_put_patch_delete_and_get_read_back_the_latest_value() -> None:
         await todos.put("t2", {"title": "Eggs", "done": False})
         await todos.delete("t2")
         assert await todos.get_many(["t1", "t2"]) == [{"title": "Milk", "done": True}, None]
+
+    run(test)
+
+
+def test_the_page_authors_database_exposes_no_sync_internals() -> None:
+    async def test(storage: MemoryStorage, db: Database) -> None:
+        public = {name for name in dir(db) if not name.startswith("_")}
+        internals = {"outbox", "apply_server_changes", "begin_resync", "get_meta"}
+        assert not public & internals
+        assert not {name for name in dir(db.collection("todos"))
+                    if not name.startswith("_")} & internals
+
+    run(test)
+
+
+def test_pending_count_counts_the_local_changes_not_yet_acknowledged() -> None:
+    async def test(storage: MemoryStorage, db: Database) -> None:
+        todos = db.collection("todos")
+        await todos.put_many({"t1": {"n": 1}, "t2": {"n": 2}})
+        await todos.patch("t1", {"n": 3})  # coalesces into t1's pending entry
+        assert await db.pending_count() == 2
+        replica = Replica(db)
+        request = await replica.take()
+        await replica.acknowledge(PushResponse(2, tuple(
+            MutationResult(m.id, "applied", 1) for m in request.mutations)))
+        assert await db.pending_count() == 0
 
     run(test)
 
@@ -112,7 +140,7 @@ def test_edits_of_a_pending_record_coalesce_into_one_outbox_entry() -> None:
         await todos.put("t1", {"title": "Milk"})
         await todos.patch("t1", {"done": True})
         await todos.put("t1", {"title": "Oat milk"})
-        [entry] = await db.outbox.entries()
+        [entry] = await Replica(db).outbox_entries()
         assert (entry.op, entry.value) == ("put", {"title": "Oat milk"})
 
     run(test)
@@ -122,15 +150,15 @@ def test_take_gives_consecutive_wire_ids_and_acknowledge_empties_the_outbox() ->
     async def test(storage: MemoryStorage, db: Database) -> None:
         todos = db.collection("todos")
         await todos.put_many({"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}})
-        first = await db.outbox.take(limit=2)
-        await db.outbox.release()  # the send failed: same ids, same content next time
-        again = await db.outbox.take(limit=5)
+        first = await Replica(db).take(limit=2)
+        await Replica(db).release()  # the send failed: same ids, same content next time
+        again = await Replica(db).take(limit=5)
         assert [m.id for m in first.mutations] == [1, 2]
         assert [m.id for m in again.mutations] == [1, 2, 3]
         assert again.mutations[:2] == first.mutations
-        await db.outbox.acknowledge(PushResponse(3, tuple(
+        await Replica(db).acknowledge(PushResponse(3, tuple(
             MutationResult(m.id, "applied", version=1) for m in again.mutations)))
-        assert await db.outbox.count() == 0
+        assert await db.pending_count() == 0
         assert [d.version for d in await todos.query()] == [1, 1, 1]
 
     run(test)
@@ -160,7 +188,7 @@ def test_two_tabs_writing_the_same_record_both_land_in_order() -> None:
         await other.collection("todos").patch("t1", {"m": 2})  # its cache never saw t1
         await db.collection("todos").patch("t1", {"n": 3})  # its cache is now stale
         assert await other.collection("todos").get("t1") == {"n": 3, "m": 2}
-        [entry] = await db.outbox.entries()
+        [entry] = await Replica(db).outbox_entries()
         assert entry.value == {"n": 3, "m": 2}
 
     run(test)
@@ -193,7 +221,7 @@ def test_a_crash_mid_write_leaves_all_of_it_or_nothing(steps: int) -> None:
         storage.crash()
         await asyncio.gather(task, return_exceptions=True)
         reopened = await pysync.open_database("app:alice", SCHEMA, storage=storage)
-        return await reopened.collection("todos").count(), await reopened.outbox.count()
+        return await reopened.collection("todos").count(), await reopened.pending_count()
 
     records, entries = asyncio.run(main())
     assert (records, entries) in ((0, 0), (40, 40))
@@ -209,7 +237,7 @@ def test_a_crash_after_the_commit_keeps_the_write_for_the_next_session() -> None
         reopened = await pysync.open_database("app:alice", SCHEMA, storage=storage)
         assert reopened.client_id == client_id
         assert await reopened.collection("todos").get("t1") == {"n": 1}
-        assert [e.key for e in await reopened.outbox.entries()] == ["t1"]
+        assert [e.key for e in await Replica(reopened).outbox_entries()] == ["t1"]
 
     asyncio.run(main())
 

@@ -76,7 +76,7 @@ async def render() -> None:
     todo_list.replaceChildren(*[todo_item(d) for d in docs])
     left = sum(1 for d in docs if not d.value.get("done"))
     document.getElementById("count").textContent = f"{left} of {len(docs)} left"
-    waiting = await db.outbox.count()
+    waiting = await db.pending_count()
     status.textContent = (f"{waiting} change(s) saved locally, waiting to sync" if waiting
                           else "all changes saved")
 
