@@ -92,7 +92,9 @@ def test_items_outside_pysyncs_layout_are_ignored(store: Store) -> None:
 
 def test_a_second_worker_waits_for_the_lease_then_resumes_at_the_checkpoint(
         store: Store) -> None:
-    short = store.with_settings(lease_s=0.5)
+    # (2 s: long enough that a loaded machine does not let the lease lapse between the
+    # first worker's step and the second's; 0.5 s did on a load average of 10)
+    short = store.with_settings(lease_s=2.0)
     first = short.feed(batch_size=2)
     for i in range(4):
         store.put(A, "todos", f"t{i}", n=i, _v=1)
@@ -100,7 +102,7 @@ def test_a_second_worker_waits_for_the_lease_then_resumes_at_the_checkpoint(
     second = short.feed()
     assert second.step() == 0  # the first worker holds the shard
     first.stop(release=False)  # dies without releasing: the lease must expire
-    step_until(second, lambda: len(store.log(A)) == 4, timeout=10)
+    step_until(second, lambda: len(store.log(A)) == 4, timeout=20)
     drain(second, store)
     assert sorted(k for _, k, _, _ in entries_summary(store.log(A))) == \
         [f"todos#t{i}" for i in range(4)]
