@@ -275,7 +275,15 @@ def acknowledged(row: RecordRow, entry: Entry, result: MutationResult,
     # Any answer but a rejection says the server has (had) the record: nothing left for a
     # resync to confirm.
     resync = row.resync and result.status == "rejected"
-    if result.status in ("applied", "duplicate"):
+    s = result.server
+    if result.status in ("conflict", "duplicate") and s is not None and (
+            version is None or s.version >= version):
+        # The server's record as it is now (a duplicate's answer carries it: the first
+        # answer, lost, may have been a conflict or a rejection that wrote nothing, which
+        # no pull would ever bring)
+        confirmed = None if s.deleted else s.value
+        version, hlc, stale = s.version, s.hlc, False
+    elif result.status in ("applied", "duplicate"):
         # A patch over a copy we never had: the server has the whole record; the pull brings it.
         with contextlib.suppress(NotFound):
             confirmed = apply_op(confirmed, entry.op, entry.value)
@@ -284,11 +292,6 @@ def acknowledged(row: RecordRow, entry: Entry, result: MutationResult,
             version, stale = result.version, False
         else:
             stale = True
-    elif result.status == "conflict" and result.server is not None:
-        s = result.server
-        if version is None or s.version >= version:
-            confirmed = None if s.deleted else s.value
-            version, hlc, stale = s.version, s.hlc, False
     row = replace(row, server_value=confirmed, version=version, server_hlc=hlc,
                   entries=max(row.entries - 1, 0), stale=stale, resync=resync)
     others = [e for e in remaining if e.order != entry.order]

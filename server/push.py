@@ -166,8 +166,23 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
             pause(failures)
         stored.update(_read_records(ctx, scope, plan.chunk))
         planned = None
-    ordered = tuple(results.get(m.id) or MutationResult(m.id, "duplicate") for m in mutations)
-    return PushResponse(last, ordered)
+    duplicate = _duplicates(ctx, scope, [m for m in mutations if m.id not in results])
+    return PushResponse(last, tuple(results.get(m.id) or duplicate.get(m.id) or
+                                    MutationResult(m.id, "duplicate") for m in mutations))
+
+
+def _duplicates(ctx: ServerContext, scope: str, mutations: Sequence[Mutation]
+                ) -> dict[int, MutationResult]:
+    """Answers for mutations processed before (a retry after a lost answer, docs/api.md):
+    each carries its record as it is now. The first answer may have been a conflict or a
+    rejection that wrote nothing: without the record the client would wait for a version
+    no pull brings."""
+    if not mutations:
+        return {}
+    now = _read_records(ctx, scope, mutations)
+    return {m.id: MutationResult(m.id, "duplicate", server=server_record(
+                now[sort_key(m.collection, m.key)]))
+            for m in mutations if m.rejection is None}
 
 
 def _consecutive(mutations: Sequence[Mutation]) -> bool:

@@ -68,6 +68,19 @@ def test_a_retry_after_a_lost_response_applies_nothing_again(
     assert writes_of(ctx, scope, "k2") == [1]
 
 
+def test_a_retry_of_a_push_answered_with_a_conflict_answers_duplicate_with_the_record(
+        ctx: ServerContext, scope: str, client_id: str) -> None:
+    push(ctx, scope, "other" + client_id, m(1, collection="accounts", value={"b": 0}))
+    stale = m(1, op="patch", collection="accounts", value={"b": 1}, base=7)
+    first = push(ctx, scope, client_id, stale)  # a conflict; the answer is "lost"
+    assert first.results[0].status == "conflict"
+    again = push(ctx, scope, client_id, stale)
+    result = again.results[0]
+    assert result.status == "duplicate"
+    assert result.server is not None
+    assert (result.server.version, result.server.value) == (1, {"b": 0})
+
+
 def test_a_crash_after_the_commit_then_a_retry_leaves_one_effect(
         fresh_ctx: ServerContext, scope: str, client_id: str) -> None:
     # Hook: 'after-call.dynamodb.TransactWriteItems' raises once DynamoDB has committed.

@@ -84,8 +84,12 @@ def test_a_push_committed_by_a_killed_server_is_duplicate_on_retry_and_stored_on
     with server_process(dynamodb_local.endpoint, prefix, feed=False) as (other, _):
         retry = httpx.post(f"{other}/v1/push", json=body, headers=headers, timeout=30)
         assert retry.status_code == 200, retry.text
-        assert retry.json() == {"last_mutation_id": 3, "results": [
-            {"id": i, "status": "duplicate"} for i in (1, 2, 3)]}
+        answer = retry.json()
+        assert answer["last_mutation_id"] == 3
+        # each duplicate carries the record as it is now (docs/api.md)
+        assert [(r["id"], r["status"], r["server"]["version"], r["server"]["value"])
+                for r in answer["results"]] == [
+            (i, "duplicate", 1, {"text": f"note {i}"}) for i in (1, 2, 3)]
         assert stored() == committed  # nothing applied twice
         body["mutations"] = [{"id": 4, "collection": "notes", "key": "n1", "op": "patch",
                               "value": {"text": "edited"}, "base_version": 1, "hlc": None}]

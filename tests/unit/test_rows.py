@@ -86,6 +86,24 @@ def test_conflict_stores_the_server_record_under_later_local_edits() -> None:
     assert (done.value, done.version, done.entries) == ({"title": "Eggs", "n": 9}, 5, 1)
 
 
+def test_a_duplicate_ack_with_the_record_confirms_the_servers_copy() -> None:
+    # the first answer (lost) was a conflict: the local edit never reached the record
+    row, e = written(synced({"title": "Milk"}), "patch", {"title": "Eggs"})
+    assert row is not None and e is not None
+    server = ServerRecord("todos", "t1", 5, False, {"title": "Bread"}, "s5")
+    done = acknowledged(row, e, MutationResult(1, "duplicate", server=server), [])
+    assert done is not None
+    assert (done.value, done.version, done.stale, done.entries) == \
+        ({"title": "Bread"}, 5, False, 0)
+
+
+def test_a_duplicate_ack_without_the_record_waits_for_the_pull() -> None:
+    row, e = written(synced({"title": "Milk"}), "patch", {"title": "Eggs"})
+    assert row is not None and e is not None
+    done = acknowledged(row, e, MutationResult(1, "duplicate"), [])
+    assert done is not None and done.value == {"title": "Eggs"} and done.stale
+
+
 def test_an_older_server_version_changes_nothing() -> None:
     row = synced({"title": "Milk"}, version=4)
     stale = ServerRecord("todos", "t1", 3, False, {"title": "Old"}, "s3")
