@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pysync.hlc import MAX_CLOCK_SKEW_MS, HybridClock, Stamp, wall_clock_ms
 from server.changelog import ChangeLog, refused_by_dynamodb
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify, version_of
-from server.records import field_hash, from_native
+from server.codec import record_value
+from server.records import field_hash
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ MAX_LIFT_ATTEMPTS = 20  # each failed lift means a push wrote the item again mea
 EXTERNAL_WRITER = "external"  # `_w` of versions the feed gave to other programs' writes
 _clock = HybridClock("feed")
 _clock_lock = threading.Lock()
-_deserializer = TypeDeserializer()
 ForeignAction = TypeVar("ForeignAction", StampForeign, TombstoneForeign)
 
 
@@ -159,7 +158,7 @@ class Ingestor:
             fh[name] = hlc
         # `_h` (server/records.py): the hashes of the fields this version covers, so that a
         # later outside UpdateItem that keeps the meta is still seen as foreign by a push.
-        hashes = {name: {"S": field_hash(from_native(_deserializer.deserialize(value)))}
+        hashes = {name: {"S": field_hash(record_value(value))}
                   for name, value in action.fields.items()}
         values: dict[str, Any] = {":v": {"N": str(action.version)}, ":h": hlc,
                                   ":w": {"S": EXTERNAL_WRITER}, ":fh": {"M": fh},

@@ -39,11 +39,11 @@ from pysync.schema import Schema, Strategy
 from server.changelog import unloggable
 from server.changes import LogEntry
 from server.clients import bind_client_sync, client_key
+from server.codec import Item
 from server.config import Settings
 from server.context import ServerContext
 from server.records import (
     MAX_ITEM_BYTES,
-    Item,
     StoredRecord,
     decode_item,
     encode_item,

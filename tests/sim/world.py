@@ -60,9 +60,10 @@ from pysync.schema import Collection, Schema
 from pysync.store import Database
 from server.app import create_app
 from server.changelog import bump_epoch
+from server.codec import from_native
 from server.dynamo_local import DynamoDBLocal
 from server.pull import Puller
-from server.records import fields_of, from_native
+from server.records import fields_of
 from tests.server.feed_support import Store, drain
 from tests.sim.model import (
     ExternalWrite,
