@@ -74,11 +74,17 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def percentiles(samples: list[float]) -> str:
+def percentiles_ms(samples: list[float]) -> dict[str, float] | None:
+    """p50 and p99 in milliseconds (None with fewer than 2 samples)."""
     if len(samples) < 2:
-        return "n/a"
+        return None
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return f"p50 {cuts[49] * 1000:6.1f} ms, p99 {cuts[98] * 1000:6.1f} ms"
+    return {"p50": round(cuts[49] * 1000, 1), "p99": round(cuts[98] * 1000, 1)}
+
+
+def percentiles(samples: list[float]) -> str:
+    cuts = percentiles_ms(samples)
+    return "n/a" if cuts is None else f"p50 {cuts['p50']:6.1f} ms, p99 {cuts['p99']:6.1f} ms"
 
 
 def dev_tokens(url: str, users: list[str]) -> dict[str, str]:
@@ -119,16 +125,18 @@ class SimClient:
         self.live: set[str] = set()  # keys that exist once the mutations made so far apply
         self.cursor: str | None = None
         self.copy: dict[tuple[str, str], tuple[int, dict[str, Any] | None]] = {}
+        # The version this client holds of each of its keys (from push answers and pulls):
+        # the base_version of its next mutation of the key, as SyncClient sends it.
+        self.held: dict[str, int] = {}
 
-    def _mutation(self) -> dict[str, Any]:
-        key = f"c{self.index}k{self.rng.randrange(KEYS_PER_CLIENT)}"
+    def _mutation(self, key: str) -> dict[str, Any]:
         op = self.rng.choice(["put", "patch", "delete"] if key in self.live else ["put"])
         if op == "delete":
             self.live.discard(key)
         else:
             self.live.add(key)
         m: dict[str, Any] = {"id": self.next_id, "collection": "todos", "key": key, "op": op,
-                             "base_version": None, "hlc": str(self.clock.now())}
+                             "base_version": self.held.get(key), "hlc": str(self.clock.now())}
         if op == "put":
             m["value"] = {"title": f"{key} by {self.client_id}", "n": self.next_id}
         elif op == "patch":
@@ -164,13 +172,21 @@ class SimClient:
             self.stats.errors[f"{method} {path} {r.status_code}"] += 1
             await asyncio.sleep(float(r.headers.get("Retry-After", "0.5")))
 
+    def _hold(self, key: str, version: int) -> None:
+        self.held[key] = max(version, self.held.get(key, 0))
+
     async def push(self, count: int) -> None:
-        mutations = [self._mutation() for _ in range(count)]
+        # Distinct keys, as SyncClient sends them: one outbox entry per record per push (a
+        # later edit of a record waits for the version the earlier one produced).
+        keys = self.rng.sample(range(KEYS_PER_CLIENT), count)
+        mutations = [self._mutation(f"c{self.index}k{k}") for k in keys]
         body = {"protocol": 1, "client_id": self.client_id, "mutations": mutations}
         out = await self._send("POST", "/v1/push", self.stats.push, json=body)
         for m, result in zip(mutations, out["results"], strict=True):
             if result["status"] in ("applied", "duplicate"):  # duplicate: applied by a retry
                 self._acknowledge(m)
+                if result.get("version") is not None:  # a duplicate's comes with the pull
+                    self._hold(m["key"], result["version"])
             else:
                 self.stats.errors[f"push {result['status']}"] += 1
 
@@ -188,6 +204,8 @@ class SimClient:
                 key = (c["collection"], c["key"])
                 if key not in self.copy or self.copy[key][0] < c["version"]:
                     self.copy[key] = (c["version"], None if c["deleted"] else c["value"])
+                if c["key"].startswith(f"c{self.index}k"):
+                    self._hold(c["key"], c["version"])
             self.cursor = out["cursor"]
             if not out["has_more"]:
                 return
@@ -295,6 +313,8 @@ async def load(urls: list[str], local: DynamoDBLocal, names: TableNames,
             "mutations_acknowledged": sum(e.applied for c in clients
                                           for e in c.expected.values()),
             "push_latency": percentiles(stats.push), "pull_latency": percentiles(stats.pull),
+            "push_latency_ms": percentiles_ms(stats.push),
+            "pull_latency_ms": percentiles_ms(stats.pull),
             "errors": dict(stats.errors), "server_errors_5xx": sum(
                 n for k, n in stats.errors.items() if k.split()[-1].startswith("5")),
             "keys": acc.keys, "lost": acc.lost, "duplicated": acc.duplicated,
