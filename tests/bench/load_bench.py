@@ -504,11 +504,14 @@ def main() -> None:
         parts = set(args.parts.split(","))
         if "load" in parts:
             before = [rss_mb(pid) for pid in pids]
+            load_before = os.getloadavg()[0]  # the machine may be shared: its conditions
             print(f"load: {args.clients} clients of {args.users} users, {args.servers} "
                   f"servers, {args.seconds:.0f} s ...", flush=True)
             result = asyncio.run(load(urls, local, names, args))
             result["server_rss_mb_before"] = [round(m, 1) for m in before]
             result["server_rss_mb_after"] = [round(rss_mb(pid), 1) for pid in pids]
+            result["load_1m_before_after"] = [round(load_before, 1),
+                                              round(os.getloadavg()[0], 1)]
             report["load"] = result
             for name, value in result.items():
                 print(f"  {name:24s} {value}", flush=True)
