@@ -57,8 +57,9 @@ import httpx
 from pysync.hlc import HybridClock
 from server.assets import ensure_pysync_wheel
 from server.changelog import ChangeLog
+from server.codec import protocol_json
 from server.dynamo_local import DynamoDBLocal, local_client
-from server.records import field_hash
+from server.records import field_hash, fields_of
 from server.tables import TableNames
 from tests.support import server_process
 
@@ -232,13 +233,7 @@ def scope_items(client: Any, table: str, user: str) -> dict[str, dict[str, Any]]
 
 def plain(item: dict[str, Any]) -> dict[str, Any]:
     """A stored item's record fields as JSON values (the types the simulated clients write)."""
-    out: dict[str, Any] = {}
-    for name, av in item.items():
-        if name.startswith("_") or name in ("pk", "sk"):
-            continue
-        (kind, raw), = av.items()
-        out[name] = int(raw) if kind == "N" else raw
-    return out
+    return {name: protocol_json(av) for name, av in fields_of(item).items()}
 
 
 @dataclass

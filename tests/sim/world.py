@@ -47,7 +47,6 @@ from typing import Any
 from unittest import mock
 
 import httpx
-from boto3.dynamodb.types import TypeDeserializer
 
 import pysync
 from pysync.client import SyncClient, dev_token_provider
@@ -60,7 +59,7 @@ from pysync.schema import Collection, Schema
 from pysync.store import Database
 from server.app import create_app
 from server.changelog import bump_epoch
-from server.codec import from_native
+from server.codec import record_value
 from server.dynamo_local import DynamoDBLocal
 from server.pull import Puller
 from server.records import fields_of
@@ -541,9 +540,6 @@ async def view(db: Database) -> dict[str, Any]:
     return out
 
 
-_deserializer = TypeDeserializer()
-
-
 def read_items(store: Store, scope: str) -> dict[tuple[str, str], FinalItem]:
     ctx = store.ctx
     pages = ctx.dynamodb.get_paginator("query").paginate(
@@ -553,7 +549,7 @@ def read_items(store: Store, scope: str) -> dict[tuple[str, str], FinalItem]:
     for page in pages:
         for item in page["Items"]:
             c, _, k = item["sk"]["S"].partition("#")
-            fields_ = {n: norm(from_native(_deserializer.deserialize(v)))
+            fields_ = {n: norm(record_value(v))
                        for n, v in fields_of(item).items()}
             out[(c, k)] = FinalItem(
                 fields_, bool(item.get("_del", {}).get("BOOL")),
