@@ -1,12 +1,14 @@
 """DynamoDB's typed attribute values ({"S": "x"}, {"N": "1"}, {"M": {...}}) <-> Python: the one
 codec of the item format, used by push, pull, the change feed and the Lambda handler.
 
-It is boto3's TypeSerializer and TypeDeserializer, with two changes:
+It is boto3's TypeSerializer and TypeDeserializer, with three changes:
 - `serialize` handles the types records are made of (exact str, bool, int of at most 38
   digits, dict, list, None) itself, with the output boto3's gives (checked on generated
   values by tests/server/test_codec.py), before boto3's chain of isinstance checks: push
   encodes every field of every record it writes, and boto3's own path costs it measurably
   (docs/server.md, "Push performance"). Every other type goes to boto3's method.
+- `deserialize` likewise reads S, N, M, L and BOOL itself (same results, checked the same
+  way): pull decodes every attribute of every item it serves.
 - B and BS also take base64 text, the form a Lambda event's JSON carries them in.
 
 Three forms of a value appear around it:
@@ -24,7 +26,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, cast
 
-from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary, TypeDeserializer, TypeSerializer
 
 from pysync.values import storable_number, to_json
 
@@ -58,7 +60,23 @@ class Serializer(TypeSerializer):
 
 
 class Deserializer(TypeDeserializer):
-    """boto3's TypeDeserializer; B and BS may also come as base64 text (a Lambda event)."""
+    """boto3's TypeDeserializer, with a direct path for the commonest kinds (pull decodes
+    every attribute of every item it serves); B and BS may also come as base64 text (a
+    Lambda event)."""
+
+    def deserialize(self, value: Any) -> Any:
+        if len(value) == 1:  # else boto3's (which refuses an empty value)
+            if "S" in value:
+                return value["S"]
+            if "N" in value:
+                return DYNAMODB_CONTEXT.create_decimal(value["N"])  # as boto3 does
+            if "M" in value:
+                return {k: self.deserialize(v) for k, v in value["M"].items()}
+            if "L" in value:
+                return [self.deserialize(v) for v in value["L"]]
+            if "BOOL" in value:
+                return value["BOOL"]
+        return super().deserialize(value)
 
     def _deserialize_b(self, value: bytes | str) -> Binary:
         return Binary(base64.b64decode(value) if isinstance(value, str) else value)

@@ -73,6 +73,20 @@ def test_from_wire_equals_boto3s_deserializer(value: Any) -> None:
     assert from_wire(wire) == BOTO_DECODE.deserialize(wire)
 
 
+@pytest.mark.parametrize("wire", [
+    {"SS": ["b", "a"]}, {"NS": ["10", "-1.5"]}, {"BS": [b"x"]}, {"NULL": True}, {"B": b""},
+    {"L": []}, {"M": {}}, {"N": "1E+125"}, {"N": "-0.000001"}, {"BOOL": False}, {}])
+def test_from_wire_equals_boto3s_deserializer_at_the_edges(wire: dict[str, Any]) -> None:
+    assert _or_error(from_wire, wire) == _or_error(BOTO_DECODE.deserialize, wire)
+
+
+def _or_error(decode: Any, wire: dict[str, Any]) -> Any:
+    try:
+        return decode(wire)
+    except Exception as e:  # the error's type is what is compared
+        return type(e)
+
+
 def test_from_wire_takes_binary_as_a_lambda_event_has_it() -> None:
     event = {"M": {"b": {"B": "AP8="}, "bs": {"BS": ["YQ==", "Yg=="]}, "s": {"S": "AP8="}}}
     assert from_wire(event) == BOTO_DECODE.deserialize(
