@@ -78,7 +78,7 @@ def _check_name_bytes(name: str, path: str, what: str) -> None:
 def storable_number(n: int | float | Decimal, path: str = "") -> int | Decimal:
     """`n` exactly as DynamoDB's N holds it, or InvalidValue. The one number rule.
 
-    The client's checks and the server's item serializer (server/records.py to_native) both
+    The client's checks and the server's item serializer (server/codec.py to_native) both
     go through here, so they cannot disagree. Zero of any sign or exponent is 0 (DynamoDB
     stores zero as 0; boto3 refuses 0E+200 outright) and trailing zeros are dropped
     (1e50 written out as 51 digits is 1E+50, 38 significant digits). What is left must

@@ -14,15 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from server.changelog import ChangeLog, refused_by_dynamodb
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify, version_of
 from server.clock import ServerClock
+from server.codec import record_value
 from server.errors import StoreUnavailable
 from server.items import EXTERNAL_WRITER
-from server.records import field_hash, from_native
+from server.records import field_hash
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ log = logging.getLogger("pysync.feed")
 
 MAX_LIFT_ATTEMPTS = 20  # each failed lift means a push wrote the item again meanwhile
 FEED_NODE = "feed"  # the node of the feed's HLC stamps
-_deserializer = TypeDeserializer()
 ForeignAction = TypeVar("ForeignAction", StampForeign, TombstoneForeign)
 
 
@@ -146,7 +145,7 @@ class Ingestor:
             fh[name] = hlc
         # `_h` (server/records.py): the hashes of the fields this version covers, so that a
         # later outside UpdateItem that keeps the meta is still seen as foreign by a push.
-        hashes = {name: {"S": field_hash(from_native(_deserializer.deserialize(value)))}
+        hashes = {name: {"S": field_hash(record_value(value))}
                   for name, value in action.fields.items()}
         values: dict[str, Any] = {":v": {"N": str(action.version)}, ":h": hlc,
                                   ":w": {"S": EXTERNAL_WRITER}, ":fh": {"M": fh},

@@ -20,10 +20,10 @@ item (server/changelog.py), so it cannot make Lambda retry the batch for ever.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from server.changelog import ChangeLog
+from server.codec import from_event
 from server.config import Settings
 from server.db import dynamodb_client
 from server.ingest import Ingestor
@@ -39,27 +39,11 @@ def ingestor_for(settings: Settings) -> Ingestor:
                     settings.tombstone_retention_s)
 
 
-def _binary(value: Any) -> Any:
-    """Lambda's event JSON carries B and BS as base64 text; boto3 wants bytes."""
-    if not isinstance(value, dict) or len(value) != 1:
-        return value
-    (kind, raw), = value.items()
-    if kind == "B" and isinstance(raw, str):
-        return {"B": base64.b64decode(raw)}
-    if kind == "BS":
-        return {"BS": [base64.b64decode(b) if isinstance(b, str) else b for b in raw]}
-    if kind == "M":
-        return {"M": {k: _binary(v) for k, v in raw.items()}}
-    if kind == "L":
-        return {"L": [_binary(v) for v in raw]}
-    return value
-
-
 def normalize(record: dict[str, Any]) -> dict[str, Any]:
     body = dict(record.get("dynamodb") or {})
     for image in ("Keys", "NewImage", "OldImage"):
         if image in body:
-            body[image] = {k: _binary(v) for k, v in body[image].items()}
+            body[image] = {k: from_event(v) for k, v in body[image].items()}
     return {**record, "dynamodb": body}
 
 

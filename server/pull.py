@@ -21,7 +21,6 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +32,7 @@ from pysync.protocol import CLIENT_ID, MAX_COUNTER, PullResponse, ServerRecord
 from server.auth import authenticate
 from server.changelog import EPOCH_KEY, FETCH, ChangeLog
 from server.clients import bind_client_sync, client_key
+from server.codec import protocol_json
 from server.context import context_of
 from server.db import MAX_BATCH_GET_KEYS
 from server.errors import ClientForbidden
@@ -57,51 +57,13 @@ IDENTITY_CACHE_S = 30.0
 RESET = PullResponse((), None, False, 0, reset=True)  # the client starts again from no cursor
 
 
-# ---- typed DynamoDB values -> JSON, without a detour through TypeDeserializer ---------------
-
-def json_value(av: dict[str, Any]) -> Any:
-    """One typed attribute value as protocol JSON (bytes as {"$bytes": ...}, sets as lists)."""
-    (kind, raw), = av.items()
-    if kind == "S":
-        return raw
-    if kind == "N":
-        return _number(raw)
-    if kind == "BOOL":
-        return raw
-    if kind == "M":
-        return {k: json_value(v) for k, v in raw.items()}
-    if kind == "L":
-        return [json_value(v) for v in raw]
-    if kind == "NULL":
-        return None
-    if kind == "B":
-        return {"$bytes": _b64(raw)}
-    if kind == "SS":
-        return sorted(raw)
-    if kind == "NS":
-        return sorted((_number(n) for n in raw), key=Decimal)
-    if kind == "BS":
-        return [{"$bytes": _b64(b)} for b in sorted(raw)]
-    raise ValueError(f"unknown DynamoDB type {kind!r}")
-
-
-def _number(text: str) -> int | Decimal:
-    if text.lstrip("-").isdigit():
-        return int(text)
-    return Decimal(text)
-
-
-def _b64(raw: bytes | str) -> str:
-    # boto3 gives bytes; a Lambda event gives base64 text already.
-    return raw if isinstance(raw, str) else base64.b64encode(raw).decode("ascii")
-
-
 def fields_json(image: dict[str, Any]) -> dict[str, Any]:
-    return {k: json_value(v) for k, v in record_fields(image).items()}
+    return {k: protocol_json(v) for k, v in record_fields(image).items()}
 
 
 # Pull changes are protocol.ServerRecords. Their `value` is already in protocol JSON form
-# here (json_value: bytes as {"$bytes": ...}), which ServerRecord.to_json leaves as it is.
+# here (server.codec.protocol_json: bytes as {"$bytes": ...}), which ServerRecord.to_json
+# leaves as it is.
 
 def change_from_item(item: dict[str, Any]) -> ServerRecord:
     """An items-table item (snapshot) as a pull change. No `_v`: not stamped yet, version 0."""
@@ -134,7 +96,7 @@ def change_from_entry(entry: dict[str, Any],
     deleted = entry["d"]["BOOL"]
     fields = entry.get("f", {}).get("M", {})
     return ServerRecord(collection, key, version, deleted,
-                        None if deleted else json_value({"M": fields}), hlc)
+                        None if deleted else protocol_json({"M": fields}), hlc)
 
 
 

@@ -1,4 +1,5 @@
 """Items of the items table <-> records, with pysync's meta attributes (docs/server.md).
+Typed values are encoded and decoded by server/codec.py.
 
 An item is `pk` (scope), `sk` ("<collection>#<key>"), the record's fields as top-level
 attributes, and the meta attributes:
@@ -28,49 +29,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
-from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary
 
 from pysync.merge import ABSENT, RecordState
 from pysync.protocol import ServerRecord
-from pysync.values import storable_number
-from server.items import KEY_ATTRIBUTES, Item, item_key
+from pysync.values import is_record_field
+from server.codec import from_native, from_wire, to_native, to_wire
+from server.items import KEY_ATTRIBUTES, Item, item_key, record_fields
 
 TOMBSTONE_TTL_SECONDS = 30 * 24 * 3600
 MAX_ITEM_BYTES = 400 * 1024
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def to_native(value: Any) -> Any:
-    """A record value in the form DynamoDB stores: numbers as pysync.values.storable_number
-    gives them (floats become Decimal, never binary; 0E+200 becomes 0), so the serializer
-    takes every number the push's check took."""
-    if type(value) is str:  # the common case first: push encodes every field it writes
-        return value
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float, Decimal)):
-        return storable_number(value)
-    if isinstance(value, dict):
-        return {k: to_native(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_native(v) for v in value]
-    return value
-
-
-def from_native(value: Any) -> Any:
-    """A value read from DynamoDB as a record value: Binary -> bytes, sets -> sorted lists
-    (other programs may write sets; records have none)."""
-    if isinstance(value, Binary):
-        return bytes(cast(Any, value))  # Binary implements __bytes__; its stub does not say
-    if isinstance(value, (set, frozenset)):
-        return sorted(from_native(v) for v in value)
-    if isinstance(value, dict):
-        return {k: from_native(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_native(v) for v in value]
-    return value
 
 
 def _canonical(value: Any) -> Any:
@@ -138,9 +107,9 @@ class StoredRecord:
 def decode_item(item: Mapping[str, Any] | None, collection: str, key: str) -> StoredRecord:
     if not item:
         return StoredRecord(collection, key, ABSENT)
-    attrs = {name: _deserializer.deserialize(v) for name, v in item.items()
+    attrs = {name: from_wire(v) for name, v in item.items()
              if name not in KEY_ATTRIBUTES}
-    fields = {k: from_native(v) for k, v in attrs.items() if not k.startswith("_")}
+    fields = {k: from_native(v) for k, v in attrs.items() if is_record_field(k)}
     stored_v = attrs.get("_v")
     hashes: Mapping[str, str] = attrs.get("_h") or {}
     deleted = bool(attrs.get("_del", False)) and not fields
@@ -156,32 +125,8 @@ def decode_item(item: Mapping[str, Any] | None, collection: str, key: str) -> St
         stamps={k: str(v) for k, v in (attrs.get("_fh") or {}).items()},
         deleted=deleted, exists=True,
     )
-    raw = {k: v for k, v in item.items() if k not in KEY_ATTRIBUTES and not k.startswith("_")}
     return StoredRecord(collection, key, state, foreign,
-                        int(stored_v) if stored_v is not None else None, raw)
-
-
-_MAX_PLAIN_INT = 10**38  # DynamoDB's 38 digits: below this str(int) is what the context gives
-
-
-def to_wire(value: Any) -> dict[str, Any]:
-    """boto3's TypeSerializer.serialize(value), with the same output, but without its chain
-    of type checks for the types records hold (a third of push's own work before). Other
-    types (Decimal, bytes, sets, subclasses) and ints past 38 digits go to boto3's."""
-    kind = type(value)
-    if kind is str:
-        return {"S": value}
-    if kind is bool:
-        return {"BOOL": value}
-    if kind is int and -_MAX_PLAIN_INT < value < _MAX_PLAIN_INT:
-        return {"N": str(value)}
-    if kind is dict:
-        return {"M": {k: to_wire(v) for k, v in value.items()}}
-    if kind is list:
-        return {"L": [to_wire(v) for v in value]}
-    if value is None:
-        return {"NULL": True}
-    return dict(_serializer.serialize(value))
+                        int(stored_v) if stored_v is not None else None, record_fields(item))
 
 
 def encode_item(scope: str, collection: str, key: str, state: RecordState, writer: str,
@@ -192,7 +137,7 @@ def encode_item(scope: str, collection: str, key: str, state: RecordState, write
     native["_v"] = state.version
     native["_hlc"] = state.hlc
     native["_h"] = {name: field_hash(value) for name, value in native.items()
-                    if not name.startswith("_")}
+                    if is_record_field(name)}
     if state.stamps:
         native["_fh"] = dict(state.stamps)
     native["_del"] = state.deleted

@@ -3,14 +3,13 @@ cursors."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from server.changes import LogEntry, StampForeign, TombstoneForeign, classify
-from server.pull import Cursor, json_value
+from server.pull import Cursor
 
 
 def record(event: str, new: dict[str, Any] | None = None,
@@ -71,17 +70,6 @@ def test_keys_outside_pysyncs_layout_are_ignored() -> None:
     for sk in ("nohash", "#key", "coll#"):
         assert classify(record("INSERT", {"_v": {"N": "1"}}, sk=sk)) is None
     assert classify({"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"N": "1"}}}}) is None
-
-
-def test_typed_values_become_protocol_json() -> None:
-    assert json_value({"M": {
-        "s": {"S": "x"}, "i": {"N": "-12"}, "d": {"N": "0.1"}, "b": {"B": b"\x00\x01"},
-        "n": {"NULL": True}, "t": {"BOOL": True}, "l": {"L": [{"N": "1"}, {"S": "a"}]},
-        "ss": {"SS": ["b", "a"]}, "ns": {"NS": ["10", "9.5"]}, "bs": {"BS": [b"b", b"a"]},
-        "lambda_b": {"B": "AAE="}}}) == {
-        "s": "x", "i": -12, "d": Decimal("0.1"), "b": {"$bytes": "AAE="}, "n": None,
-        "t": True, "l": [1, "a"], "ss": ["a", "b"], "ns": [Decimal("9.5"), 10],
-        "bs": [{"$bytes": "YQ=="}, {"$bytes": "Yg=="}], "lambda_b": {"$bytes": "AAE="}}
 
 
 @given(store=st.text(max_size=30), scope=st.text(max_size=20),

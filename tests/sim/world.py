@@ -47,7 +47,6 @@ from typing import Any
 from unittest import mock
 
 import httpx
-from boto3.dynamodb.types import TypeDeserializer
 
 import pysync
 from pysync.client import SyncClient, dev_token_provider
@@ -61,11 +60,11 @@ from pysync.schema import Collection, Schema
 from pysync.store import Database
 from server.app import create_app
 from server.changelog import bump_epoch
+from server.codec import record_value
 from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from server.items import record_fields, split_sort_key
 from server.pull import Puller
-from server.records import from_native
 from tests.server.feed_support import Store, drain
 from tests.sim.model import (
     ExternalWrite,
@@ -546,9 +545,6 @@ async def view(db: Database) -> dict[str, Any]:
     return out
 
 
-_deserializer = TypeDeserializer()
-
-
 def read_items(store: Store, scope: str) -> dict[tuple[str, str], FinalItem]:
     ctx = store.ctx
     pages = ctx.dynamodb.get_paginator("query").paginate(
@@ -558,8 +554,7 @@ def read_items(store: Store, scope: str) -> dict[tuple[str, str], FinalItem]:
     for page in pages:
         for item in page["Items"]:
             c, k = split_sort_key(item["sk"]["S"])
-            fields_ = {n: norm(from_native(_deserializer.deserialize(v)))
-                       for n, v in record_fields(item).items()}
+            fields_ = {n: norm(record_value(v)) for n, v in record_fields(item).items()}
             out[(c, k)] = FinalItem(
                 fields_, bool(item.get("_del", {}).get("BOOL")),
                 int(item.get("_v", {}).get("N", "0")), item.get("_hlc", {}).get("S", ""),
