@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 WHEELS := web/build/wheels
 PORT ?= 8000
 
-.PHONY: setup demo test bench sim lint chromium pysync-wheel build-FeedFunction
+.PHONY: setup demo test bench sim sim-browser lint chromium pysync-wheel build-FeedFunction
 
 setup: $(VENV)/.installed chromium web/node_modules/.installed $(WHEELS)/.installed pysync-wheel
 
@@ -60,6 +60,15 @@ SEEDS ?= 1000-1999
 sim: setup
 	mkdir -p data
 	$(PY) -m tests.sim --seeds $(SEEDS) --json data/sim-$(SEEDS).json
+
+# The browser tier's long run (docs/reliability.md, "Browser tier"): BROWSER_SEEDS=first-last
+# (100-129 by default), 3 Chromium contexts; totals also in data/sim-browser-<seeds>.json.
+# One seed with its history: $(PY) -m tests.sim --browser --seed N
+BROWSER_SEEDS ?= 100-129
+sim-browser: setup
+	mkdir -p data
+	$(PY) -m tests.sim --browser --seeds $(BROWSER_SEEDS) \
+	  --json data/sim-browser-$(BROWSER_SEEDS).json
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

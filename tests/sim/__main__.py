@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable
 
 from server.dynamo_local import DynamoDBLocal
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(history, outcome), flush=True)
         for problem in outcome.problems + outcome.known:
             print("   ", problem, flush=True)
+        if args.browser and args.seed is None and not outcome.ok:
+            # A browser replay is not exact (its timing is the browser's): keep the history.
+            print("\n".join(history.lines), flush=True)
         if args.seed is not None:
             print("faults:", dict(history.faults), "ops:", dict(history.ops))
 
@@ -83,7 +87,18 @@ def run_browser(local: DynamoDBLocal, seeds: list[int], steps: int | None, verbo
         lab = Lab(browser, local)
         try:
             for seed in seeds:
-                report(*run_browser_history(lab, seed, steps or LONG_STEPS, verbose=verbose))
+                try:
+                    report(*run_browser_history(lab, seed, steps or LONG_STEPS,
+                                                verbose=verbose))
+                except Exception as e:
+                    # The driver failed (a page that did not boot in time, say): a failed
+                    # history, reported; the next one starts on new contexts.
+                    traceback.print_exc()
+                    outcome = Outcome()
+                    outcome.flag("driver_error", f"{type(e).__name__}: {e}"[:600])
+                    report(History(seed, {}), outcome)
+                    lab.close()
+                    lab = Lab(browser, local)
         finally:
             lab.close()
 
