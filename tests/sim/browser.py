@@ -444,6 +444,9 @@ class BrowserWorld:
         elif kind == "reload":
             self.note(f"{d.name}: reload")
             self.history.faults["reload"] += 1
+            if not d.online:  # offline, the page would not load (it has no service worker)
+                self.note(f"    {d.name} goes online first")
+                self.set_online(d, True)
             self.restart_page(d, close=False)
         elif kind == "close_mid_push":
             self.close_mid_push(d)
