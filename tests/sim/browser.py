@@ -321,8 +321,10 @@ class BrowserWorld:
             record_sent(self.history, body, self.user_of(client_id))
             if status == 200:
                 record_verdicts(self.history, self.next_seq, body, content)
-                self.note(f"    server: push {client_id[:8]} "
-                          f"{[r['id'] for r in json.loads(content)['results']]} answered")
+                answers = [f"{r['id']}:{r['status']}" + (f"@{r['version']}" if
+                                                          r.get("version") else "")
+                           for r in json.loads(content)["results"]]
+                self.note(f"    server: push {client_id[:8]} answered {answers}")
             else:
                 self.note(f"    server answered {status}: {content[:300]!r}")
                 if status >= 500:
@@ -334,7 +336,9 @@ class BrowserWorld:
         body = route.request.post_data_buffer or b""
         with self.lock:
             record_sent(self.history, body, d.user)
-        self.note(f"    {d.name} pushes {[m['id'] for m in json.loads(body)['mutations']]}")
+        self.note(f"    {d.name} pushes " + str([
+            f"{m['id']}:{m['op']} {m['collection']}/{m['key']} base {m.get('base_version')}"
+            for m in json.loads(body)["mutations"]]))
         fault = d.fault
         if fault is not None:
             d.fault = None
