@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with DynamoDBLocal() as local:
         if args.browser:
-            run_browser(local, seeds, args.steps, args.seed is not None, report)
+            run_browser(local, seeds, args.steps, args.seed is not None, report,
+                        REPORT_APART if args.tolerate_known else frozenset())
         else:
             for seed in seeds:
                 report(*run_history(
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_browser(local: DynamoDBLocal, seeds: list[int], steps: int | None, verbose: bool,
-                report: Callable[[History, Outcome], None]) -> None:
+                report: Callable[[History, Outcome], None], tolerate: frozenset[str]) -> None:
     """The browser tier's histories, one Chromium and 3 contexts for all of them."""
     from playwright.sync_api import sync_playwright
 
@@ -89,7 +90,7 @@ def run_browser(local: DynamoDBLocal, seeds: list[int], steps: int | None, verbo
             for seed in seeds:
                 try:
                     report(*run_browser_history(lab, seed, steps or LONG_STEPS,
-                                                verbose=verbose))
+                                                verbose=verbose, tolerate=tolerate))
                 except Exception as e:
                     # The driver failed (a page that did not boot in time, say): a failed
                     # history, reported; the next one starts on new contexts.

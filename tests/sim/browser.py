@@ -290,6 +290,7 @@ class BrowserWorld:
     users: list[str] = field(default_factory=list)
     seq: int = 0
     faults_on: bool = True
+    tolerate: frozenset[str] = frozenset()
     # The server's thread records verdicts while the driver's records writes.
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -475,7 +476,7 @@ class BrowserWorld:
         for _ in range(self.steps):
             self.step()
         self.quiesce()
-        return judge(self.history, self.collect(run_id))
+        return judge(self.history, self.collect(run_id), self.tolerate)
 
     def quiesce(self) -> None:
         self.note("-- quiesce")
@@ -571,10 +572,11 @@ class ServerSide:
         await self.app(scope, receive_body, send_answer)
 
 
-def run_browser_history(lab: Lab, seed: int, steps: int, verbose: bool = False
-                        ) -> tuple[History, Outcome]:
-    """Run the browser history of `seed` against its own server on fresh tables."""
-    world = BrowserWorld(seed, lab, steps, verbose)
+def run_browser_history(lab: Lab, seed: int, steps: int, verbose: bool = False,
+                        tolerate: frozenset[str] = frozenset()) -> tuple[History, Outcome]:
+    """Run the browser history of `seed` against its own server on fresh tables.
+    `tolerate`: known defects (tests/sim/known.py) counted apart instead of failing."""
+    world = BrowserWorld(seed, lab, steps, verbose, tolerate=tolerate)
     world.store = Store.create(lab.local, feed_enabled=True, schema=SCHEMA,
                                rate_limit_per_s=0, feed_poll_s=0.05, events_poll_s=0.1)
     app = create_app(world.store.ctx.settings)
