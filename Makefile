@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 WHEELS := web/build/wheels
 PORT ?= 8000
 
-.PHONY: setup demo test bench sim reliability lint chromium pysync-wheel build-FeedFunction
+.PHONY: setup demo test bench sim sim-browser reliability lint chromium pysync-wheel build-FeedFunction
 
 setup: $(VENV)/.installed chromium web/node_modules/.installed $(WHEELS)/.installed pysync-wheel
 
@@ -61,16 +61,27 @@ sim: setup
 	mkdir -p data
 	$(PY) -m tests.sim --seeds $(SEEDS) --json data/sim-$(SEEDS).json
 
-# docs/reliability.md's figures and chart in one go: the simulation's long tier (SEEDS), the
-# load benchmark (200 clients for 60 s, then push throughput at 1, 4 and 16 clients next to
-# raw TransactWriteItems; LOAD_ARGS adds options), then docs/reliability.png from their JSON
-# (tests/bench/report.py). The chart is drawn even when histories failed (it shows them);
+# The browser tier's long run (docs/reliability.md, "Browser tier"): BROWSER_SEEDS=first-last
+# (100-129 by default), 3 Chromium contexts; totals also in data/sim-browser-<seeds>.json.
+# One seed with its history: $(PY) -m tests.sim --browser --seed N
+BROWSER_SEEDS ?= 100-129
+sim-browser: setup
+	mkdir -p data
+	$(PY) -m tests.sim --browser --seeds $(BROWSER_SEEDS) \
+	  --json data/sim-browser-$(BROWSER_SEEDS).json
+
+# docs/reliability.md's figures and chart in one go: the simulation's long tier (SEEDS), its
+# browser tier (BROWSER_SEEDS), the load benchmark (200 clients for 60 s, then push
+# throughput at 1, 4 and 16 clients next to raw TransactWriteItems; LOAD_ARGS adds options),
+# then docs/reliability.png from their JSON (tests/bench/report.py). The chart is drawn even when histories failed (it shows them);
 # the target then still fails, like `make sim`.
 LOAD_ARGS ?=
 reliability: setup
 	mkdir -p data
 	status=0; \
 	$(PY) -m tests.sim --seeds $(SEEDS) --json data/sim-$(SEEDS).json || status=$$?; \
+	$(PY) -m tests.sim --browser --seeds $(BROWSER_SEEDS) \
+	  --json data/sim-browser-$(BROWSER_SEEDS).json || status=$$?; \
 	$(PY) -m tests.bench.load_bench --json data/load.json $(LOAD_ARGS) && \
 	$(PY) -m tests.bench.report --sim data/sim-$(SEEDS).json --load data/load.json \
 	  --out docs/reliability.png && exit $$status

@@ -18,11 +18,21 @@ settings.register_profile("pysync", deadline=None)
 settings.load_profile("pysync")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the browser tests last. Playwright's sync API keeps an asyncio loop running in the
     main thread from its first use to the end of the session, and `asyncio.run` (which the
-    CPython tests use) refuses to start while one is running."""
+    CPython tests use) refuses to start while one is running.
+
+    The long tiers of the simulation (`sim_long`: tests/sim and its browser tier in
+    tests/e2e) run only when asked for with `-m sim_long` (or `make sim`, `make
+    sim-browser`); otherwise they are deselected, not run."""
     items.sort(key=lambda item: E2E in Path(str(item.path)).parents)
+    if "sim_long" in (config.getoption("-m") or ""):
+        return
+    long = [item for item in items if "sim_long" in item.keywords]
+    if long:
+        config.hook.pytest_deselected(items=long)
+        items[:] = [item for item in items if "sim_long" not in item.keywords]
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from types import SimpleNamespace
 from typing import Any
@@ -200,17 +201,8 @@ class World:
         return next(d.user for d in self.devices if d.client_id == client_id)
 
     def saw_push(self, device: Device | None, body: bytes) -> None:
-        request = json.loads(body)
-        client_id = request["client_id"]
-        now_ms = time.time_ns() // 1_000_000
-        for m in request["mutations"]:
-            key = (client_id, int(m["id"]))
-            if key in self.history.sent:
-                continue
-            clamped = Stamp.parse(m["hlc"]).wall_ms > now_ms + MAX_CLOCK_SKEW_MS
-            self.history.sent[key] = Sent(client_id, self.user_of(client_id), int(m["id"]),
-                                          m["collection"], m["key"], m["op"], m.get("value"),
-                                          m.get("base_version"), m["hlc"], clamped)
+        client_id = json.loads(body)["client_id"]
+        record_sent(self.history, body, self.user_of(client_id))
 
     def delivered(self, d: Device | None, path: str, response: httpx.Response
                   ) -> httpx.Response:
@@ -241,10 +233,7 @@ class World:
         response = await self.asgi.handle_async_request(copy)
         content = await response.aread()
         if request.url.path == "/v1/push" and response.status_code == 200:
-            client_id = json.loads(body)["client_id"]
-            for r in json.loads(content)["results"]:
-                self.history.verdicts.append(Verdict(self.next_seq(), client_id, int(r["id"]),
-                                                     r["status"], r.get("version")))
+            record_verdicts(self.history, self.next_seq, body, content)
         elif request.url.path == "/v1/pull" and response.status_code == 200 \
                 and device is not None and json.loads(content).get("reset"):
             self.note(f"    {device.name}: the pull answers reset")
@@ -345,15 +334,8 @@ class World:
 
     async def write(self, d: Device) -> None:
         assert d.db is not None
-        c = self.rng.choice(list(STRATEGIES))
-        key = self.rng.choice(KEYS)
-        op = self.rng.choices(("put", "patch", "delete"), (5, 4, 2))[0]
+        c, key, op, value = draw_write(self.rng)
         coll = d.db.collection(c)
-        value: dict[str, Any] | None = None
-        if op == "put":
-            value = {f: self.value() for f in self.rng.sample(FIELDS, self.rng.randint(1, 3))}
-        elif op == "patch":
-            value = {f: self.value() for f in self.rng.sample(FIELDS, self.rng.randint(1, 2))}
         row = next((r for r in d.storage.rows(d.db.name, "records") if r["k"] == [c, key]),
                    None)
         before = RecordRow.from_row(row) if row is not None else None
@@ -386,26 +368,9 @@ class World:
                                              local_only))
         await self.settle()  # an online device pushes at once
 
-    def value(self) -> Any:
-        return self.rng.choice((self.rng.randint(0, 99), f"s{self.rng.randint(0, 9)}",
-                                self.rng.random() < 0.5))
-
     def external(self) -> None:
-        user = self.rng.choice(self.users)
-        c, key = self.rng.choice(list(STRATEGIES)), self.rng.choice(KEYS)
-        kind = self.rng.choice(("put", "update", "delete"))
-        scope = f"u#{user}"
-        f = self.rng.choice(FIELDS)
-        v = self.rng.randint(100, 199)  # outside the devices' range: visibly another program
-        if kind == "put":
-            self.store.put(scope, c, key, **{f: v})
-        elif kind == "update":
-            self.store.update(scope, c, key, **{f: v})
-        else:
-            self.store.delete(scope, c, key)
-        self.note(f"other program: {kind} {user} {c}/{key} {f}={v if kind != 'delete' else ''}")
-        self.history.external.append(ExternalWrite(self.next_seq(), user, c, key, kind,
-                                                   f if kind == "update" else None))
+        external_write(self.rng, self.store, self.users, self.history, self.next_seq,
+                       self.note)
 
     async def deliver_delayed(self) -> None:
         if self.delayed:
@@ -535,6 +500,67 @@ class World:
         with contextlib.suppress(Exception):
             self.feed.stop()
         self.app.state.ctx.pools.shutdown()
+
+
+def draw_write(rng: random.Random) -> tuple[str, str, str, dict[str, Any] | None]:
+    """A device's next write: collection, key, op and value (None for a delete)."""
+    c = rng.choice(list(STRATEGIES))
+    key = rng.choice(KEYS)
+    op = rng.choices(("put", "patch", "delete"), (5, 4, 2))[0]
+    value: dict[str, Any] | None = None
+    if op == "put":
+        value = {f: draw_value(rng) for f in rng.sample(FIELDS, rng.randint(1, 3))}
+    elif op == "patch":
+        value = {f: draw_value(rng) for f in rng.sample(FIELDS, rng.randint(1, 2))}
+    return c, key, op, value
+
+
+def draw_value(rng: random.Random) -> Any:
+    return rng.choice((rng.randint(0, 99), f"s{rng.randint(0, 9)}", rng.random() < 0.5))
+
+
+def external_write(rng: random.Random, store: Store, users: list[str], history: History,
+                   next_seq: Callable[[], int], note: Callable[[str], None]) -> None:
+    """Another program's boto3 put/update/delete of one field on the items table."""
+    user = rng.choice(users)
+    c, key = rng.choice(list(STRATEGIES)), rng.choice(KEYS)
+    kind = rng.choice(("put", "update", "delete"))
+    scope = f"u#{user}"
+    f = rng.choice(FIELDS)
+    v = rng.randint(100, 199)  # outside the devices' range: visibly another program
+    if kind == "put":
+        store.put(scope, c, key, **{f: v})
+    elif kind == "update":
+        store.update(scope, c, key, **{f: v})
+    else:
+        store.delete(scope, c, key)
+    note(f"other program: {kind} {user} {c}/{key} {f}={v if kind != 'delete' else ''}")
+    history.external.append(ExternalWrite(next_seq(), user, c, key, kind,
+                                          f if kind == "update" else None))
+
+
+def record_sent(history: History, body: bytes, user: str) -> None:
+    """Every mutation of a push request body, the first time it goes over the wire."""
+    request = json.loads(body)
+    client_id = request["client_id"]
+    now_ms = time.time_ns() // 1_000_000
+    for m in request["mutations"]:
+        key = (client_id, int(m["id"]))
+        if key in history.sent:
+            continue
+        clamped = Stamp.parse(m["hlc"]).wall_ms > now_ms + MAX_CLOCK_SKEW_MS
+        history.sent[key] = Sent(client_id, user, int(m["id"]), m["collection"], m["key"],
+                                 m["op"], m.get("value"), m.get("base_version"), m["hlc"],
+                                 clamped)
+
+
+def record_verdicts(history: History, next_seq: Callable[[], int], body: bytes,
+                    content: bytes) -> None:
+    """The server's verdicts in a 200 push response (whether or not the device gets it)."""
+    client_id = json.loads(body)["client_id"]
+    for r in json.loads(content)["results"]:
+        history.verdicts.append(Verdict(next_seq(), client_id, int(r["id"]), r["status"],
+                                        r.get("version")))
 
 
 async def view(db: Database) -> dict[str, Any]:
