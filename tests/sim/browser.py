@@ -583,7 +583,7 @@ def run_browser_history(lab: Lab, seed: int, steps: int, verbose: bool = False,
     lab.world = world
     try:
         with serve(ServerSide(app, lab), lab.port):
-            world.feed = app.state.feed
+            world.feed = app.state.ctx.feed
             try:
                 outcome = world.run()
             finally:
