@@ -183,7 +183,8 @@ def test_a_tab_closed_after_the_server_committed_a_push_pushes_it_again_as_a_dup
     run_py(reopened, START % {"name": name, "user": user})
     eventually(reopened, SYNCED, [0, None])
     # Sent again with the same id, answered `duplicate`, applied once.
-    assert {"id": result["id"], "status": "duplicate"} in answers[0]["results"]
+    assert [(r["id"], r["status"]) for r in answers[0]["results"]] == \
+        [(result["id"], "duplicate")]
     stored = item(sync_server.dynamodb, sync_server.tables, user, "once")
     assert stored is not None
     assert stored["_v"] == {"N": "1"} and stored["_w"] == {"S": f"{client_id}:{result['id']}"}
