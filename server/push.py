@@ -174,15 +174,17 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
 def _duplicates(ctx: ServerContext, scope: str, mutations: Sequence[Mutation]
                 ) -> dict[int, MutationResult]:
     """Answers for mutations processed before (a retry after a lost answer, docs/api.md):
-    each carries its record as it is now. The first answer may have been a conflict or a
-    rejection that wrote nothing: without the record the client would wait for a version
-    no pull brings."""
+    each carries its record as it is now, if it has an item. The first answer may have been
+    a conflict or a rejection that wrote nothing: without the record the client would wait
+    for a version no pull brings."""
     if not mutations:
         return {}
     now = _read_records(ctx, scope, mutations)
-    return {m.id: MutationResult(m.id, "duplicate", server=server_record(
-                now[sort_key(m.collection, m.key)]))
-            for m in mutations if m.rejection is None}
+    # (an item that is gone, deleted outright by another program, has no record to give:
+    # the feed's tombstone reaches the client through the pull)
+    return {m.id: MutationResult(m.id, "duplicate", server=server_record(record))
+            for m in mutations if m.rejection is None
+            and (record := now[sort_key(m.collection, m.key)]).state.exists}
 
 
 def _consecutive(mutations: Sequence[Mutation]) -> bool:
