@@ -1,0 +1,102 @@
+"""How pysync ships: the browser's wheel (server/assets.py) carries pysync only, and it and the
+published wheel (built by hatchling from pyproject.toml) carry the one version,
+`pysync.__version__`.
+
+The wheels are built for real into temporary folders.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import subprocess
+import sys
+import tomllib
+import zipfile
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+import pysync
+from server.assets import build_browser_wheel, ensure_pysync_wheel
+from server.paths import PYPROJECT, ROOT
+
+
+def metadata(wheel: Path) -> Message:
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        return email.message_from_bytes(z.read(name))
+
+
+def names(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as z:
+        return z.namelist()
+
+
+@pytest.fixture(scope="module")
+def published_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("published")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(out), str(ROOT)], check=True, timeout=120)
+    (wheel,) = out.glob("pysync-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def browser_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_browser_wheel(tmp_path_factory.mktemp("browser"))
+
+
+def test_the_browser_wheel_holds_pysync_and_no_server_code(browser_wheel: Path) -> None:
+    dist_info = f"pysync-{pysync.__version__}.dist-info/"
+    assert all(n.startswith(("pysync/", dist_info)) for n in names(browser_wheel))
+    assert not any(n.startswith("server/") for n in names(browser_wheel))
+
+
+def test_the_browser_wheel_requires_the_client_dependencies_only(browser_wheel: Path) -> None:
+    requires = metadata(browser_wheel).get_all("Requires-Dist") or []
+    assert requires == tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    assert not any("boto3" in r or "extra" in r for r in requires)
+
+
+def test_the_browser_wheel_ships_the_same_pysync_files_as_the_published_wheel(
+        browser_wheel: Path, published_wheel: Path) -> None:
+    def pysync_files(wheel: Path) -> dict[str, bytes]:
+        with zipfile.ZipFile(wheel) as z:
+            return {n: z.read(n) for n in z.namelist() if n.startswith("pysync/")}
+
+    assert pysync_files(browser_wheel) == pysync_files(published_wheel)
+
+
+def test_the_browser_wheel_installs_with_pip_and_reports_the_version(
+        browser_wheel: Path, tmp_path: Path) -> None:
+    # pip checks the wheel's layout and metadata; micropip reads the same files in the page.
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(tmp_path), str(browser_wheel)], check=True, timeout=120)
+    code = ("import importlib.metadata as m; d = m.distribution('pysync'); "
+            "print(d.version, d.locate_file('pysync/__init__.py'))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       check=True, timeout=60)
+    assert r.stdout.split() == [pysync.__version__, str(tmp_path / "pysync" / "__init__.py")]
+
+
+def test_the_version_is_pysync_version_in_both_wheels_and_their_names(
+        browser_wheel: Path, published_wheel: Path) -> None:
+    version = pysync.__version__
+    assert browser_wheel.name == f"pysync-{version}-py3-none-any.whl"
+    assert published_wheel.name == f"pysync-{version}-py3-none-any.whl"
+    assert metadata(browser_wheel)["Version"] == version
+    assert metadata(published_wheel)["Version"] == version
+    assert "version" not in tomllib.loads(PYPROJECT.read_text())["project"]  # written once
+
+
+def test_a_browser_wheel_of_another_version_is_replaced(tmp_path: Path) -> None:
+    old = tmp_path / "pysync-0.0.0-py3-none-any.whl"
+    old.write_bytes(build_browser_wheel(tmp_path).read_bytes())  # newer than the source
+    (tmp_path / f"pysync-{pysync.__version__}-py3-none-any.whl").unlink()
+    built = ensure_pysync_wheel(tmp_path)
+    assert built.name == f"pysync-{pysync.__version__}-py3-none-any.whl"
+    assert sorted(p.name for p in tmp_path.glob("pysync-*")) == [built.name]
+
