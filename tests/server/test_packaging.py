@@ -1,14 +1,16 @@
-"""How pysync ships: the browser's wheel (server/assets.py) carries pysync only, and it and the
-published wheel (built by hatchling from pyproject.toml) carry the one version,
-`pysync.__version__`.
+"""How pysync ships: the published wheel (`pip install 'pysync[server]'`, built by hatchling from
+pyproject.toml) carries the server and its `pysync-server` script; the browser's wheel
+(server/assets.py) carries pysync only; both carry the one version, `pysync.__version__`.
 
-The wheels are built for real into temporary folders.
+The wheels are built for real into temporary folders, and the script is the one pip
+generates from the published wheel.
 """
 
 from __future__ import annotations
 
 import email
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -99,4 +101,43 @@ def test_a_browser_wheel_of_another_version_is_replaced(tmp_path: Path) -> None:
     built = ensure_pysync_wheel(tmp_path)
     assert built.name == f"pysync-{pysync.__version__}-py3-none-any.whl"
     assert sorted(p.name for p in tmp_path.glob("pysync-*")) == [built.name]
+
+
+def test_the_published_wheel_holds_the_server(published_wheel: Path) -> None:
+    shipped = names(published_wheel)
+    assert "server/__main__.py" in shipped and "server/app.py" in shipped
+    assert "pysync/__init__.py" in shipped
+
+
+def test_the_published_wheel_declares_the_pysync_server_script(published_wheel: Path) -> None:
+    with zipfile.ZipFile(published_wheel) as z:
+        entry_points = z.read(f"pysync-{pysync.__version__}.dist-info/entry_points.txt")
+    assert "[console_scripts]\npysync-server = server.__main__:script" in entry_points.decode()
+
+
+def test_the_published_wheel_requires_boto3_only_with_the_server_extra(
+        published_wheel: Path) -> None:
+    requires = metadata(published_wheel).get_all("Requires-Dist") or []
+    boto3 = [r for r in requires if r.startswith("boto3>")]
+    assert "boto3>=1.40; extra == 'server'" in boto3
+    assert all("extra ==" in r for r in boto3)
+
+
+def test_pysync_server_has_the_options_of_python_m_server(
+        published_wheel: Path, tmp_path: Path) -> None:
+    # The script pip writes for the published wheel, running the server code of that wheel.
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(tmp_path), str(published_wheel)], check=True, timeout=120)
+    env = {**os.environ, "COLUMNS": "100"}
+    script = subprocess.run([str(tmp_path / "bin" / "pysync-server"), "--help"],
+                            env={**env, "PYTHONPATH": str(tmp_path)},
+                            capture_output=True, text=True, check=True, timeout=60).stdout
+    module = subprocess.run([sys.executable, "-m", "server", "--help"],
+                            env={**env, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, check=True, timeout=60).stdout
+    assert script.startswith("usage: pysync-server ")
+    assert module.startswith("usage: python -m server ")
+    # The usage line wraps after the program's name; the options section is the same text.
+    assert script.partition("\noptions:\n")[2] == module.partition("\noptions:\n")[2] != ""
+    assert set(re.findall(r"--[\w-]+", script)) == set(re.findall(r"--[\w-]+", module))
 
