@@ -1,6 +1,7 @@
 """How pysync ships: the published wheel (`pip install 'pysync[server]'`, built by hatchling from
 pyproject.toml) carries the server and its `pysync-server` script; the browser's wheel
-(server/assets.py) carries pysync only; both carry the one version, `pysync.__version__`.
+(server/assets.py) carries pysync only; both carry the one version, `pysync.__version__`; and
+the server's start serves the browser wheel the set-up built, never building one itself.
 
 The wheels are built for real into temporary folders, and the script is the one pip
 generates from the published wheel.
@@ -21,7 +22,8 @@ from pathlib import Path
 import pytest
 
 import pysync
-from server.assets import build_browser_wheel, ensure_pysync_wheel
+from server.__main__ import WheelMissing, check_browser_wheel
+from server.assets import build_browser_wheel, ensure_pysync_wheel, wheel_is_current
 from server.paths import PYPROJECT, ROOT
 
 
@@ -141,3 +143,20 @@ def test_pysync_server_has_the_options_of_python_m_server(
     assert script.partition("\noptions:\n")[2] == module.partition("\noptions:\n")[2] != ""
     assert set(re.findall(r"--[\w-]+", script)) == set(re.findall(r"--[\w-]+", module))
 
+
+def test_the_server_start_serves_an_old_wheel_as_it_is_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wheel = build_browser_wheel(tmp_path)
+    os.utime(wheel, (0, 0))  # older than every source file: a stale wheel
+    before = wheel.read_bytes()
+    assert not wheel_is_current(wheel)
+    assert check_browser_wheel(tmp_path) == wheel
+    assert wheel.stat().st_mtime == 0 and wheel.read_bytes() == before  # not rebuilt
+    assert sorted(tmp_path.iterdir()) == [wheel]
+    assert "python -m server.assets" in capsys.readouterr().err
+
+
+def test_the_server_start_without_a_wheel_says_how_to_build_it(tmp_path: Path) -> None:
+    with pytest.raises(WheelMissing, match=r"make setup.*python -m server\.assets"):
+        check_browser_wheel(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing built
