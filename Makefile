@@ -39,7 +39,8 @@ $(WHEELS)/.installed: web/pyodide-requirements.txt $(VENV)/.installed
 	  -d $(WHEELS) -r web/pyodide-requirements.txt
 	touch $@
 
-# pysync itself, as a wheel built from the source (rebuilt only when the source changed).
+# pysync's browser wheel (pysync only, no server code), built from the source; rebuilt only
+# when the source changed. The server serves it and never builds it (docs/server.md).
 pysync-wheel: $(VENV)/.installed
 	$(PY) -m server.assets
 

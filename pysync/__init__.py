@@ -19,6 +19,10 @@ from pysync.hlc import HybridClock, Stamp
 from pysync.schema import Collection, Index, Schema, Strategy
 from pysync.store import Change, Database, Doc, LocalCollection, delete_database, open_database
 
+# The one place the version is written: pyproject.toml reads it (hatch's dynamic version), and
+# the browser's wheel (server/assets.py) is named after it.
+__version__ = "0.1.0"
+
 if TYPE_CHECKING:
     from pysync.client import SyncClient, SyncStatus, dev_token_provider
     from pysync.memdb import MemoryStorage

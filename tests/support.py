@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from server.assets import ensure_pysync_wheel
 from server.dynamo_local import free_port, terminate
 from server.paths import ROOT
 
@@ -53,6 +54,7 @@ def server_process(endpoint: str, prefix: str, *, feed: bool,
     """A real `python -m server --dev` process on a free loopback port, against the DynamoDB
     at `endpoint`; yields (base URL, the Popen). Its output goes to a temporary file, shown
     if it exits before answering /v1/health."""
+    ensure_pysync_wheel()  # the set-up's step: a server's start serves the wheel, never builds it
     port = free_port()
     full_env = {**os.environ, "PYSYNC_JWT_SECRET": SHARED_SECRET, "PYSYNC_TABLE_PREFIX": prefix,
                 "PYSYNC_FEED": "1" if feed else "0", **(env or {})}

@@ -55,7 +55,6 @@ from typing import Any
 import httpx
 
 from pysync.hlc import HybridClock
-from server.assets import ensure_pysync_wheel
 from server.changelog import ChangeLog
 from server.codec import protocol_json
 from server.dynamo_local import DynamoDBLocal, local_client
@@ -482,7 +481,6 @@ def main() -> None:
                    help="which parts to run: load, throughput or both (the default)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
-    ensure_pysync_wheel()  # once, so the server processes do not all build it at once
     prefix = f"ld{uuid.uuid4().hex[:6]}_"
     report: dict[str, Any] = {}
     with DynamoDBLocal() as local, ExitStack() as stack:

@@ -15,11 +15,18 @@ import pytest
 
 from pysync.errors import SchemaError
 from server.__main__ import load_schema, parser, settings_from
+from server.assets import ensure_pysync_wheel
 from server.dynamo_local import DynamoDBLocal, local_client
 from server.tables import TablesMissing, ensure_tables
 from tests.server.conftest import TEST_SCHEMA
 
 pytestmark = pytest.mark.dynamodb
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_wheel() -> None:
+    """The set-up's step: the servers this module starts serve the wheel, never build it."""
+    ensure_pysync_wheel()
 
 
 def port_open(port: int) -> bool:

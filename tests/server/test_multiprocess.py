@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from server.assets import ensure_pysync_wheel
 from server.dynamo_local import DynamoDBLocal
 from server.tables import TableNames
 from tests.server.feed_support import Store, entries_summary, wait_for
@@ -29,11 +28,6 @@ FAST = {"PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_EVENTS_POLL_S": "0.05", "PYSYNC_LE
 def server_process(local: DynamoDBLocal, prefix: str, *, feed: bool) -> Iterator[tuple[str, Any]]:
     with support_server_process(local.endpoint, prefix, feed=feed, env=FAST) as started:
         yield started
-
-
-@pytest.fixture(scope="module", autouse=True)
-def wheel() -> None:
-    ensure_pysync_wheel()  # once here, so the servers do not all build it at once
 
 
 def auth(url: str, user: str) -> dict[str, str]:
