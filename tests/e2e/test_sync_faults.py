@@ -186,7 +186,8 @@ def test_a_tab_closed_after_the_server_committed_a_push_pushes_it_again_as_a_dup
     assert {"id": result["id"], "status": "duplicate"} in answers[0]["results"]
     stored = item(sync_server.dynamodb, sync_server.tables, user, "once")
     assert stored is not None
-    assert stored["_v"] == {"N": "1"} and stored["_w"] == {"S": f"{client_id}:{result['id']}"}
+    assert stored["_v"] == {"N": "1"}
+    assert stored["_w"] == {"S": f"{client_id}:{result['id']}"}
     assert run_py(reopened, "(await todos.query())[0].pending") is False
     run_py(reopened, "await client.stop(); db.close(); None")
 
@@ -215,7 +216,9 @@ def test_a_push_whose_request_or_answer_is_lost_is_retried_and_applied_once(
     eventually(page, SYNCED, [0, None])
     assert faults == ([200] if fault == "answer lost" else [0])
     stored = item(sync_server.dynamodb, sync_server.tables, user, "once")
-    assert stored is not None and stored["_v"] == {"N": "1"} and stored["n"] == {"N": "1"}
+    assert stored is not None
+    assert stored["_v"] == {"N": "1"}
+    assert stored["n"] == {"N": "1"}
     run_py(page, "await client.stop(); db.close(); None")
 
 
@@ -343,7 +346,8 @@ def test_tables_recreated_under_a_running_client_reset_it_and_its_pending_writes
             client_id = run_py(page, "db.client_id")
             for n, key in enumerate(("edited", "new"), start=1):
                 stored = item(dynamodb, tables, user, key)
-                assert stored is not None and stored["_v"] == {"N": "1"}
+                assert stored is not None
+                assert stored["_v"] == {"N": "1"}
                 assert stored["_w"] == {"S": f"{client_id}:{n}"}
             assert item(dynamodb, tables, user, "old") is None
             eventually(page, "[[d.key, d.value, d.pending] for d in await todos.query()]",

@@ -41,9 +41,9 @@ def ctx(server_settings: Settings) -> ServerContext:
 
 
 @pytest.fixture
-def fresh_ctx(server_settings: Settings) -> Iterator[ServerContext]:
+def fresh_ctx(server_settings: Settings) -> ServerContext:
     """A context with its own boto3 clients, for tests that hook into botocore events."""
-    yield ServerContext.from_settings(server_settings)
+    return ServerContext.from_settings(server_settings)
 
 
 @pytest.fixture

@@ -117,4 +117,5 @@ def assert_store_unavailable(r: httpx.Response) -> None:
     """503 store_unavailable with a Retry-After of whole seconds, at least 1."""
     assert r.status_code == 503, (r.status_code, r.text)
     assert r.json()["error"]["code"] == "store_unavailable", r.text
-    assert r.headers["retry-after"].isdigit() and int(r.headers["retry-after"]) >= 1
+    assert r.headers["retry-after"].isdigit()
+    assert int(r.headers["retry-after"]) >= 1

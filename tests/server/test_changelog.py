@@ -109,7 +109,9 @@ def test_heads_of_many_scopes_in_one_call(store: Store) -> None:
     log.append("u#b", [entry("u#b", "x", 1), entry("u#b", "y", 1)])
     scopes = ["u#a", "u#b", *[f"u#none{i}" for i in range(120)]]
     heads = log.heads(scopes)
-    assert heads["u#a"] == 1 and heads["u#b"] == 2 and heads["u#none7"] == 0
+    assert heads["u#a"] == 1
+    assert heads["u#b"] == 2
+    assert heads["u#none7"] == 0
     assert len(heads) == len(scopes)
 
 

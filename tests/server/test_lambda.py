@@ -112,7 +112,8 @@ def test_failed_scope_is_reported_as_a_batch_item_failure(store: Store, handler:
     result = handler(lambda_event(store, records), None)
     assert result == {"batchItemFailures": [
         {"itemIdentifier": records[1]["dynamodb"]["SequenceNumber"]}]}
-    assert len(store.log("u#a")) == 1 and len(store.log("u#c")) == 1
+    assert len(store.log("u#a")) == 1
+    assert len(store.log("u#c")) == 1
     assert store.log("u#broken") == []
 
 
@@ -128,5 +129,6 @@ def test_an_item_too_deep_for_the_log_is_logged_without_its_fields_and_fails_not
     records = wait_for(lambda: len(store.stream_records()) == 2 and store.stream_records())
     assert handler(lambda_event(store, records), None) == {"batchItemFailures": []}
     [entry] = store.log("u#deep")
-    assert entry["x"] == {"BOOL": True} and "f" not in entry  # the pull reads the item
+    assert entry["x"] == {"BOOL": True}
+    assert "f" not in entry  # the pull reads the item
     assert store.log("u#b")[0]["f"] == {"M": {"title": {"S": "next"}}}

@@ -21,7 +21,8 @@ def test_the_lifespan_runs_the_feed_and_closes_the_context_with_the_app(
     store = Store.create(dynamodb_local, feed_enabled=True)
     app = create_app(store.ctx.settings)
     ctx: ServerContext = app.state.ctx
-    assert ctx.feed is not None and not ctx.feed.running  # nothing runs before the lifespan
+    assert ctx.feed is not None
+    assert not ctx.feed.running  # nothing runs before the lifespan
     with serve(app):
         assert ctx.feed.running
         store.put("u#a", "todos", "t1", title="by a script")

@@ -83,7 +83,8 @@ def test_snapshot_pages_then_continues_from_the_head_before_it(store: Store,
         store.put(scope, "todos", f"t{i}", n=i, _v=1)
     step_until(feed, lambda: len(store.log(scope)) == 7)
     first = p.pull(scope, None, 3)
-    assert [c["key"] for c in first["changes"]] == ["t0", "t1", "t2"] and first["has_more"]
+    assert [c["key"] for c in first["changes"]] == ["t0", "t1", "t2"]
+    assert first["has_more"]
     store.put(scope, "todos", "t0", n=100, _v=2)  # changes during the snapshot...
     store.put(scope, "todos", "t9", n=9, _v=1)
     step_until(feed, lambda: len(store.log(scope)) == 9)
@@ -94,7 +95,8 @@ def test_snapshot_pages_then_continues_from_the_head_before_it(store: Store,
                   or v["version"] >= state[k]["version"]})
     # ...come as deltas from the head read before the snapshot began.
     assert live(state)[("todos", "t0")] == (2, {"n": 100})
-    assert ("todos", "t9") in state and len(live(state)) == 8
+    assert ("todos", "t9") in state
+    assert len(live(state)) == 8
     assert Cursor.decode(rest_cursor).position == 9
 
 

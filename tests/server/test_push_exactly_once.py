@@ -218,7 +218,8 @@ def test_a_cancelled_transaction_for_transaction_conflict_is_retried(
 
     fresh_ctx.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", hook)
     resp = push(fresh_ctx, scope, client_id, m(1))
-    assert resp.results[0].status == "applied" and calls[0] == 2
+    assert resp.results[0].status == "applied"
+    assert calls[0] == 2
 
 
 def test_throttling_that_persists_raises_store_unavailable_and_a_later_retry_applies_once(
@@ -239,7 +240,8 @@ def test_throttled_reads_are_retried(
     # An edit of a record the client holds is read first (a creation is assumed absent
     # and not read: server/push.py).
     resp = push(fresh_ctx, scope, client_id, m(2, op="patch", value={"y": 2}, base=1))
-    assert resp.results[0].status == "applied" and calls[0] == 3
+    assert resp.results[0].status == "applied"
+    assert calls[0] == 3
 
 
 def test_a_push_over_99_records_commits_in_chunks_each_mutation_once(
