@@ -21,6 +21,7 @@ from server.auth import LEEWAY_S, TokenVerifier
 from server.db import dynamodb_client
 from server.dynamo_local import DynamoDBLocal, free_port
 from server.tables import TableNames
+from tests import support
 from tests.e2e.conftest import (
     WAIT_S,
     ForeignRequest,
@@ -89,11 +90,9 @@ def device(browser: Browser, sync_server: SyncServer) -> Iterator[Device]:
 
 def wait_until(page: Page, condition: Any, what: str) -> None:
     """Let Playwright dispatch events (route handlers) until `condition()` holds."""
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        page.wait_for_timeout(50)
+    support.wait_until(condition, timeout=WAIT_S, interval=0.05,
+                       message=f"timed out waiting for {what}",
+                       pause=lambda s: page.wait_for_timeout(s * 1000))
 
 
 def new_user() -> str:

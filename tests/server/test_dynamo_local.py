@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from server.__main__ import load_schema, parser, settings_from
 from server.dynamo_local import DynamoDBLocal, local_client
 from server.tables import TablesMissing, ensure_tables
 from tests.server.conftest import TEST_SCHEMA
+from tests.support import wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -123,10 +123,8 @@ def test_stopping_the_server_with_sigterm_stops_its_embedded_dynamodb_local() ->
         server.wait(timeout=30)
     finally:
         server.kill()
-    deadline = time.monotonic() + 15
-    while port_open(dynamodb_port) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not port_open(dynamodb_port)
+    wait_until(lambda: not port_open(dynamodb_port), timeout=15, interval=0.1,
+               message="DynamoDB Local's port is still open")
 
 
 def test_with_creation_off_missing_tables_are_named_and_none_is_created(

@@ -32,8 +32,9 @@ from tests.server.fault_support import (
     times,
     unprocessed_keys_hook,
 )
-from tests.server.feed_support import FAST, wait_for
+from tests.server.feed_support import FAST
 from tests.server.test_events import Events
+from tests.support import wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -228,7 +229,7 @@ def test_after_a_pause_the_feed_and_the_poller_carry_on(api: Api, local: DynamoD
         assert r.json()["results"][0]["status"] == "applied"
         assert events.next_poke() == '{"head": 1}'  # the poller read the new head
     # The feed logged the write: the pull's deltas carry it.
-    out = wait_for(lambda: api.http.get(
+    out = wait_until(lambda: api.http.get(
         "/v1/pull", params={"client_id": cid, "cursor": first["cursor"]},
         headers={"Authorization": f"Bearer {token}"}).json()["changes"])
     assert [c["key"] for c in out] == ["after-pause"]

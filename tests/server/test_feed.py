@@ -11,7 +11,8 @@ from server.changelog import read_epoch
 from server.feed import eligible_shards
 from server.items import EXTERNAL_WRITER
 from server.leases import SHARD_END
-from tests.server.feed_support import Store, drain, entries_summary, step_until, wait_for
+from tests.server.feed_support import Store, drain, entries_summary, step_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -287,7 +288,7 @@ def test_concurrent_writers_across_many_scopes_are_logged_in_order_without_skips
                 cursors[s] = out["cursor"]
             return all(len(r) == total for r in received.values())
 
-        wait_for(tail, timeout=60, interval=0.01)
+        wait_until(tail, timeout=60, interval=0.01)
         for t in threads:
             t.join()
     finally:

@@ -11,8 +11,8 @@ import pytest
 
 from pysync.schema import Collection, Schema
 from server.app import create_app
-from tests.server.feed_support import Store, wait_for
-from tests.support import serve
+from tests.server.feed_support import Store
+from tests.support import serve, wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -61,7 +61,7 @@ def pull_until(http: httpx.Client, headers: dict[str, str], client_id: str, curs
             if not last["has_more"]:
                 return bool(done(changes))
 
-    wait_for(attempt, timeout=20, interval=0.05)
+    wait_until(attempt, timeout=20, interval=0.05)
     assert cursor is not None
     return cursor, changes, last
 
