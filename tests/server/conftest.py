@@ -18,6 +18,7 @@ from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from server.tables import ensure_tables
 from tests.server.fault_support import private_dynamodb_local
+from tests.server.feed_support import Store
 from tests.support import wait_until
 
 TEST_SCHEMA = Schema(
@@ -44,6 +45,19 @@ def ctx(server_settings: Settings) -> ServerContext:
 def fresh_ctx(server_settings: Settings) -> ServerContext:
     """A context with its own boto3 clients, for tests that hook into botocore events."""
     return ServerContext.from_settings(server_settings)
+
+
+@pytest.fixture
+def store(dynamodb_local: DynamoDBLocal) -> Store:
+    """Tables of the test's own, on the session's DynamoDB Local (a module that needs other
+    settings, or one set of tables for all its tests, defines its own `store`)."""
+    return Store.create(dynamodb_local)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The async tests (pytest.mark.anyio) run on asyncio, as the server does."""
+    return "asyncio"
 
 
 @pytest.fixture

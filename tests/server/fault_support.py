@@ -99,6 +99,13 @@ def hooked(api: Api, event: str, hook: Hook) -> Iterator[None]:
         events.unregister(event, hook)
 
 
+def raising(fault: Exception) -> Hook:
+    """A hook that raises `fault` (e.g. a client_error), for `times` to limit."""
+    def hook(**_: Any) -> None:
+        raise fault
+    return hook
+
+
 def times(n: int, hook: Hook) -> Hook:
     """`hook` for the first `n` calls only; the count is in .calls."""
     calls = [0]

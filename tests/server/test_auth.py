@@ -37,11 +37,6 @@ ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"
 NOWHERE = "http://127.0.0.1:9"  # no DynamoDB call happens in these tests
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def whoami(request: Request) -> Response:
     principal = await authenticate(request)
     return JSONResponse({"user": principal.user, "scope": principal.scope})

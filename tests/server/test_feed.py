@@ -19,11 +19,6 @@ pytestmark = pytest.mark.dynamodb
 A = "u#alice"
 
 
-@pytest.fixture
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local)
-
-
 def test_direct_put_without_meta_is_stamped_and_logged_at_version_1(store: Store) -> None:
     store.put(A, "todos", "t1", title="Milk")
     feed = store.feed()

@@ -23,11 +23,6 @@ pytestmark = pytest.mark.dynamodb
 DEEP, BIG, OTHER = "u#deep", "u#big", "u#other"
 
 
-@pytest.fixture
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local)
-
-
 def nested(levels: int) -> Any:
     value: Any = "leaf"
     for _ in range(levels):

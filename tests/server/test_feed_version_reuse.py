@@ -32,11 +32,6 @@ pytestmark = pytest.mark.dynamodb
 A = "u#alice"
 
 
-@pytest.fixture
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local)
-
-
 def push(store: Store, client_id: str, *mutations: Mutation) -> PushResponse:
     return asyncio.run(apply_push(store.ctx, "alice", A, PushRequest(client_id, mutations)))
 

@@ -15,11 +15,6 @@ from tests.support import wait_until
 pytestmark = pytest.mark.dynamodb
 
 
-@pytest.fixture
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local)
-
-
 def _lambda_value(value: Any) -> Any:
     """A boto3-decoded attribute value as Lambda's JSON has it (B as base64 text)."""
     (kind, raw), = value.items()

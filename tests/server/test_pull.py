@@ -23,12 +23,9 @@ A = "u#alice"
 
 @pytest.fixture(scope="module")
 def store(dynamodb_local: Any) -> Store:
+    """One set of tables for the module (conftest's `store` is one a test): each test here
+    pulls scopes of its own, and the property test's examples share the tables."""
     return Store.create(dynamodb_local)
-
-
-@pytest.fixture
-def scope() -> str:
-    return f"u#{uuid.uuid4().hex[:8]}"
 
 
 def puller(store: Store, clock: Any = None, retention_s: float = 3600) -> Puller:

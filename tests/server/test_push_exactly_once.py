@@ -22,6 +22,7 @@ from server.errors import StoreUnavailable
 from server.items import item_key, sort_key
 from server.push import apply_push
 from tests.server.conftest import read_stream
+from tests.server.fault_support import client_error, raising, times
 
 pytestmark = pytest.mark.dynamodb
 
@@ -177,16 +178,12 @@ def _race(ctx: ServerContext, scope: str, pushes: list[tuple[str, Mutation]]
     return answers
 
 
-def _throttle(ctx: ServerContext, operation: str, times: int, code: str) -> list[int]:
-    """Hook: 'before-call.dynamodb.<operation>' raises `code` the first `times` calls."""
-    calls = [0]
-
-    def hook(**_: Any) -> None:
-        calls[0] += 1
-        if calls[0] <= times:
-            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
-
+def _throttle(ctx: ServerContext, operation: str, n: int, code: str) -> list[int]:
+    """Hook: 'before-call.dynamodb.<operation>' raises `code` the first `n` calls; the call
+    count."""
+    hook = times(n, raising(client_error(operation, code)))
     ctx.dynamodb.meta.events.register(f"before-call.dynamodb.{operation}", hook)
+    calls: list[int] = hook.calls  # type: ignore[attr-defined]
     return calls
 
 
