@@ -181,8 +181,10 @@ def test_a_tab_closed_after_the_server_committed_a_push_pushes_it_again_as_a_dup
     reopened.route("**/v1/push", record)
     run_py(reopened, START % {"name": name, "user": user})
     eventually(reopened, SYNCED, [0, None])
-    # Sent again with the same id, answered `duplicate`, applied once.
-    assert {"id": result["id"], "status": "duplicate"} in answers[0]["results"]
+    # Sent again with the same id, answered `duplicate` with the record as it is now
+    # (docs/api.md), applied once.
+    assert [(r["id"], r["status"], r["server"]["version"], r["server"]["value"])
+            for r in answers[0]["results"]] == [(result["id"], "duplicate", 1, {"n": 1})]
     stored = item(sync_server.dynamodb, sync_server.tables, user, "once")
     assert stored is not None
     assert stored["_v"] == {"N": "1"}
