@@ -821,39 +821,55 @@ def _upgrade(state: _State, version: int, upgrades: Mapping[int, Sequence[idb.St
     for v in range(state.version + 1, version + 1):
         for step in upgrades.get(v, []):
             op, *args = step
-            if op == "createStore":
-                name, options = args[0], (args[1] if len(args) > 1 else {}) or {}
-                if name in stores:
-                    raise _Failure("ConstraintError", f"the object store {name!r} exists")
-                if options.get("autoIncrement"):
-                    raise _Failure("NotSupportedError", "the twin has no key generators")
-                if options.get("keyPath") is None:
-                    raise _Failure("NotSupportedError", "the twin needs in-line keys")
-                stores[name] = _ObjectStore(options["keyPath"])
-            elif op == "deleteStore":
-                if args[0] not in stores:
-                    raise _Failure("NotFoundError", f"no object store {args[0]!r}")
-                del stores[args[0]]
-            elif op == "createIndex":
-                store, name, key_path = args[0], args[1], args[2]
-                options = (args[3] if len(args) > 3 else {}) or {}
-                if store not in stores:
-                    raise _Failure("NotFoundError", f"no object store {store!r}")
-                os = stores[store]
-                if name in os.indexes:
-                    raise _Failure("ConstraintError", f"the index {name!r} exists")
-                ix = _Index(key_path, bool(options.get("unique")),
-                            bool(options.get("multiEntry")))
-                for sk in os.order:
-                    keys = ix.keys_for(json.loads(os.records[sk][1]))
-                    if ix.clash(keys, sk):
-                        raise _Failure("ConstraintError", f"the index {name!r} is not unique")
-                    ix.add(sk, keys)
-                os.indexes[name] = ix
-            elif op == "deleteIndex":
-                if args[1] not in stores[args[0]].indexes:
-                    raise _Failure("NotFoundError", f"no index {args[1]!r}")
-                del stores[args[0]].indexes[args[1]]
-            else:
+            if op not in _UPGRADE_STEPS:
                 raise _Failure("Error", f"unknown upgrade step {op}")
+            _UPGRADE_STEPS[op](stores, *args)
     return stores
+
+
+def _create_store(stores: dict[str, _ObjectStore], name: str,
+                  options: dict[str, Any] | None = None) -> None:
+    options = options or {}
+    if name in stores:
+        raise _Failure("ConstraintError", f"the object store {name!r} exists")
+    if options.get("autoIncrement"):
+        raise _Failure("NotSupportedError", "the twin has no key generators")
+    if options.get("keyPath") is None:
+        raise _Failure("NotSupportedError", "the twin needs in-line keys")
+    stores[name] = _ObjectStore(options["keyPath"])
+
+
+def _delete_store(stores: dict[str, _ObjectStore], name: str) -> None:
+    if name not in stores:
+        raise _Failure("NotFoundError", f"no object store {name!r}")
+    del stores[name]
+
+
+def _create_index(stores: dict[str, _ObjectStore], store: str, name: str, key_path: Any,
+                  options: dict[str, Any] | None = None) -> None:
+    options = options or {}
+    if store not in stores:
+        raise _Failure("NotFoundError", f"no object store {store!r}")
+    os = stores[store]
+    if name in os.indexes:
+        raise _Failure("ConstraintError", f"the index {name!r} exists")
+    ix = _Index(key_path, bool(options.get("unique")), bool(options.get("multiEntry")))
+    for sk in os.order:  # an index on a store with records indexes them, or refuses
+        keys = ix.keys_for(json.loads(os.records[sk][1]))
+        if ix.clash(keys, sk):
+            raise _Failure("ConstraintError", f"the index {name!r} is not unique")
+        ix.add(sk, keys)
+    os.indexes[name] = ix
+
+
+def _delete_index(stores: dict[str, _ObjectStore], store: str, name: str) -> None:
+    if name not in stores[store].indexes:
+        raise _Failure("NotFoundError", f"no index {name!r}")
+    del stores[store].indexes[name]
+
+
+# The upgrade steps the twin knows (idb.Step: the operation's name, then its arguments).
+_UPGRADE_STEPS: dict[str, Callable[..., None]] = {
+    "createStore": _create_store, "deleteStore": _delete_store,
+    "createIndex": _create_index, "deleteIndex": _delete_index,
+}

@@ -22,8 +22,9 @@ _BROWSER_HEADERS = frozenset({"host", "content-length", "connection", "accept-en
 _DECODED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
-async def _within(awaitable: Any, timeout: float | None) -> Any:
-    return await asyncio.wait_for(awaitable, timeout) if timeout else await awaitable
+def _deadline(timeout: float | None) -> asyncio.Timeout:
+    """httpx's read timeout as an asyncio deadline; httpx's None (and 0) mean none."""
+    return asyncio.timeout(timeout or None)
 
 
 class _ReaderStream(httpx.AsyncByteStream):
@@ -39,7 +40,8 @@ class _ReaderStream(httpx.AsyncByteStream):
 
         while True:
             try:
-                result = await _within(self._reader.read(), self._timeout)
+                async with _deadline(self._timeout):
+                    result = await self._reader.read()
             except TimeoutError:
                 self._controller.abort()
                 raise httpx.ReadTimeout("no data from the server in time",
@@ -81,7 +83,8 @@ class FetchTransport(httpx.AsyncBaseTransport):
             init["body"] = buffer
         options = to_js(init, dict_converter=js.Object.fromEntries)
         try:
-            response = await _within(js.fetch(str(request.url), options), timeout.get("read"))
+            async with _deadline(timeout.get("read")):
+                response = await js.fetch(str(request.url), options)
         except TimeoutError:
             controller.abort()
             raise httpx.ReadTimeout("no answer from the server in time",

@@ -178,7 +178,9 @@ class Cursor:
                 and _number_in(p, 0, MAX_POSITION)
                 and (snap is None or _bounded_text(snap, MAX_SORT_KEY_BYTES))):
             raise bad
-        assert isinstance(store, str) and isinstance(scope, str) and isinstance(p, int)
+        assert isinstance(store, str)
+        assert isinstance(scope, str)
+        assert isinstance(p, int)
         assert isinstance(t, (int, float))
         return cls(store, scope, float(t), p, snap)
 

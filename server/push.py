@@ -365,8 +365,10 @@ def _adopt_outside_delete(clock: ServerClock, record: StoredRecord) -> RecordSta
                    fields={}, stamps={}, hlc=clock.after(newest), deleted=True, exists=True)
 
 
-def _compute(settings: Settings, clock: ServerClock, scope: str, client_id: str,
-             chunk: Sequence[Mutation], stored: dict[str, StoredRecord]) -> _Computed:
+# One pass over the chunk, each mutation's steps in order; the named steps are out already.
+def _compute(settings: Settings, clock: ServerClock, scope: str,  # noqa: C901
+             client_id: str, chunk: Sequence[Mutation], stored: dict[str, StoredRecord]
+             ) -> _Computed:
     states: dict[str, RecordState] = {}
     writers: dict[str, str] = {}
     encoded: dict[str, Item] = {}  # the item for states[sk], when already built
@@ -411,18 +413,36 @@ def _compute(settings: Settings, clock: ServerClock, scope: str, client_id: str,
         elif isinstance(outcome, Applied):
             new = outcome.state
             if new is not current:
-                candidate = encode_item(scope, m.collection, m.key, new, f"{client_id}:{m.id}",
-                                        tombstone_s=settings.tombstone_retention_s)
-                size = item_size(candidate)
-                if size > MAX_ITEM_BYTES or _unloggable(scope, candidate, size):
+                writer = f"{client_id}:{m.id}"
+                built = _writable(settings, scope, m, new, writer)
+                if built is None:
                     results[m.id] = _rejected(
                         m, "too_large", "the record would exceed DynamoDB's 400 KB item limit")
                     continue
-                writers[sk] = f"{client_id}:{m.id}"
-                encoded[sk] = candidate
-                sizes[sk] = size
+                writers[sk] = writer
+                encoded[sk], sizes[sk] = built
             states[sk] = new
             results[m.id] = MutationResult(m.id, "applied", version=new.version)
+    return _Computed(results, _writes(settings, scope, states, writers, encoded, sizes, stored))
+
+
+def _writable(settings: Settings, scope: str, m: Mutation, new: RecordState, writer: str
+              ) -> tuple[Item, int] | None:
+    """The item for the record's new state and its size, or None if DynamoDB or the change
+    log could not hold it."""
+    candidate = encode_item(scope, m.collection, m.key, new, writer,
+                            tombstone_s=settings.tombstone_retention_s)
+    size = item_size(candidate)
+    if size > MAX_ITEM_BYTES or _unloggable(scope, candidate, size):
+        return None
+    return candidate, size
+
+
+def _writes(settings: Settings, scope: str, states: dict[str, RecordState],
+            writers: dict[str, str], encoded: dict[str, Item], sizes: dict[str, int],
+            stored: dict[str, StoredRecord]) -> list[_Write]:
+    """The items to write: each record's final state in the chunk, if a mutation (or an
+    adoption) changed it; `encoded` and `sizes` hold those already built and measured."""
     writes = []
     for sk, state in states.items():
         if sk in writers:
@@ -430,7 +450,7 @@ def _compute(settings: Settings, clock: ServerClock, scope: str, client_id: str,
                 scope, *split_sort_key(sk), state, writers[sk],
                 tombstone_s=settings.tombstone_retention_s)
             writes.append(_Write(sk, item, sizes.get(sk) or item_size(item), stored[sk], state))
-    return _Computed(results, writes)
+    return writes
 
 
 # A log entry holds the item's fields plus a few short attributes, but not the item's `_h`

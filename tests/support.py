@@ -8,7 +8,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,8 +20,37 @@ from server.assets import ensure_pysync_wheel
 from server.dynamo_local import free_port, terminate
 from server.paths import ROOT
 
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
+               message: str = "the condition did not hold",
+               pause: Callable[[float], object] = time.sleep) -> Any:
+    """Call `predicate` until it returns something true, and return that; raise
+    AssertionError(message) if `timeout` seconds pass first. The tests' one poll loop: a
+    bounded wait for something asynchronous (a feed, a stream, a process), never a timing
+    assertion. `pause` waits `interval` seconds between calls (a Playwright page's
+    wait_for_timeout, so its route handlers run meanwhile); a predicate that itself moves
+    things on (a feed pass) may poll with no interval."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} (waited {timeout:g} s)")
+        if interval > 0:
+            pause(interval)
+
+
 # Dev tokens of one server process are accepted by the others given the same secret.
 SHARED_SECRET = "a-dev-secret-shared-by-every-server-process-of-a-test"
+
+
+def answers_health(url: str) -> bool:
+    """Whether the server at `url` answers /v1/health with 200 (yet)."""
+    try:
+        return httpx.get(f"{url}/v1/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 @contextmanager
@@ -36,11 +65,13 @@ def serve(app: ASGIApp, port: int | None = None,
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
+
+    def started() -> bool:
+        if not thread.is_alive():
+            raise RuntimeError("uvicorn exited before it started")
+        return server.started
+
+    wait_until(started, timeout=30, message="uvicorn did not start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -64,19 +95,14 @@ def server_process(endpoint: str, prefix: str, *, feed: bool,
              "--port", str(port)], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
+
+            def healthy() -> bool:
                 if proc.poll() is not None:
                     log.seek(0)
                     raise RuntimeError(f"server exited: {log.read().decode()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start")
-                time.sleep(0.1)
+                return answers_health(url)
+
+            wait_until(healthy, timeout=60, interval=0.1, message="server did not start")
             yield url, proc
         finally:
             terminate(proc)

@@ -159,7 +159,8 @@ def main() -> None:
                 meter.take()
                 out = http.get("/v1/pull", params={"client_id": "device-b", "cursor": cursor}
                                ).json()
-                assert len(out["changes"]) == 1 and not out["has_more"], out
+                assert len(out["changes"]) == 1, out
+                assert not out["has_more"], out
                 cursor = out["cursor"]
                 read, write = meter.take()
                 totals[0] += read

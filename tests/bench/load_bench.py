@@ -61,7 +61,7 @@ from server.dynamo_local import DynamoDBLocal, local_client
 from server.items import record_fields, split_sort_key
 from server.records import field_hash
 from server.tables import TableNames
-from tests.support import server_process
+from tests.support import server_process, wait_until
 
 CHUNK = 99  # mutations per request in part 2: push commits 99 records + the client row at once
 KEYS_PER_CLIENT = 8
@@ -390,11 +390,8 @@ def feed_settled(db: Any, names: TableNames, scopes: list[str], count: int,
     """Wait until the servers' change feed has logged all `count` items of each scope, so
     the feed work one side's writes cause is not paid inside the other side's timing."""
     log = ChangeLog(db, names, retention_s=3600)
-    deadline = time.monotonic() + timeout
-    while min(log.heads(scopes).values()) < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the feed did not log {count} changes per scope in {timeout} s")
-        time.sleep(0.2)
+    wait_until(lambda: min(log.heads(scopes).values()) >= count, timeout=timeout, interval=0.2,
+               message=f"the feed did not log {count} changes per scope")
 
 
 def cpu_s(pid: int) -> float:

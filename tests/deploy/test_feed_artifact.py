@@ -14,8 +14,9 @@ import pytest
 
 from server.dynamo_local import DynamoDBLocal
 from server.paths import ROOT
-from tests.server.feed_support import Store, entries_summary, wait_for
+from tests.server.feed_support import Store, entries_summary
 from tests.server.test_lambda import lambda_event
+from tests.support import wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -38,7 +39,7 @@ def test_the_packaged_feed_function_logs_a_stream_event_without_the_web_stack(
     assert sorted(p.name for p in artifact.iterdir()) == ["pysync", "server"]
     store = Store.create(dynamodb_local)
     store.put("u#dora", "todos", "t1", title="from the stream", _v=1)
-    records = wait_for(lambda: store.stream_records())
+    records = wait_until(lambda: store.stream_records())
     event = tmp_path / "event.json"
     event.write_text(json.dumps(lambda_event(store, records)))
     settings = store.ctx.settings

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from server.config import Settings
 from server.db import dynamodb_client
 from server.dynamo_local import DynamoDBLocal
 from server.tables import TableNames
-from tests.support import serve
+from tests.support import serve, wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -137,15 +136,18 @@ WAIT_S = 30.0  # how long a test waits for the feed, pokes and pulls to bring a 
 
 def eventually(page: Page, code: str, expected: Any) -> None:
     """Poll `code` in the page until it returns `expected` (the feed and pokes are async)."""
-    deadline = time.monotonic() + WAIT_S
-    last = None
-    while time.monotonic() < deadline:
-        last = run_py(page, code)
-        if last == expected:
-            return
-        time.sleep(0.1)
-    status = run_py(page, "str(client.status) if 'client' in globals() else None")
-    raise AssertionError(f"{code!r} gave {last!r}, expected {expected!r}; {status}")
+    last: list[Any] = []
+
+    def arrived() -> bool:
+        last[:] = [run_py(page, code)]
+        return bool(last[0] == expected)
+
+    try:
+        wait_until(arrived, timeout=WAIT_S, interval=0.1)
+    except AssertionError:
+        status = run_py(page, "str(client.status) if 'client' in globals() else None")
+        raise AssertionError(f"{code!r} gave {last[0]!r}, expected {expected!r}; "
+                             f"{status}") from None
 
 
 # What IndexedDB itself holds, read with plain JS (not through pysync).

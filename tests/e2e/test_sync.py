@@ -268,7 +268,8 @@ None
                [["edited", {"n": 30}], ["kept", {"n": 2}]])
     eventually(a, SYNCED, [0, None])
     edited = dynamodb_item(sync_server, user, "edited")
-    assert edited is not None and edited["n"] == {"N": "30"}
+    assert edited is not None
+    assert edited["n"] == {"N": "30"}
 
 
 def test_the_pokes_stream_survives_a_malformed_ticket_answer_and_pokes_arrive_after_it(
@@ -306,7 +307,8 @@ None
         eventually(a, "await todos.get('poked')", {"by": "a script"})
     finally:
         a.unroute("**/v1/events/ticket")
-    assert answered[0] == "malformed" and "real" in answered
+    assert answered[0] == "malformed"
+    assert "real" in answered
 
 
 def test_a_malformed_pull_answer_is_reported_as_such_and_retried(
@@ -360,7 +362,9 @@ db2.close()
 """) == ["Decimal", DECIMAL, "float", 0.1]
     eventually(a, SYNCED, [0, None])
     item = dynamodb_item(sync_server, user, "d")
-    assert item is not None and item["price"] == {"N": DECIMAL} and item["f"] == {"N": "0.1"}
+    assert item is not None
+    assert item["price"] == {"N": DECIMAL}
+    assert item["f"] == {"N": "0.1"}
     eventually(b, "str((await todos.get('d') or {}).get('price'))", DECIMAL)
     assert run_py(b, "[type(v).__name__ for v in (await todos.get('d')).values()]") == \
         ["Decimal", "float"]

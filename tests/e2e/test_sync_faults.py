@@ -21,6 +21,7 @@ from server.auth import LEEWAY_S, TokenVerifier
 from server.db import dynamodb_client
 from server.dynamo_local import DynamoDBLocal, free_port
 from server.tables import TableNames
+from tests import support
 from tests.e2e.conftest import (
     WAIT_S,
     ForeignRequest,
@@ -89,11 +90,9 @@ def device(browser: Browser, sync_server: SyncServer) -> Iterator[Device]:
 
 def wait_until(page: Page, condition: Any, what: str) -> None:
     """Let Playwright dispatch events (route handlers) until `condition()` holds."""
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        page.wait_for_timeout(50)
+    support.wait_until(condition, timeout=WAIT_S, interval=0.05,
+                       message=f"timed out waiting for {what}",
+                       pause=lambda s: page.wait_for_timeout(s * 1000))
 
 
 def new_user() -> str:
@@ -182,12 +181,14 @@ def test_a_tab_closed_after_the_server_committed_a_push_pushes_it_again_as_a_dup
     reopened.route("**/v1/push", record)
     run_py(reopened, START % {"name": name, "user": user})
     eventually(reopened, SYNCED, [0, None])
-    # Sent again with the same id, answered `duplicate`, applied once.
-    assert [(r["id"], r["status"]) for r in answers[0]["results"]] == \
-        [(result["id"], "duplicate")]
+    # Sent again with the same id, answered `duplicate` with the record as it is now
+    # (docs/api.md), applied once.
+    assert [(r["id"], r["status"], r["server"]["version"], r["server"]["value"])
+            for r in answers[0]["results"]] == [(result["id"], "duplicate", 1, {"n": 1})]
     stored = item(sync_server.dynamodb, sync_server.tables, user, "once")
     assert stored is not None
-    assert stored["_v"] == {"N": "1"} and stored["_w"] == {"S": f"{client_id}:{result['id']}"}
+    assert stored["_v"] == {"N": "1"}
+    assert stored["_w"] == {"S": f"{client_id}:{result['id']}"}
     assert run_py(reopened, "(await todos.query())[0].pending") is False
     run_py(reopened, "await client.stop(); db.close(); None")
 
@@ -216,7 +217,9 @@ def test_a_push_whose_request_or_answer_is_lost_is_retried_and_applied_once(
     eventually(page, SYNCED, [0, None])
     assert faults == ([200] if fault == "answer lost" else [0])
     stored = item(sync_server.dynamodb, sync_server.tables, user, "once")
-    assert stored is not None and stored["_v"] == {"N": "1"} and stored["n"] == {"N": "1"}
+    assert stored is not None
+    assert stored["_v"] == {"N": "1"}
+    assert stored["n"] == {"N": "1"}
     run_py(page, "await client.stop(); db.close(); None")
 
 
@@ -344,7 +347,8 @@ def test_tables_recreated_under_a_running_client_reset_it_and_its_pending_writes
             client_id = run_py(page, "db.client_id")
             for n, key in enumerate(("edited", "new"), start=1):
                 stored = item(dynamodb, tables, user, key)
-                assert stored is not None and stored["_v"] == {"N": "1"}
+                assert stored is not None
+                assert stored["_v"] == {"N": "1"}
                 assert stored["_w"] == {"S": f"{client_id}:{n}"}
             assert item(dynamodb, tables, user, "old") is None
             eventually(page, "[[d.key, d.value, d.pending] for d in await todos.query()]",

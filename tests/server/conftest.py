@@ -6,7 +6,6 @@ and client id, so tests never see each other's data.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,8 @@ from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from server.tables import ensure_tables
 from tests.server.fault_support import private_dynamodb_local
+from tests.server.feed_support import Store
+from tests.support import wait_until
 
 TEST_SCHEMA = Schema(
     Collection("notes"),  # merge
@@ -41,9 +42,22 @@ def ctx(server_settings: Settings) -> ServerContext:
 
 
 @pytest.fixture
-def fresh_ctx(server_settings: Settings) -> Iterator[ServerContext]:
+def fresh_ctx(server_settings: Settings) -> ServerContext:
     """A context with its own boto3 clients, for tests that hook into botocore events."""
-    yield ServerContext.from_settings(server_settings)
+    return ServerContext.from_settings(server_settings)
+
+
+@pytest.fixture
+def store(dynamodb_local: DynamoDBLocal) -> Store:
+    """Tables of the test's own, on the session's DynamoDB Local (a module that needs other
+    settings, or one set of tables for all its tests, defines its own `store`)."""
+    return Store.create(dynamodb_local)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The async tests (pytest.mark.anyio) run on asyncio, as the server does."""
+    return "asyncio"
 
 
 @pytest.fixture
@@ -66,8 +80,8 @@ def read_stream(ctx: ServerContext, scope: str) -> list[dict[str, Any]]:
     ctx.dynamodb.put_item(TableName=ctx.tables.items,
                           Item={"pk": {"S": scope}, "sk": {"S": sentinel}})
     arn = ctx.dynamodb.describe_table(TableName=ctx.tables.items)["Table"]["LatestStreamArn"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def through_sentinel() -> list[dict[str, Any]] | None:
         records: list[dict[str, Any]] = []
         shards = ctx.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
         for shard in shards:
@@ -80,9 +94,12 @@ def read_stream(ctx: ServerContext, scope: str) -> list[dict[str, Any]]:
                 records += [dict(r) for r in batch if r["dynamodb"]["Keys"]["pk"]["S"] == scope]
                 it = page.get("NextShardIterator") if batch else None
         if any(r["dynamodb"]["Keys"]["sk"]["S"] == sentinel for r in records):
-            return [r for r in records if r["dynamodb"]["Keys"]["sk"]["S"] != sentinel]
-        time.sleep(0.05)
-    raise AssertionError("the sentinel never reached the stream")
+            return records
+        return None
+
+    records = wait_until(through_sentinel, timeout=30, interval=0.05,
+                         message="the sentinel never reached the stream")
+    return [r for r in records if r["dynamodb"]["Keys"]["sk"]["S"] != sentinel]
 
 
 @pytest.fixture(scope="module")

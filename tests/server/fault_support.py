@@ -99,6 +99,13 @@ def hooked(api: Api, event: str, hook: Hook) -> Iterator[None]:
         events.unregister(event, hook)
 
 
+def raising(fault: Exception) -> Hook:
+    """A hook that raises `fault` (e.g. a client_error), for `times` to limit."""
+    def hook(**_: Any) -> None:
+        raise fault
+    return hook
+
+
 def times(n: int, hook: Hook) -> Hook:
     """`hook` for the first `n` calls only; the count is in .calls."""
     calls = [0]
@@ -117,4 +124,5 @@ def assert_store_unavailable(r: httpx.Response) -> None:
     """503 store_unavailable with a Retry-After of whole seconds, at least 1."""
     assert r.status_code == 503, (r.status_code, r.text)
     assert r.json()["error"]["code"] == "store_unavailable", r.text
-    assert r.headers["retry-after"].isdigit() and int(r.headers["retry-after"]) >= 1
+    assert r.headers["retry-after"].isdigit()
+    assert int(r.headers["retry-after"]) >= 1

@@ -15,6 +15,7 @@ from server.dynamo_local import DynamoDBLocal
 from server.feed import Feed
 from server.items import item_key
 from server.tables import ensure_tables
+from tests.support import wait_until
 
 FAST = {"feed_poll_s": 0.01, "events_poll_s": 0.05, "heartbeat_s": 0.5, "lease_s": 2.0,
         "shard_refresh_s": 0.5}
@@ -148,35 +149,26 @@ def drain(feed: Feed, store: Store, timeout: float = 20.0,
     `advance`: what moves the feed on instead of a pass here, for a feed that runs in its own
     thread (a server's): e.g. a short sleep."""
     advance = advance or feed.step
-    deadline = time.monotonic() + timeout
-    while True:
-        tips = stream_tips(store)
+    tips = stream_tips(store)
 
-        def caught_up(tips: dict[str, int] = tips) -> bool:
-            done = feed.checkpoints()
-            return all(int(done.get(shard, "0").replace("SHARD_END", str(seq))) >= seq
-                       for shard, seq in tips.items())
-
-        while not caught_up():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the feed did not catch up with the stream")
+    def settled() -> bool:
+        nonlocal tips
+        done = feed.checkpoints()
+        if not all(int(done.get(shard, "0").replace("SHARD_END", str(seq))) >= seq
+                   for shard, seq in tips.items()):
             advance()
+            return False
         # A write shows in DynamoDB Local's stream ~10 ms after it returns (stamps too):
         # done once the stream stayed as it was for well over that.
         time.sleep(0.2)
-        if stream_tips(store) == tips:
-            return
+        now = stream_tips(store)
+        if now == tips:
+            return True
+        tips = now
+        return False
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(interval)
+    wait_until(settled, timeout=timeout, interval=0,
+               message="the feed did not catch up with the stream")
 
 
 def step_until(feed: Feed, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -184,7 +176,7 @@ def step_until(feed: Feed, predicate: Callable[[], Any], timeout: float = 20.0) 
     def check() -> Any:
         feed.step()
         return predicate()
-    return wait_for(check, timeout)
+    return wait_until(check, timeout, message="the feed passes did not bring it")
 
 
 @contextmanager

@@ -37,7 +37,8 @@ def test_a_push_is_applied_and_answered_with_each_mutations_result(api: Api) -> 
     assert r.json()["last_mutation_id"] == 4
     assert statuses(r) == ["applied"] * 4
     items = {i["sk"]["S"]: i for i in api.items("u#alice-ok")}
-    assert items["todos#t1"]["title"] == {"S": "Milk"} and items["todos#t1"]["done"] == {
+    assert items["todos#t1"]["title"] == {"S": "Milk"}
+    assert items["todos#t1"]["done"] == {
         "BOOL": True}
 
 
@@ -49,7 +50,8 @@ def test_a_retried_push_answers_duplicate_and_writes_nothing_again(api: Api) -> 
     before = api.items("u#alice-retry")
     again = api.push(alice, body)
     assert statuses(first) == ["applied", "applied"]
-    assert again.status_code == 200 and statuses(again) == ["duplicate", "duplicate"]
+    assert again.status_code == 200
+    assert statuses(again) == ["duplicate", "duplicate"]
     assert again.json()["last_mutation_id"] == 2
     assert api.items("u#alice-retry") == before
 
@@ -58,7 +60,8 @@ def test_an_empty_push_answers_the_clients_last_mutation_id(api: Api) -> None:
     alice, cid = api.token("alice-empty"), client_id()
     api.push(alice, push_body(cid, mutation(1), mutation(2)))
     r = api.push(alice, push_body(cid))
-    assert r.status_code == 200 and r.json() == {"last_mutation_id": 2, "results": []}
+    assert r.status_code == 200
+    assert r.json() == {"last_mutation_id": 2, "results": []}
 
 
 def test_a_gap_in_mutation_ids_is_409_with_the_expected_id_and_nothing_applied(api: Api) -> None:
@@ -76,14 +79,16 @@ def test_another_users_client_id_is_403_and_writes_nothing(api: Api) -> None:
     api.push(bob, push_body(cid, mutation(1, "mine", value={"secret": 1})))
     bob_before = api.items("u#bob-403")
     r = api.push(mallory, push_body(cid, mutation(2, "mine", value={"secret": 0})))
-    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "forbidden"
     assert api.items("u#bob-403") == bob_before
     assert api.items("u#mallory-403") == []
 
 
 def test_a_push_without_a_token_is_401_and_writes_nothing(api: Api) -> None:
     r = api.push(None, push_body(client_id(), mutation(1, "x")))
-    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_token"
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "missing_token"
 
 
 def test_numbers_are_stored_and_answered_exactly(api: Api) -> None:
@@ -134,14 +139,16 @@ def test_a_bug_is_a_generic_500_without_details(api: Api) -> None:
         events.unregister("before-call.dynamodb", unique_id="test-explode")
     assert r.status_code == 500
     assert r.json() == {"error": {"code": "internal_error", "message": "internal server error"}}
-    assert "secret" not in r.text and "Traceback" not in r.text
+    assert "secret" not in r.text
+    assert "Traceback" not in r.text
 
 
 def test_a_chunked_push_without_content_length_is_applied(api: Api) -> None:
     alice, cid = api.token("alice-chunked"), client_id()
     text = dumps(push_body(cid, mutation(1, "t1"))).encode()
     r = api.push(alice, iter([text[:10], text[10:]]))
-    assert r.status_code == 200 and statuses(r) == ["applied"]
+    assert r.status_code == 200
+    assert statuses(r) == ["applied"]
 
 
 def test_an_unknown_api_route_is_a_json_404(api: Api) -> None:

@@ -18,11 +18,6 @@ NOWHERE = "http://127.0.0.1:9"  # preflight and 401s never reach DynamoDB
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def client(**settings: Any) -> httpx.AsyncClient:
     app = create_app(Settings(dynamodb_endpoint=NOWHERE, **settings))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app),

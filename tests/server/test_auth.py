@@ -37,11 +37,6 @@ ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"
 NOWHERE = "http://127.0.0.1:9"  # no DynamoDB call happens in these tests
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def whoami(request: Request) -> Response:
     principal = await authenticate(request)
     return JSONResponse({"user": principal.user, "scope": principal.scope})
@@ -292,10 +287,14 @@ async def test_an_unreachable_jwks_is_503_with_retry_after(jwks: JWKS) -> None:
 
 # --- settings that would open a hole are refused at start ---
 
-@pytest.mark.parametrize("settings", [
-    {"jwt_algorithms": ("HS256",)}, {"jwt_algorithms": ("none",)}, {"jwt_algorithms": ()},
-    {"jwt_secret": "short"}, {"cors_origins": ("*",), "cors_allow_credentials": True},
+@pytest.mark.parametrize(("settings", "reason"), [
+    ({"jwt_algorithms": ("HS256",)}, "jwt_algorithms must be asymmetric"),
+    ({"jwt_algorithms": ("none",)}, "jwt_algorithms must be asymmetric"),
+    ({"jwt_algorithms": ()}, "jwt_algorithms must be asymmetric"),
+    ({"jwt_secret": "short"}, "jwt_secret must be at least"),
+    ({"cors_origins": ("*",), "cors_allow_credentials": True},
+     "cannot be combined with credentials"),
 ])
-def test_unsafe_auth_settings_are_refused(settings: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_unsafe_auth_settings_are_refused(settings: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
         Settings(**settings)

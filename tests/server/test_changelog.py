@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
@@ -11,14 +10,10 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from server.changelog import ChangeLog
 from server.changes import LogEntry
 from server.errors import StoreUnavailable
+from tests.server.fault_support import raising, times
 from tests.server.feed_support import Store, entries_summary
 
 pytestmark = pytest.mark.dynamodb
-
-
-@pytest.fixture
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local)
 
 
 def _log(store: Store) -> ChangeLog:
@@ -109,7 +104,9 @@ def test_heads_of_many_scopes_in_one_call(store: Store) -> None:
     log.append("u#b", [entry("u#b", "x", 1), entry("u#b", "y", 1)])
     scopes = ["u#a", "u#b", *[f"u#none{i}" for i in range(120)]]
     heads = log.heads(scopes)
-    assert heads["u#a"] == 1 and heads["u#b"] == 2 and heads["u#none7"] == 0
+    assert heads["u#a"] == 1
+    assert heads["u#b"] == 2
+    assert heads["u#none7"] == 0
     assert len(heads) == len(scopes)
 
 
@@ -128,15 +125,11 @@ def test_entries_expire_by_ttl_after_the_retention(store: Store) -> None:
 # injected with a botocore hook on the store's own client: the append's transaction goes
 # through the one retry boundary (server/retry.py) like every request path's calls.
 
-def _fail_transactions(store: Store, times: int, fault: Exception) -> list[int]:
-    calls = [0]
-
-    def hook(**_: Any) -> None:
-        calls[0] += 1
-        if calls[0] <= times:
-            raise fault
-
+def _fail_transactions(store: Store, n: int, fault: Exception) -> list[int]:
+    """The store's transactions raise `fault` the first `n` times; the call count."""
+    hook = times(n, raising(fault))
     store.ctx.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", hook)
+    calls: list[int] = hook.calls  # type: ignore[attr-defined]
     return calls
 
 

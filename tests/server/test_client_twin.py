@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -34,6 +33,8 @@ pytestmark = pytest.mark.dynamodb
 
 SCHEMA = Schema(Collection("todos"), Collection("accounts", strategy="version"),
                 Collection("docs", strategy="lww"))
+# How long the clients may take to converge (the feed reaches a pull asynchronously).
+CONVERGE_S = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +68,20 @@ async def device(url: str, user: str, storage: MemoryStorage | None = None,
         db.close()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *clients: SyncClient,
-                     timeout: float = 30) -> None:
-    """Sync the clients until `check()` holds (the feed reaches a pull asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for client in clients:
-            with contextlib.suppress(SyncError):  # retried on the next pass
-                await client.sync_now()
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("the clients did not converge in time")
-        await asyncio.sleep(0.05)
+async def eventually(check: Callable[[], Awaitable[bool]], *clients: SyncClient) -> None:
+    """Sync the clients until `check()` holds (the feed reaches a pull asynchronously), for
+    up to CONVERGE_S."""
+    try:
+        async with asyncio.timeout(CONVERGE_S):
+            while True:
+                for client in clients:
+                    with contextlib.suppress(SyncError):  # retried on the next pass
+                        await client.sync_now()
+                if await check():
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"the clients did not converge within {CONVERGE_S} s") from None
 
 
 async def view(db: Database) -> dict[str, dict[str, Any]]:
@@ -114,7 +116,8 @@ def test_two_devices_of_one_user_converge(url: str) -> None:
                                     "accounts/acc": {"balance": 11}}
 
             await eventually(again, ca, cb)
-            assert await a.pending_count() == 0 and await b.pending_count() == 0
+            assert await a.pending_count() == 0
+            assert await b.pending_count() == 0
 
     asyncio.run(main())
 
@@ -126,7 +129,8 @@ def test_two_clients_on_one_storage_elect_one_leader(url: str) -> None:
         storage = MemoryStorage()
         async with device(url, user, storage) as (_, first), \
                 device(url, user, storage) as (tab2, second):
-            assert first.status.leader and not second.status.leader
+            assert first.status.leader
+            assert not second.status.leader
             await tab2.collection("todos").put("t1", {"title": "from the second tab"})
             await eventually(lambda: _no_pending(tab2), first)
 
@@ -175,7 +179,8 @@ def test_a_write_whose_push_response_was_lost_in_a_crash_is_applied_once(
             await asyncio.wait_for(fault.crashed.wait(), 30)
             await doomed.stop()
         item = store.item(f"u#{user}", "todos", "t1")
-        assert item is not None and item["_v"] == {"N": "1"}  # the server committed it
+        assert item is not None
+        assert item["_v"] == {"N": "1"}  # the server committed it
 
         async with device(url, user, storage) as (reopened, client):
             [entry] = await Replica(reopened).outbox_entries()
@@ -184,7 +189,8 @@ def test_a_write_whose_push_response_was_lost_in_a_crash_is_applied_once(
             [doc] = await reopened.collection("todos").query()
             assert (doc.value, doc.version, doc.pending) == ({"title": "Milk"}, 1, False)
         item = store.item(f"u#{user}", "todos", "t1")
-        assert item is not None and item["_v"] == {"N": "1"}  # applied once, not twice
+        assert item is not None
+        assert item["_v"] == {"N": "1"}  # applied once, not twice
 
     asyncio.run(main())
 
@@ -200,7 +206,8 @@ def test_a_write_made_before_a_crash_is_pushed_after_the_reopen(url: str, store:
         async with device(url, user, storage) as (reopened, client):
             await eventually(lambda: _no_pending(reopened), client)
         item = store.item(f"u#{user}", "todos", "t1")
-        assert item is not None and item["_v"] == {"N": "1"}
+        assert item is not None
+        assert item["_v"] == {"N": "1"}
 
     asyncio.run(main())
 

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from server.assets import ensure_pysync_wheel
 from server.dynamo_local import DynamoDBLocal, local_client
 from server.tables import TablesMissing, ensure_tables
 from tests.server.conftest import TEST_SCHEMA
+from tests.support import wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -79,7 +79,8 @@ def test_schema_option_loads_module_attr() -> None:
     args = parser().parse_args(["--schema", "tests.server.conftest:TEST_SCHEMA",
                                 "--table-prefix", "x_"])
     settings = settings_from(args, "http://127.0.0.1:1")
-    assert settings.schema is TEST_SCHEMA and settings.table_prefix == "x_"
+    assert settings.schema is TEST_SCHEMA
+    assert settings.table_prefix == "x_"
 
 
 @pytest.mark.parametrize("spec", ["no_such_module:X", "tests.server.conftest:nothing",
@@ -93,7 +94,8 @@ def test_the_server_exits_with_a_clear_message_on_a_bad_schema() -> None:
     done = subprocess.run([sys.executable, "-m", "server", "--schema", "nope:X"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
-    assert "cannot import 'nope'" in done.stderr and "Traceback" not in done.stderr
+    assert "cannot import 'nope'" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_dynamodb_aws_uses_the_standard_aws_environment_and_no_endpoint_override(
@@ -128,10 +130,8 @@ def test_stopping_the_server_with_sigterm_stops_its_embedded_dynamodb_local() ->
         server.wait(timeout=30)
     finally:
         server.kill()
-    deadline = time.monotonic() + 15
-    while port_open(dynamodb_port) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not port_open(dynamodb_port)
+    wait_until(lambda: not port_open(dynamodb_port), timeout=15, interval=0.1,
+               message="DynamoDB Local's port is still open")
 
 
 def test_with_creation_off_missing_tables_are_named_and_none_is_created(
@@ -158,4 +158,5 @@ def test_the_server_exits_with_a_clear_message_when_tables_are_missing_and_creat
     done = subprocess.run([sys.executable, "-m", "server", "--dynamodb", dynamodb_local.endpoint,
                            "--port", "1"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode != 0
-    assert "tables missing" in done.stderr and "Traceback" not in done.stderr
+    assert "tables missing" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -44,7 +44,8 @@ def token(http: httpx.Client, user: str) -> dict[str, str]:
 
 def ticket(http: httpx.Client, user: str) -> str:
     r = http.post("/v1/events/ticket", headers=token(http, user))
-    assert r.status_code == 200 and r.json()["expires_in"] > 0
+    assert r.status_code == 200
+    assert r.json()["expires_in"] > 0
     value: str = r.json()["ticket"]
     return value
 
@@ -88,13 +89,15 @@ def test_a_ticket_works_once(http: httpx.Client) -> None:
     with http.stream("GET", "/v1/events", params={"ticket": t}) as r:
         assert r.status_code == 200
     again = http.get("/v1/events", params={"ticket": t})
-    assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_ticket"
+    assert again.status_code == 401
+    assert again.json()["error"]["code"] == "invalid_ticket"
 
 
 def test_an_expired_ticket_is_refused(store: Store, http: httpx.Client) -> None:
     t = issue_ticket(store.ctx.dynamodb, store.ctx.tables, Principal.for_user("ann"), -1.0)
     r = http.get("/v1/events", params={"ticket": t})
-    assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
+    assert r.status_code == 401
+    assert "expired" in r.json()["error"]["message"]
 
 
 def test_events_need_a_ticket_or_a_bearer_token(http: httpx.Client) -> None:
@@ -116,7 +119,8 @@ def test_a_direct_write_pokes_its_scope_and_the_pull_returns_it(store: Store,
                                                                  http: httpx.Client) -> None:
     auth = token(http, "carol")
     first = http.get("/v1/pull", params={"client_id": "carol-1"}, headers=auth).json()
-    assert first["changes"] == [] and first["has_more"] is False
+    assert first["changes"] == []
+    assert first["has_more"] is False
     with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "carol")}) as r:
         events = Events(r)
         assert events.next_poke() == '{"head": 0}'

@@ -32,8 +32,9 @@ from tests.server.fault_support import (
     times,
     unprocessed_keys_hook,
 )
-from tests.server.feed_support import FAST, wait_for
+from tests.server.feed_support import FAST
 from tests.server.test_events import Events
+from tests.support import wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -171,7 +172,8 @@ def test_pull_asks_again_for_unprocessed_keys_and_answers(api: Api) -> None:
     hook = times(2, unprocessed_keys_hook)
     with hooked(api, "before-call.dynamodb.BatchGetItem", hook):
         r = _pull(api, token)
-    assert r.status_code == 200 and r.json()["has_more"] is False
+    assert r.status_code == 200
+    assert r.json()["has_more"] is False
     assert hook.calls[0] >= 3  # type: ignore[attr-defined]
 
 
@@ -187,7 +189,8 @@ def test_a_push_whose_answer_is_lost_after_the_commit_is_applied_once(api: Api) 
     with hooked(api, "after-call.dynamodb.TransactWriteItems", times(1, lost_answer)):
         r = api.push(token, body)
     # The retry found lmid moved: the mutation was processed (by the lost attempt).
-    assert r.status_code == 200 and r.json()["last_mutation_id"] == 1
+    assert r.status_code == 200
+    assert r.json()["last_mutation_id"] == 1
     assert [x["status"] for x in r.json()["results"]] in (["applied"], ["duplicate"])
     again = api.push(token, body)
     assert [x["status"] for x in again.json()["results"]] == ["duplicate"]
@@ -222,10 +225,11 @@ def test_after_a_pause_the_feed_and_the_poller_carry_on(api: Api, local: DynamoD
             # Long enough for the feed's and the poller's calls to time out meanwhile.
             assert_store_unavailable(_push(api, api.token(user())))
         r = api.push(token, push_body(cid, mutation(1, "after-pause")))
-        assert r.status_code == 200 and r.json()["results"][0]["status"] == "applied"
+        assert r.status_code == 200
+        assert r.json()["results"][0]["status"] == "applied"
         assert events.next_poke() == '{"head": 1}'  # the poller read the new head
     # The feed logged the write: the pull's deltas carry it.
-    out = wait_for(lambda: api.http.get(
+    out = wait_until(lambda: api.http.get(
         "/v1/pull", params={"client_id": cid, "cursor": first["cursor"]},
         headers={"Authorization": f"Bearer {token}"}).json()["changes"])
     assert [c["key"] for c in out] == ["after-pause"]
@@ -236,7 +240,8 @@ def test_after_a_kill_and_a_restart_on_its_data_dir_nothing_acknowledged_is_lost
     name, cid = user(), client_id()
     token = api.token(name)
     acked = api.push(token, push_body(cid, *(mutation(i, f"k{i}") for i in range(1, 21))))
-    assert acked.status_code == 200 and acked.json()["last_mutation_id"] == 20
+    assert acked.status_code == 200
+    assert acked.json()["last_mutation_id"] == 20
     # DynamoDB Local (not DynamoDB) answers a write before it is on disk: killed right after
     # the answer, it lost the whole transaction in 4 of 8 tries; 2 s later, in 0 of 8.
     time.sleep(DYNAMODB_LOCAL_FLUSH_S)
@@ -248,6 +253,7 @@ def test_after_a_kill_and_a_restart_on_its_data_dir_nothing_acknowledged_is_lost
     assert got == sorted(f"todos#k{i}" for i in range(1, 21))
     # The client retries what got 503; sync carries on, and the feed brings it to pulls.
     again = api.push(token, push_body(cid, mutation(21, "k21")))
-    assert again.status_code == 200 and again.json()["results"][0]["status"] == "applied"
+    assert again.status_code == 200
+    assert again.json()["results"][0]["status"] == "applied"
     assert sorted(_pulled(api, token, cid)) == sorted(f"k{i}" for i in range(1, 22))
 

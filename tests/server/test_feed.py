@@ -11,16 +11,12 @@ from server.changelog import read_epoch
 from server.feed import eligible_shards
 from server.items import EXTERNAL_WRITER
 from server.leases import SHARD_END
-from tests.server.feed_support import Store, drain, entries_summary, step_until, wait_for
+from tests.server.feed_support import Store, drain, entries_summary, step_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.dynamodb
 
 A = "u#alice"
-
-
-@pytest.fixture
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local)
 
 
 def test_direct_put_without_meta_is_stamped_and_logged_at_version_1(store: Store) -> None:
@@ -29,7 +25,8 @@ def test_direct_put_without_meta_is_stamped_and_logged_at_version_1(store: Store
     step_until(feed, lambda: store.log(A))
     item = store.item(A, "todos", "t1")
     assert item is not None
-    assert item["_v"] == {"N": "1"} and item["_w"] == {"S": EXTERNAL_WRITER}
+    assert item["_v"] == {"N": "1"}
+    assert item["_w"] == {"S": EXTERNAL_WRITER}
     assert item["_fh"]["M"]["title"] == item["_hlc"]
     [entry] = store.log(A)
     assert entries_summary([entry]) == [(1, "todos#t1", 1, False)]
@@ -53,7 +50,8 @@ def test_update_that_keeps_the_version_gets_the_next_version(store: Store) -> No
     assert entries_summary(log) == [(1, "todos#t1", 3, False), (2, "todos#t1", 4, False)]
     assert log[1]["f"]["M"]["done"] == {"BOOL": True}
     item = store.item(A, "todos", "t1")
-    assert item is not None and set(item["_fh"]["M"]) == {"done"}
+    assert item is not None
+    assert set(item["_fh"]["M"]) == {"done"}
 
 
 def test_put_that_drops_the_meta_continues_from_the_old_version(store: Store) -> None:
@@ -71,7 +69,9 @@ def test_direct_delete_becomes_a_logged_tombstone(store: Store) -> None:
     step_until(feed, lambda: len(store.log(A)) == 2)
     assert entries_summary(store.log(A)) == [(1, "todos#t1", 2, False), (2, "todos#t1", 3, True)]
     item = store.item(A, "todos", "t1")
-    assert item is not None and item["_del"] == {"BOOL": True} and "_ttl" in item
+    assert item is not None
+    assert item["_del"] == {"BOOL": True}
+    assert "_ttl" in item
 
 
 def test_removal_of_a_tombstone_is_not_logged(store: Store) -> None:
@@ -125,9 +125,13 @@ def test_crash_before_checkpoint_neither_loses_nor_duplicates(store: Store) -> N
 
     real_checkpoint = crashing.leases.checkpoint
     crashing.leases.checkpoint = crash_on_third_checkpoint  # type: ignore[method-assign,assignment]
-    with pytest.raises(RuntimeError):
+
+    def step_until_killed() -> None:
         for _ in range(10):
             crashing.step()
+
+    with pytest.raises(RuntimeError, match="process killed"):
+        step_until_killed()
     restarted = short.feed(batch_size=25)
     step_until(restarted, lambda: sum(len(store.log(s)) for s in scopes) == 120,
              timeout=15)
@@ -279,7 +283,7 @@ def test_concurrent_writers_across_many_scopes_are_logged_in_order_without_skips
                 cursors[s] = out["cursor"]
             return all(len(r) == total for r in received.values())
 
-        wait_for(tail, timeout=60, interval=0.01)
+        wait_until(tail, timeout=60, interval=0.01)
         for t in threads:
             t.join()
     finally:
@@ -307,4 +311,5 @@ def test_a_stamp_records_field_hashes_so_a_later_outside_update_stays_detectable
     assert stamped["_h"]["M"] == {"title": {"S": field_hash("Milk")}, "n": {"S": field_hash(1)}}
     store.update(A, "todos", "t1", n=2)  # another outside write, keeping the stamped meta
     changed = store.item(A, "todos", "t1")
-    assert changed is not None and changed["_h"]["M"]["n"] != {"S": field_hash(2)}
+    assert changed is not None
+    assert changed["_h"]["M"]["n"] != {"S": field_hash(2)}

@@ -33,7 +33,9 @@ def test_a_pysync_write_is_logged_with_its_fields_only() -> None:
 def test_a_tombstone_is_logged_as_a_delete_without_fields() -> None:
     action = classify(record("MODIFY", {"_v": {"N": "3"}, "_del": {"BOOL": True}, "a": {"S": "x"}},
                              {"_v": {"N": "2"}, "a": {"S": "x"}}))
-    assert isinstance(action, LogEntry) and action.deleted and action.fields == {}
+    assert isinstance(action, LogEntry)
+    assert action.deleted
+    assert action.fields == {}
 
 
 def test_an_update_that_keeps_the_version_is_stamped_with_the_changed_fields() -> None:
@@ -46,12 +48,14 @@ def test_an_update_that_keeps_the_version_is_stamped_with_the_changed_fields() -
 def test_a_put_without_meta_over_a_versioned_item_continues_its_versions() -> None:
     action = classify(record("MODIFY", {"a": {"S": "new"}}, {"_v": {"N": "7"}, "a": {"S": "x"}}))
     assert isinstance(action, StampForeign)
-    assert action.expected_version is None and action.version == 8
+    assert action.expected_version is None
+    assert action.version == 8
 
 
 def test_a_lower_version_written_by_someone_else_is_stamped_above_both() -> None:
     action = classify(record("MODIFY", {"_v": {"N": "2"}}, {"_v": {"N": "5"}}))
-    assert isinstance(action, StampForeign) and action.version == 6
+    assert isinstance(action, StampForeign)
+    assert action.version == 6
 
 
 def test_removals() -> None:
@@ -62,7 +66,8 @@ def test_removals() -> None:
 
 def test_a_write_over_an_unstamped_item_carries_a_restamp() -> None:
     action = classify(record("MODIFY", {"_v": {"N": "1"}, "a": {"S": "y"}}, {"a": {"S": "x"}}))
-    assert isinstance(action, LogEntry) and action.restamp is not None
+    assert isinstance(action, LogEntry)
+    assert action.restamp is not None
     assert action.restamp.expected_version == 1
 
 
@@ -84,11 +89,14 @@ def test_a_stamp_and_a_tombstone_must_come_after_the_newest_hlc_the_record_showe
     older, newer = "000000000000005:000000:a", "000000000000009:000003:b"
     put = classify(record("MODIFY", {"t": {"S": "x"}, "_hlc": {"S": older}},
                           {"_v": {"N": "1"}, "_hlc": {"S": newer}, "t": {"S": "y"}}))
-    assert isinstance(put, StampForeign) and put.after == newer
+    assert isinstance(put, StampForeign)
+    assert put.after == newer
     gone = classify(record("REMOVE", old={"_v": {"N": "4"}, "_hlc": {"S": newer}}))
-    assert isinstance(gone, TombstoneForeign) and gone.after == newer
+    assert isinstance(gone, TombstoneForeign)
+    assert gone.after == newer
     junk = classify(record("MODIFY", {"t": {"S": "x"}, "_hlc": {"S": "not a stamp"}}))
-    assert isinstance(junk, StampForeign) and junk.after is None
+    assert isinstance(junk, StampForeign)
+    assert junk.after is None
 
 
 def test_a_stamp_goes_above_a_far_future_hlc_without_dragging_the_feeds_clock() -> None:

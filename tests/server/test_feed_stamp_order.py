@@ -52,7 +52,8 @@ def test_an_outside_write_is_stamped_above_the_stamp_it_overwrote(store: Store) 
     store.put(A, "todos", "t1", title="from a script")  # boto3, no meta: after the push
     drain(store.feed(), store)
     item = store.item(A, "todos", "t1")
-    assert item is not None and item["_w"] == {"S": "external"}
+    assert item is not None
+    assert item["_w"] == {"S": "external"}
     assert Stamp.parse(item["_hlc"]["S"]) > Stamp.parse(pushed)
     assert Stamp.parse(item["_fh"]["M"]["title"]["S"]) > Stamp.parse(pushed)
 

@@ -23,11 +23,6 @@ pytestmark = pytest.mark.dynamodb
 DEEP, BIG, OTHER = "u#deep", "u#big", "u#other"
 
 
-@pytest.fixture
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local)
-
-
 def nested(levels: int) -> Any:
     value: Any = "leaf"
     for _ in range(levels):
@@ -42,7 +37,8 @@ def _puller(store: Store) -> Puller:
 def start_cursor(puller: Puller, scope: str) -> str:
     """The cursor of a client that has read the (empty) scope's snapshot."""
     page = puller.pull(scope, None, 100)
-    assert page["changes"] == [] and not page["has_more"]
+    assert page["changes"] == []
+    assert not page["has_more"]
     cursor: str = page["cursor"]
     return cursor
 
@@ -69,7 +65,8 @@ def test_an_item_too_deep_for_the_log_does_not_stall_and_reaches_pull_with_its_f
     [other] = pull_changes(puller, OTHER, other_cursor)
     assert (other["key"], other["value"]) == ("o1", {"title": "hello"})
     [entry] = store.log(DEEP)
-    assert entry[FETCH] == {"BOOL": True} and "f" not in entry
+    assert entry[FETCH] == {"BOOL": True}
+    assert "f" not in entry
     [deep] = pull_changes(puller, DEEP, deep_cursor)
     assert (deep["key"], deep["version"], deep["deleted"]) == ("d1", 1, False)
     assert deep["value"] == {"title": "deep", "tree": nested(31)}
@@ -107,4 +104,6 @@ def test_an_entry_dynamodb_refuses_is_logged_without_fields_and_its_neighbours_w
                        entry("c", {"n": {"N": "3"}})])
     a, bad, c = store.log("u#a")
     assert (a["f"], c["f"]) == ({"M": {"n": {"N": "1"}}}, {"M": {"n": {"N": "3"}}})
-    assert bad["k"] == {"S": "todos#bad"} and bad[FETCH] == {"BOOL": True} and "f" not in bad
+    assert bad["k"] == {"S": "todos#bad"}
+    assert bad[FETCH] == {"BOOL": True}
+    assert "f" not in bad

@@ -32,11 +32,6 @@ pytestmark = pytest.mark.dynamodb
 A = "u#alice"
 
 
-@pytest.fixture
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local)
-
-
 def push(store: Store, client_id: str, *mutations: Mutation) -> PushResponse:
     return asyncio.run(apply_push(store.ctx, "alice", A, PushRequest(client_id, mutations)))
 
@@ -58,7 +53,8 @@ def test_a_push_recreating_a_record_deleted_outright_answers_a_version_above_the
     again = push(store, uuid.uuid4().hex,
                  Mutation(1, "todos", "t1", "put", {"title": "second life"}, None, None))
     assert again.results[0].status == "applied"
-    assert again.results[0].version is not None and again.results[0].version > 2
+    assert again.results[0].version is not None
+    assert again.results[0].version > 2
 
 
 def test_a_recreation_starts_above_versions_of_the_earlier_life_not_logged_yet(
@@ -73,7 +69,8 @@ def test_a_recreation_starts_above_versions_of_the_earlier_life_not_logged_yet(
     store.delete(A, "todos", "t1")
     again = push(store, uuid.uuid4().hex,
                  Mutation(1, "todos", "t1", "put", {"title": "second life"}, None, None))
-    assert again.results[0].version is not None and again.results[0].version > 3
+    assert again.results[0].version is not None
+    assert again.results[0].version > 3
 
 
 def test_a_version_edit_based_on_the_earlier_life_is_a_conflict_with_the_deletion(
@@ -87,7 +84,8 @@ def test_a_version_edit_based_on_the_earlier_life_is_a_conflict_with_the_deletio
     result = stale.results[0]
     assert result.status == "conflict"
     assert result.server is not None
-    assert result.server.deleted and result.server.version > 2
+    assert result.server.deleted
+    assert result.server.version > 2
 
 
 def test_a_record_recreated_before_the_feed_saw_its_outside_delete_reaches_pulls(
@@ -118,7 +116,8 @@ def test_a_record_recreated_before_the_feed_saw_its_outside_delete_reaches_pulls
     assert (last["key"], last["deleted"], last["value"]) == ("t1", False, {"title": "second life"})
     assert last["version"] > 2  # above every version devices may hold
     item = store.item(A, "todos", "t1")
-    assert item is not None and int(item["_v"]["N"]) == last["version"]
+    assert item is not None
+    assert int(item["_v"]["N"]) == last["version"]
 
 
 def test_a_recreation_starts_above_an_earlier_life_the_log_holds_nothing_of(
@@ -128,7 +127,8 @@ def test_a_recreation_starts_above_an_earlier_life_the_log_holds_nothing_of(
     store.delete(A, "todos", "t1")  # before the feed ever ran
     again = push(store, uuid.uuid4().hex,
                  Mutation(1, "todos", "t1", "put", {"title": "second life"}, None, None))
-    assert again.results[0].version is not None and again.results[0].version > 1
+    assert again.results[0].version is not None
+    assert again.results[0].version > 1
 
 
 def test_a_record_never_written_before_is_created_at_version_1(store: Store) -> None:

@@ -9,14 +9,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from server import lambda_handler
-from tests.server.feed_support import Store, entries_summary, wait_for
+from tests.server.feed_support import Store, entries_summary
+from tests.support import wait_until
 
 pytestmark = pytest.mark.dynamodb
-
-
-@pytest.fixture
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local)
 
 
 def _lambda_value(value: Any) -> Any:
@@ -63,7 +59,7 @@ def test_stream_event_is_appended_to_the_log_with_bytes_intact(store: Store,
                                                                handler: Any) -> None:
     store.put("u#a", "files", "f1", data=b"\x00\xffraw", _v=1)
     store.put("u#a", "todos", "t1", title="Milk", _v=1)
-    records = wait_for(lambda: len(store.stream_records()) == 2 and store.stream_records())
+    records = wait_until(lambda: len(store.stream_records()) == 2 and store.stream_records())
     assert handler(lambda_event(store, records), None) == {"batchItemFailures": []}
     log = store.log("u#a")
     assert entries_summary(log) == [(1, "files#f1", 1, False), (2, "todos#t1", 1, False)]
@@ -73,10 +69,10 @@ def test_stream_event_is_appended_to_the_log_with_bytes_intact(store: Store,
 def test_a_write_by_another_program_is_stamped_then_logged_from_the_next_event(
         store: Store, handler: Any) -> None:
     store.put("u#a", "todos", "t1", title="from a script")
-    first = wait_for(lambda: store.stream_records())
+    first = wait_until(lambda: store.stream_records())
     handler(lambda_event(store, first), None)
     assert store.log("u#a") == []  # stamped in place; the stamp is the change
-    both = wait_for(lambda: len(store.stream_records()) == 2 and store.stream_records())
+    both = wait_until(lambda: len(store.stream_records()) == 2 and store.stream_records())
     handler(lambda_event(store, both[1:]), None)
     assert entries_summary(store.log("u#a")) == [(1, "todos#t1", 1, False)]
 
@@ -84,7 +80,7 @@ def test_a_write_by_another_program_is_stamped_then_logged_from_the_next_event(
 def test_a_retried_batch_is_not_logged_twice(store: Store, handler: Any) -> None:
     for i in range(3):
         store.put("u#a", "todos", f"t{i}", n=i, _v=1)
-    records = wait_for(lambda: len(store.stream_records()) == 3 and store.stream_records())
+    records = wait_until(lambda: len(store.stream_records()) == 3 and store.stream_records())
     event = lambda_event(store, records)
     handler(event, None)
     handler(event, None)  # Lambda's at-least-once delivery
@@ -95,7 +91,7 @@ def test_failed_scope_is_reported_as_a_batch_item_failure(store: Store, handler:
     store.put("u#a", "todos", "t1", _v=1)
     store.put("u#broken", "todos", "t1", _v=1)
     store.put("u#c", "todos", "t1", _v=1)
-    records = wait_for(lambda: len(store.stream_records()) == 3 and store.stream_records())
+    records = wait_until(lambda: len(store.stream_records()) == 3 and store.stream_records())
     handler({"Records": []}, None)  # creates the module's client, to hook a fault into it
 
     def refuse_broken_scope(params: dict[str, Any], **kwargs: Any) -> None:
@@ -112,7 +108,8 @@ def test_failed_scope_is_reported_as_a_batch_item_failure(store: Store, handler:
     result = handler(lambda_event(store, records), None)
     assert result == {"batchItemFailures": [
         {"itemIdentifier": records[1]["dynamodb"]["SequenceNumber"]}]}
-    assert len(store.log("u#a")) == 1 and len(store.log("u#c")) == 1
+    assert len(store.log("u#a")) == 1
+    assert len(store.log("u#c")) == 1
     assert store.log("u#broken") == []
 
 
@@ -125,8 +122,9 @@ def test_an_item_too_deep_for_the_log_is_logged_without_its_fields_and_fails_not
         deep = [deep]
     store.put("u#deep", "todos", "d1", tree=deep, _v=1)
     store.put("u#b", "todos", "t1", title="next", _v=1)
-    records = wait_for(lambda: len(store.stream_records()) == 2 and store.stream_records())
+    records = wait_until(lambda: len(store.stream_records()) == 2 and store.stream_records())
     assert handler(lambda_event(store, records), None) == {"batchItemFailures": []}
     [entry] = store.log("u#deep")
-    assert entry["x"] == {"BOOL": True} and "f" not in entry  # the pull reads the item
+    assert entry["x"] == {"BOOL": True}
+    assert "f" not in entry  # the pull reads the item
     assert store.log("u#b")[0]["f"] == {"M": {"title": {"S": "next"}}}

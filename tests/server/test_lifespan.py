@@ -10,8 +10,8 @@ import pytest
 from server.app import create_app
 from server.config import Settings
 from server.context import ServerContext
-from tests.server.feed_support import Store, wait_for
-from tests.support import serve
+from tests.server.feed_support import Store
+from tests.support import serve, wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -21,11 +21,12 @@ def test_the_lifespan_runs_the_feed_and_closes_the_context_with_the_app(
     store = Store.create(dynamodb_local, feed_enabled=True)
     app = create_app(store.ctx.settings)
     ctx: ServerContext = app.state.ctx
-    assert ctx.feed is not None and not ctx.feed.running  # nothing runs before the lifespan
+    assert ctx.feed is not None
+    assert not ctx.feed.running  # nothing runs before the lifespan
     with serve(app):
         assert ctx.feed.running
         store.put("u#a", "todos", "t1", title="by a script")
-        wait_for(lambda: store.log("u#a"))  # this app's feed logged it
+        wait_until(lambda: store.log("u#a"))  # this app's feed logged it
     assert not ctx.feed.running
     with pytest.raises(RuntimeError):  # the push pools accept no more work
         ctx.pools.pushers.submit(lambda: None)

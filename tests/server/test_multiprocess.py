@@ -14,9 +14,10 @@ import pytest
 
 from server.dynamo_local import DynamoDBLocal
 from server.tables import TableNames
-from tests.server.feed_support import Store, entries_summary, wait_for
+from tests.server.feed_support import Store, entries_summary
 from tests.server.test_events import Events
 from tests.support import server_process as support_server_process
+from tests.support import wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -72,14 +73,14 @@ def test_the_other_process_takes_over_the_stream_when_the_first_dies(
         store = Store.create(dynamodb_local, table_prefix=prefix)
         assert store.ctx.tables == TableNames.with_prefix(prefix)
         store.put("u#finn", "todos", "t1", _v=1)
-        wait_for(lambda: len(store.log("u#finn")) == 1)
-        owner = wait_for(lambda: _lease_owner_pid(store))
+        wait_until(lambda: len(store.log("u#finn")) == 1)
+        owner = wait_until(lambda: _lease_owner_pid(store))
         (dead_url, dead), (alive_url, _) = (one, two) if one[1].pid == owner else (two, one)
         dead.send_signal(signal.SIGKILL)  # no clean shutdown: the lease must expire
         dead.wait()
         store.put("u#finn", "todos", "t2", _v=1)
         store.put("u#finn", "todos", "t1", _v=2)
-        wait_for(lambda: len(store.log("u#finn")) == 3, timeout=30)
+        wait_until(lambda: len(store.log("u#finn")) == 3, timeout=30)
         assert _lease_owner_pid(store) != owner
         assert entries_summary(store.log("u#finn")) == [
             (1, "todos#t1", 1, False), (2, "todos#t2", 1, False), (3, "todos#t1", 2, False)]

@@ -23,12 +23,9 @@ A = "u#alice"
 
 @pytest.fixture(scope="module")
 def store(dynamodb_local: Any) -> Store:
+    """One set of tables for the module (conftest's `store` is one a test): each test here
+    pulls scopes of its own, and the property test's examples share the tables."""
     return Store.create(dynamodb_local)
-
-
-@pytest.fixture
-def scope() -> str:
-    return f"u#{uuid.uuid4().hex[:8]}"
 
 
 def puller(store: Store, clock: Any = None, retention_s: float = 3600) -> Puller:
@@ -83,7 +80,8 @@ def test_snapshot_pages_then_continues_from_the_head_before_it(store: Store,
         store.put(scope, "todos", f"t{i}", n=i, _v=1)
     step_until(feed, lambda: len(store.log(scope)) == 7)
     first = p.pull(scope, None, 3)
-    assert [c["key"] for c in first["changes"]] == ["t0", "t1", "t2"] and first["has_more"]
+    assert [c["key"] for c in first["changes"]] == ["t0", "t1", "t2"]
+    assert first["has_more"]
     store.put(scope, "todos", "t0", n=100, _v=2)  # changes during the snapshot...
     store.put(scope, "todos", "t9", n=9, _v=1)
     step_until(feed, lambda: len(store.log(scope)) == 9)
@@ -94,7 +92,8 @@ def test_snapshot_pages_then_continues_from_the_head_before_it(store: Store,
                   or v["version"] >= state[k]["version"]})
     # ...come as deltas from the head read before the snapshot began.
     assert live(state)[("todos", "t0")] == (2, {"n": 100})
-    assert ("todos", "t9") in state and len(live(state)) == 8
+    assert ("todos", "t9") in state
+    assert len(live(state)) == 8
     assert Cursor.decode(rest_cursor).position == 9
 
 

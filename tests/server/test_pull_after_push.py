@@ -11,8 +11,8 @@ import pytest
 
 from pysync.schema import Collection, Schema
 from server.app import create_app
-from tests.server.feed_support import Store, wait_for
-from tests.support import serve
+from tests.server.feed_support import Store
+from tests.support import serve, wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -61,7 +61,7 @@ def pull_until(http: httpx.Client, headers: dict[str, str], client_id: str, curs
             if not last["has_more"]:
                 return bool(done(changes))
 
-    wait_for(attempt, timeout=20, interval=0.05)
+    wait_until(attempt, timeout=20, interval=0.05)
     assert cursor is not None
     return cursor, changes, last
 
@@ -80,7 +80,8 @@ def test_pushed_changes_come_back_with_their_versions_and_last_mutation_id(
                                   lambda c: any(x["version"] == 2 for x in c))
     assert last["last_mutation_id"] == 2
     # (a push may write both mutations of one record as one item write, at version 2)
-    assert changes[-1]["key"] == "t1" and changes[-1]["version"] == 2
+    assert changes[-1]["key"] == "t1"
+    assert changes[-1]["version"] == 2
     assert changes[-1]["value"] == {"title": "Milk", "done": True}
 
 
@@ -95,11 +96,13 @@ def test_a_push_based_on_the_version_before_a_direct_write_is_a_conflict(
     store.update("u#hal", "accounts", "a1", balance=99)  # a backend job, no pysync meta
     _, changes, _ = pull_until(http, headers, "hal-1", cursor,
                                lambda c: any(x["value"] == {"balance": 99} for x in c))
-    assert changes[-1]["value"] == {"balance": 99} and changes[-1]["version"] > 1
+    assert changes[-1]["value"] == {"balance": 99}
+    assert changes[-1]["version"] > 1
     stale = push(http, headers, "hal-1", [
         {"id": 2, "collection": "accounts", "key": "a1", "op": "patch",
          "value": {"balance": 11}, "base_version": 1, "hlc": None}])
     assert stale["results"][0]["status"] == "conflict"
     assert stale["results"][0]["server"]["value"] == {"balance": 99}
     item = store.item("u#hal", "accounts", "a1")
-    assert item is not None and item["balance"] == {"N": "99"}
+    assert item is not None
+    assert item["balance"] == {"N": "99"}

@@ -58,15 +58,20 @@ def test_put_is_applied_with_version_1_and_stored_in_the_documented_layout(
                                                    "raw": b"\x00\x01", "tags": ["a"],
                                                    "done": False, "note": None}))
     assert resp.last_mutation_id == 1
-    assert resp.results[0].status == "applied" and resp.results[0].version == 1
+    assert resp.results[0].status == "applied"
+    assert resp.results[0].version == 1
     item = raw_item(ctx, scope, "k1")
     assert item is not None
-    assert item["pk"] == {"S": scope} and item["sk"] == {"S": "notes#k1"}
+    assert item["pk"] == {"S": scope}
+    assert item["sk"] == {"S": "notes#k1"}
     assert item["title"] == {"S": "Milk"}
-    assert item["n"] == {"N": "1.5"} and item["big"] == {"N": str(10**20)}
+    assert item["n"] == {"N": "1.5"}
+    assert item["big"] == {"N": str(10**20)}
     assert item["raw"] == {"B": b"\x00\x01"}
-    assert item["tags"] == {"L": [{"S": "a"}]} and item["note"] == {"NULL": True}
-    assert item["_v"] == {"N": "1"} and item["_del"] == {"BOOL": False}
+    assert item["tags"] == {"L": [{"S": "a"}]}
+    assert item["note"] == {"NULL": True}
+    assert item["_v"] == {"N": "1"}
+    assert item["_del"] == {"BOOL": False}
     assert item["_w"] == {"S": f"{client_id}:1"}
     assert set(item["_fh"]["M"]) == {"title", "n", "big", "raw", "tags", "done", "note"}
     assert "_ttl" not in item
@@ -80,7 +85,9 @@ def test_patch_then_delete_bump_the_version_and_leave_a_tombstone(
         ("applied", 1), ("applied", 2), ("applied", 3)]
     item = raw_item(ctx, scope, "k1")
     assert item is not None
-    assert item["_del"] == {"BOOL": True} and "title" not in item and "_ttl" in item
+    assert item["_del"] == {"BOOL": True}
+    assert "title" not in item
+    assert "_ttl" in item
     assert item["_v"] == {"N": "3"}
 
 
@@ -172,7 +179,9 @@ def test_a_record_over_400_kb_after_merge_is_rejected_and_the_record_kept(
     assert statuses(resp) == ["applied", "rejected", "applied"]
     assert resp.results[1].error_code == "too_large"
     item = raw_item(ctx, scope, "k1")
-    assert item is not None and "b" not in item and item["c"] == {"S": "ok"}
+    assert item is not None
+    assert "b" not in item
+    assert item["c"] == {"S": "ok"}
     assert item["_v"] == {"N": "2"}
 
 
@@ -197,12 +206,14 @@ def test_a_stamp_more_than_60_s_ahead_is_clamped_so_a_later_honest_edit_wins(
     skewed = stamp(offset_ms=3_600_000, node="fast")
     push(ctx, scope, client_id, m(1, collection="docs", value={"v": "skewed"}, hlc=skewed))
     item = raw_item(ctx, scope, "k1", "docs")
-    assert item is not None and item["_hlc"]["S"] != skewed  # replaced by the server's stamp
+    assert item is not None
+    assert item["_hlc"]["S"] != skewed  # replaced by the server's stamp
     resp = push(ctx, scope, "other-" + client_id,
                 m(1, collection="docs", value={"v": "honest"}, hlc=stamp(1000, "slow")))
     assert statuses(resp) == ["applied"]
     item = raw_item(ctx, scope, "k1", "docs")
-    assert item is not None and item["v"] == {"S": "honest"}
+    assert item is not None
+    assert item["v"] == {"S": "honest"}
 
 
 def test_a_stamp_within_60_s_ahead_is_kept(
@@ -210,7 +221,8 @@ def test_a_stamp_within_60_s_ahead_is_kept(
     ahead = stamp(offset_ms=30_000)
     push(ctx, scope, client_id, m(1, collection="docs", hlc=ahead))
     item = raw_item(ctx, scope, "k1", "docs")
-    assert item is not None and item["_hlc"]["S"] == ahead
+    assert item is not None
+    assert item["_hlc"]["S"] == ahead
 
 
 def test_version_conflict_returns_the_server_record(
@@ -222,9 +234,11 @@ def test_version_conflict_returns_the_server_record(
     stale = push(ctx, scope, "other-" + client_id,
                  m(1, "patch", collection="accounts", value={"balance": 99}, base=1))
     r = stale.results[0]
-    assert r.status == "conflict" and r.server is not None
+    assert r.status == "conflict"
+    assert r.server is not None
     assert (r.server.version, r.server.deleted, r.server.value) == (2, False, {"balance": 20})
-    assert r.server.key == "k1" and r.server.collection == "accounts"
+    assert r.server.key == "k1"
+    assert r.server.collection == "accounts"
 
 
 def test_version_put_with_null_base_over_an_existing_record_is_a_conflict(
@@ -244,7 +258,8 @@ def test_merge_keeps_concurrent_edits_to_different_fields(
     assert statuses(resp) == ["applied"]
     item = raw_item(ctx, scope, "k1")
     assert item is not None
-    assert item["title"] == {"S": "b"} and item["done"] == {"BOOL": True}
+    assert item["title"] == {"S": "b"}
+    assert item["done"] == {"BOOL": True}
 
 
 def test_merge_stale_edit_of_the_same_field_loses_with_a_conflict(
@@ -265,7 +280,8 @@ def test_lww_older_stamp_loses_the_whole_record(
                 m(1, "patch", collection="docs", value={"b": 2}, hlc=old))
     assert statuses(resp) == ["conflict"]
     item = raw_item(ctx, scope, "k1", "docs")
-    assert item is not None and "b" not in item
+    assert item is not None
+    assert "b" not in item
 
 
 def direct_put(ctx: ServerContext, scope: str, key: str, collection: str, **fields: Any
@@ -286,9 +302,11 @@ def test_a_stale_push_never_overwrites_a_newer_direct_write(
                                          value={"title": "offline"}, base=1, hlc=edited))
     assert statuses(resp) == ["conflict"]
     server = resp.results[0].server
-    assert server is not None and server.value == {"title": "backend"}
+    assert server is not None
+    assert server.value == {"title": "backend"}
     item = raw_item(ctx, scope, "k1", collection)
-    assert item is not None and item["title"] == {"S": "backend"}
+    assert item is not None
+    assert item["title"] == {"S": "backend"}
 
 
 @pytest.mark.parametrize("collection", ["notes", "docs", "accounts"])
@@ -299,16 +317,19 @@ def test_a_direct_write_without_meta_is_adopted_and_a_push_naming_its_version_ap
                                           value={"balance": 6}, base=None))
     assert statuses(first) == ["conflict"]
     server = first.results[0].server
-    assert server is not None and server.value == {"balance": 5}
+    assert server is not None
+    assert server.value == {"balance": 5}
     adopted = raw_item(ctx, scope, "k1", collection)
-    assert adopted is not None and int(adopted["_v"]["N"]) == server.version
+    assert adopted is not None
+    assert int(adopted["_v"]["N"]) == server.version
     assert server.hlc is not None
     DEVICE.observe(Stamp.parse(server.hlc))  # clients observe the stamps they receive
     resp = push(ctx, scope, client_id, m(2, "patch", collection=collection,
                                          value={"balance": 6}, base=server.version))
     assert [(r.status, r.version) for r in resp.results] == [("applied", server.version + 1)]
     item = raw_item(ctx, scope, "k1", collection)
-    assert item is not None and item["balance"] == {"N": "6"}
+    assert item is not None
+    assert item["balance"] == {"N": "6"}
     assert not decode_item(item, collection, "k1").foreign
 
 
@@ -322,7 +343,8 @@ def test_a_direct_update_keeping_the_meta_counts_as_the_next_version(
     stale = push(ctx, scope, client_id, m(2, "patch", collection="accounts",
                                           value={"balance": 2}, base=1))
     assert statuses(stale) == ["conflict"]
-    assert stale.results[0].server is not None and stale.results[0].server.version == 2
+    assert stale.results[0].server is not None
+    assert stale.results[0].server.version == 2
     resp = push(ctx, scope, client_id, m(3, "patch", collection="accounts",
                                          value={"balance": 8}, base=2))
     assert [(r.status, r.version) for r in resp.results] == [("applied", 3)]
@@ -341,7 +363,8 @@ def test_merge_stale_edit_keeps_a_direct_update_of_another_field(
     assert [(r.status, r.version) for r in resp.results] == [("applied", 3)]
     item = raw_item(ctx, scope, "k1")
     assert item is not None
-    assert item["title"] == {"S": "b"} and item["status"] == {"S": "shipped"}
+    assert item["title"] == {"S": "b"}
+    assert item["status"] == {"S": "shipped"}
 
 
 def test_delete_under_merge_loses_to_a_later_edit(
@@ -352,7 +375,8 @@ def test_delete_under_merge_loses_to_a_later_edit(
     resp = push(ctx, scope, client_id, m(2, "delete", base=1, hlc=deleted_at))
     assert statuses(resp) == ["conflict"]
     item = raw_item(ctx, scope, "k1")
-    assert item is not None and item["_del"] == {"BOOL": False}
+    assert item is not None
+    assert item["_del"] == {"BOOL": False}
 
 
 def test_a_push_whose_writes_exceed_a_transactions_4_mb_is_split_and_fully_applied(
@@ -360,7 +384,8 @@ def test_a_push_whose_writes_exceed_a_transactions_4_mb_is_split_and_fully_appli
     big = "x" * 340_000
     batch = [m(i, key=f"big{i}", value={"blob": big}) for i in range(1, 13)]  # ~4.1 MB
     resp = push(ctx, scope, client_id, *batch)
-    assert statuses(resp) == ["applied"] * 12 and resp.last_mutation_id == 12
+    assert statuses(resp) == ["applied"] * 12
+    assert resp.last_mutation_id == 12
     assert all(raw_item(ctx, scope, f"big{i}") is not None for i in range(1, 13))
 
 
@@ -377,7 +402,8 @@ def test_a_retry_of_an_applied_push_above_id_1_is_all_duplicates_and_writes_noth
     assert statuses(again) == ["duplicate", "duplicate"]
     assert again.last_mutation_id == 3
     k1, k2 = raw_item(ctx, scope, "k1"), raw_item(ctx, scope, "k2")
-    assert k1 is not None and k2 is not None
+    assert k1 is not None
+    assert k2 is not None
     assert (k1["_v"], k2["_v"]) == ({"N": "2"}, {"N": "1"})
 
 
@@ -396,11 +422,14 @@ def test_a_put_with_null_base_over_an_existing_record_replaces_it_at_the_next_ve
     other = "d2" + client_id
     push(ctx, scope, other, m(1, key="k0"))
     resp = push(ctx, scope, other, m(2, value={"title": "b"}))
-    assert statuses(resp) == ["applied"] and resp.results[0].version == 2
+    assert statuses(resp) == ["applied"]
+    assert resp.results[0].version == 2
     item = raw_item(ctx, scope, "k1")
     assert item is not None
-    assert item["title"] == {"S": "b"} and "done" not in item
-    assert item["_v"] == {"N": "2"} and item["_w"] == {"S": f"{other}:2"}
+    assert item["title"] == {"S": "b"}
+    assert "done" not in item
+    assert item["_v"] == {"N": "2"}
+    assert item["_w"] == {"S": f"{other}:2"}
 
 
 def test_a_put_with_null_base_over_a_tombstone_recreates_it_above_its_version(
@@ -409,9 +438,12 @@ def test_a_put_with_null_base_over_a_tombstone_recreates_it_above_its_version(
     other = "d2" + client_id
     push(ctx, scope, other, m(1, key="k0"))
     resp = push(ctx, scope, other, m(2, value={"title": "again"}))
-    assert statuses(resp) == ["applied"] and resp.results[0].version == 3
+    assert statuses(resp) == ["applied"]
+    assert resp.results[0].version == 3
     item = raw_item(ctx, scope, "k1")
-    assert item is not None and item["title"] == {"S": "again"} and "_del" in item
+    assert item is not None
+    assert item["title"] == {"S": "again"}
+    assert "_del" in item
     assert item["_del"] == {"BOOL": False}
 
 
@@ -433,7 +465,10 @@ def test_a_too_large_put_with_null_base_over_an_existing_record_is_rejected_and_
     other = "d2" + client_id
     push(ctx, scope, other, m(1, key="k0"))
     resp = push(ctx, scope, other, m(2, value={"a": "x" * 450_000}))
-    assert statuses(resp) == ["rejected"] and resp.results[0].error_code == "too_large"
+    assert statuses(resp) == ["rejected"]
+    assert resp.results[0].error_code == "too_large"
     item = raw_item(ctx, scope, "k1")
-    assert item is not None and item["title"] == {"S": "keep"} and item["_v"] == {"N": "1"}
+    assert item is not None
+    assert item["title"] == {"S": "keep"}
+    assert item["_v"] == {"N": "1"}
     assert push(ctx, scope, other).last_mutation_id == 2

@@ -22,6 +22,7 @@ from server.errors import StoreUnavailable
 from server.items import item_key, sort_key
 from server.push import apply_push
 from tests.server.conftest import read_stream
+from tests.server.fault_support import client_error, raising, times
 
 pytestmark = pytest.mark.dynamodb
 
@@ -177,16 +178,12 @@ def _race(ctx: ServerContext, scope: str, pushes: list[tuple[str, Mutation]]
     return answers
 
 
-def _throttle(ctx: ServerContext, operation: str, times: int, code: str) -> list[int]:
-    """Hook: 'before-call.dynamodb.<operation>' raises `code` the first `times` calls."""
-    calls = [0]
-
-    def hook(**_: Any) -> None:
-        calls[0] += 1
-        if calls[0] <= times:
-            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
-
+def _throttle(ctx: ServerContext, operation: str, n: int, code: str) -> list[int]:
+    """Hook: 'before-call.dynamodb.<operation>' raises `code` the first `n` calls; the call
+    count."""
+    hook = times(n, raising(client_error(operation, code)))
     ctx.dynamodb.meta.events.register(f"before-call.dynamodb.{operation}", hook)
+    calls: list[int] = hook.calls  # type: ignore[attr-defined]
     return calls
 
 
@@ -218,7 +215,8 @@ def test_a_cancelled_transaction_for_transaction_conflict_is_retried(
 
     fresh_ctx.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", hook)
     resp = push(fresh_ctx, scope, client_id, m(1))
-    assert resp.results[0].status == "applied" and calls[0] == 2
+    assert resp.results[0].status == "applied"
+    assert calls[0] == 2
 
 
 def test_throttling_that_persists_raises_store_unavailable_and_a_later_retry_applies_once(
@@ -239,7 +237,8 @@ def test_throttled_reads_are_retried(
     # An edit of a record the client holds is read first (a creation is assumed absent
     # and not read: server/push.py).
     resp = push(fresh_ctx, scope, client_id, m(2, op="patch", value={"y": 2}, base=1))
-    assert resp.results[0].status == "applied" and calls[0] == 3
+    assert resp.results[0].status == "applied"
+    assert calls[0] == 3
 
 
 def test_a_push_over_99_records_commits_in_chunks_each_mutation_once(

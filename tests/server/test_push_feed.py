@@ -34,13 +34,16 @@ def test_a_direct_update_stamped_by_the_feed_is_taken_at_the_feeds_version(
     store.update("u#alice", "accounts", "a1", balance=7)  # another program
     drain(store.feed(), store)
     item = store.item("u#alice", "accounts", "a1")
-    assert item is not None and item["_v"] == {"N": "2"}  # the feed's stamp
+    assert item is not None
+    assert item["_v"] == {"N": "2"}  # the feed's stamp
     stale = push(store, 2, 1, balance=2)
     assert stale.results[0].status == "conflict"
     resp = push(store, 3, 2, owner="you")
     assert [(r.status, r.version) for r in resp.results] == [("applied", 3)]
     item = store.item("u#alice", "accounts", "a1")
-    assert item is not None and item["balance"] == {"N": "7"} and item["owner"] == {"S": "you"}
+    assert item is not None
+    assert item["balance"] == {"N": "7"}
+    assert item["owner"] == {"S": "you"}
 
 
 def test_a_second_direct_update_after_the_feeds_stamp_is_not_overwritten_by_a_stale_push(
@@ -53,4 +56,5 @@ def test_a_second_direct_update_after_the_feeds_stamp_is_not_overwritten_by_a_st
     stale = push(store, 2, 2, balance=2)  # based on the stamped version 2
     assert stale.results[0].status == "conflict"
     item = store.item("u#alice", "accounts", "a1")
-    assert item is not None and item["balance"] == {"N": "9"}
+    assert item is not None
+    assert item["balance"] == {"N": "9"}

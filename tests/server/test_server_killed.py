@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from server.dynamo_local import DynamoDBLocal, free_port, local_client, terminate
 from server.paths import ROOT
 from server.tables import TableNames
-from tests.support import SHARED_SECRET, server_process
+from tests.support import SHARED_SECRET, answers_health, server_process, wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -38,14 +37,12 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 
 
 def wait_until_up(url: str, proc: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("the dying server did not start")
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("the dying server exited before it started")
+        return answers_health(url)
+
+    wait_until(up, timeout=60, interval=0.1, message="the dying server did not start")
 
 
 def test_a_push_committed_by_a_killed_server_is_duplicate_on_retry_and_stored_once(

@@ -424,6 +424,18 @@ def _by_record_stamp(m: Sent, stamp: str, item: FinalItem | None, name: str,
                        f"{None if item is None else item.fields}")
 
 
+def _removed_fields_back(m: Sent, stamp: str, item: FinalItem, later: set[str], name: str,
+                         out: Outcome) -> None:
+    """A put removes the fields the record has when it lands (merge.py: the fields it
+    touches); one an older write adds after it lands is a concurrent edit of another field,
+    and survives. Back with an older stamp from a write applied before: lost."""
+    for g in item.fields:
+        if g not in (m.value or {}) and item.fh.get(g, item.hlc) <= stamp \
+                and item.fh.get(g, item.hlc) not in later:
+            out.flag("lost", f"{name}: field {g!r} it removed is back, stamped "
+                             f"{item.fh.get(g, item.hlc)}")
+
+
 def _by_field_stamps(m: Sent, stamp: str, item: FinalItem | None, tombstone: str,
                      later: set[str], outside: set[str], name: str, out: Outcome) -> None:
     """`later`: the stamps of the record's mutations applied after this one; `outside`:
@@ -445,14 +457,7 @@ def _by_field_stamps(m: Sent, stamp: str, item: FinalItem | None, tombstone: str
         return
     assert item is not None
     if m.op == "put":
-        # A put removes the fields the record has when it lands (merge.py: the fields it
-        # touches); one an older write adds after it lands is a concurrent edit of another
-        # field, and survives. Back with an older stamp from a write applied before: lost.
-        for g in item.fields:
-            if g not in (m.value or {}) and item.fh.get(g, item.hlc) <= stamp \
-                    and item.fh.get(g, item.hlc) not in later:
-                out.flag("lost", f"{name}: field {g!r} it removed is back, stamped "
-                                 f"{item.fh.get(g, item.hlc)}")
+        _removed_fields_back(m, stamp, item, later, name, out)
     for f, value in (m.value or {}).items():
         if f in outside:
             continue

@@ -29,7 +29,8 @@ def test_a_malformed_stamp_is_refused(text: str) -> None:
 def test_now_advances_with_a_stopped_wall_clock() -> None:
     clock = frozen(1000)
     stamps = [clock.now() for _ in range(3)]
-    assert stamps == sorted(stamps) and len(set(stamps)) == 3
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) == 3
 
 
 def test_now_follows_the_wall_clock_when_it_moves_forward() -> None:

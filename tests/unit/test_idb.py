@@ -30,7 +30,8 @@ def failure(name: str) -> str:
 ])
 def test_dom_exceptions_map_to_pysync_errors(name: str, error: type) -> None:
     e = idb._error(failure(name))
-    assert type(e) is error and name in str(e)
+    assert type(e) is error
+    assert name in str(e)
 
 
 def test_a_failed_open_is_a_storage_error_not_an_abort() -> None:
@@ -50,7 +51,8 @@ def test_an_unbounded_read_has_no_range() -> None:
 def test_importing_pysync_needs_no_browser() -> None:
     import pysync
 
-    assert callable(pysync.open_database) and idb._helper is None
+    assert callable(pysync.open_database)
+    assert idb._helper is None
 
 
 def test_a_completion_resumes_its_task_inside_the_event_that_settles_it() -> None:
@@ -117,4 +119,5 @@ def test_an_already_settled_completion_is_awaited_without_waiting() -> None:
 
 def test_a_stale_check_maps_to_stale_a_transaction_abort() -> None:
     e = idb._error(failure("StaleError"))
-    assert isinstance(e, idb.Stale) and isinstance(e, TransactionAborted)
+    assert isinstance(e, idb.Stale)
+    assert isinstance(e, TransactionAborted)

@@ -52,7 +52,8 @@ def test_bytes_sort_by_their_bytes(blobs: list[bytes]) -> None:
 
 
 def test_booleans_null_and_maps_are_indexable() -> None:
-    assert encode_field(False) == [2, 0] and encode_field(None) == [1, 0]
+    assert encode_field(False) == [2, 0]
+    assert encode_field(None) == [1, 0]
     assert encode_field({"b": 1, "a": 2}) == [7, '{"a":2,"b":1}']
 
 

@@ -64,7 +64,8 @@ def test_going_offline_and_online_calls_the_listeners_from_the_event_loop() -> N
         events: list[str] = []
         stop = platform.listen(lambda: events.append("online"), lambda: events.append("offline"))
         platform.set_online(False)
-        assert not platform.online() and events == []
+        assert not platform.online()
+        assert events == []
         await asyncio.sleep(0)
         platform.set_online(True)
         await asyncio.sleep(0)

@@ -174,7 +174,8 @@ def test_an_exception_in_a_read_callback_aborts_and_rolls_back_every_write() -> 
         tx.read([idb.get("s", 1)], fail)
         with pytest.raises(ValueError, match="a bug in the callback"):
             await tx.done()
-        assert storage.rows("db", "s") == [] and storage.rows("db", "other") == []
+        assert storage.rows("db", "s") == []
+        assert storage.rows("db", "other") == []
 
     run(test)
 
@@ -420,7 +421,8 @@ def test_opening_a_newer_version_closes_the_old_connection_and_upgrades() -> Non
         new = await storage.open("v", 2, {**UPGRADES, 2: [("deleteIndex", "s", "by_n"),
                                                            ("createStore", "x", {"keyPath": "k"})]})
         await asyncio.sleep(0)
-        assert old.closed and reasons == ["versionchange"]
+        assert old.closed
+        assert reasons == ["versionchange"]
         assert storage.databases()["v"] == 2
         await put(new, {"k": 1}, store="x")
         with pytest.raises(StorageError, match="NotFoundError"):

@@ -50,13 +50,15 @@ def test_put_on_an_absent_record_creates_version_1() -> None:
 
 def test_patch_of_an_absent_record_is_rejected_not_found() -> None:
     outcome = apply_change("lww", ABSENT, patch({"a": 1}, 5))
-    assert isinstance(outcome, Rejected) and outcome.code == "not_found"
+    assert isinstance(outcome, Rejected)
+    assert outcome.code == "not_found"
 
 
 def test_patch_of_a_tombstone_is_rejected_deleted() -> None:
     tomb = applied(apply_change("version", live({"a": 1}), delete(2, base=1)))
     outcome = apply_change("version", tomb, patch({"a": 2}, 3, base=2))
-    assert isinstance(outcome, Rejected) and outcome.code == "deleted"
+    assert isinstance(outcome, Rejected)
+    assert outcome.code == "deleted"
 
 
 def test_delete_of_a_deleted_record_changes_nothing() -> None:
@@ -102,7 +104,8 @@ def test_lww_whole_record_last_stamp_wins() -> None:
     state = live({"a": 1, "b": 1}, stamp=5)
     assert isinstance(apply_change("lww", state, patch({"a": 2}, 4)), Conflict)
     state = applied(apply_change("lww", state, put({"c": 1}, 6)))
-    assert state.fields == {"c": 1} and state.hlc == s(6)
+    assert state.fields == {"c": 1}
+    assert state.hlc == s(6)
 
 
 def test_version_applies_only_on_the_current_version() -> None:

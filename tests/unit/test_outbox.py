@@ -22,12 +22,14 @@ def entry(op: Op, value: dict[str, Any] | None, order: int = 1, base: int | None
 
 def test_put_then_put_keeps_the_new_value() -> None:
     merged = coalesce(entry("put", {"a": 1}), "put", {"b": 2}, "h9", server_knows=False)
-    assert merged is not None and (merged.op, merged.value) == ("put", {"b": 2})
+    assert merged is not None
+    assert (merged.op, merged.value) == ("put", {"b": 2})
 
 
 def test_put_then_patch_becomes_a_put_of_the_patched_value() -> None:
     merged = coalesce(entry("put", {"a": 1, "b": 1}), "patch", {"b": 2}, "h9", False)
-    assert merged is not None and (merged.op, merged.value) == ("put", {"a": 1, "b": 2})
+    assert merged is not None
+    assert (merged.op, merged.value) == ("put", {"a": 1, "b": 2})
 
 
 def test_put_then_delete_of_a_record_the_server_never_saw_is_nothing() -> None:
@@ -36,29 +38,34 @@ def test_put_then_delete_of_a_record_the_server_never_saw_is_nothing() -> None:
 
 def test_put_then_delete_of_a_record_the_server_knows_is_a_delete() -> None:
     merged = coalesce(entry("put", {"a": 1}, base=3), "delete", None, "h9", server_knows=True)
-    assert merged is not None and (merged.op, merged.value, merged.base_version) == \
+    assert merged is not None
+    assert (merged.op, merged.value, merged.base_version) == \
         ("delete", None, 3)
 
 
 def test_patch_then_patch_unions_the_fields_later_value_winning() -> None:
     merged = coalesce(entry("patch", {"a": 1, "b": 1}), "patch", {"b": 2, "c": 3}, "h9", True)
-    assert merged is not None and (merged.op, merged.value) == \
+    assert merged is not None
+    assert (merged.op, merged.value) == \
         ("patch", {"a": 1, "b": 2, "c": 3})
 
 
 def test_patch_then_put_is_a_put() -> None:
     merged = coalesce(entry("patch", {"a": 1}), "put", {"z": 0}, "h9", True)
-    assert merged is not None and (merged.op, merged.value) == ("put", {"z": 0})
+    assert merged is not None
+    assert (merged.op, merged.value) == ("put", {"z": 0})
 
 
 def test_patch_then_delete_is_a_delete() -> None:
     merged = coalesce(entry("patch", {"a": 1}), "delete", None, "h9", True)
-    assert merged is not None and merged.op == "delete"
+    assert merged is not None
+    assert merged.op == "delete"
 
 
 def test_delete_then_put_is_a_put() -> None:
     merged = coalesce(entry("delete", None, base=2), "put", {"a": 1}, "h9", True)
-    assert merged is not None and (merged.op, merged.value, merged.base_version) == \
+    assert merged is not None
+    assert (merged.op, merged.value, merged.base_version) == \
         ("put", {"a": 1}, 2)
 
 
@@ -69,12 +76,13 @@ def test_delete_then_patch_is_refused() -> None:
 
 def test_merged_entry_keeps_order_and_base_and_takes_the_new_stamp() -> None:
     merged = coalesce(entry("put", {"a": 1}, order=7, base=4), "patch", {"a": 2}, "h99", True)
-    assert merged is not None and (merged.order, merged.base_version, merged.hlc) == \
+    assert merged is not None
+    assert (merged.order, merged.base_version, merged.hlc) == \
         (7, 4, "h99")
 
 
 def test_an_entry_taken_for_sending_is_never_merged_into() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="taken for sending"):
         coalesce(entry("put", {"a": 1}, wire_id=5), "put", {"a": 2}, "h9", True)
 
 
@@ -89,7 +97,8 @@ def test_take_assigns_consecutive_wire_ids_in_order() -> None:
 def test_take_respects_the_limit() -> None:
     pending = [entry("put", {"a": 1}, order=o, key=f"k{o}") for o in range(1, 6)]
     taken = take([], pending, 1, limit=2, versions={})
-    assert [e.wire_id for e in taken.batch] == [1, 2] and taken.next_mutation_id == 3
+    assert [e.wire_id for e in taken.batch] == [1, 2]
+    assert taken.next_mutation_id == 3
 
 
 def test_take_resends_unacknowledged_entries_first_with_their_ids() -> None:
@@ -110,7 +119,8 @@ def test_take_holds_back_a_record_whose_earlier_entry_is_unacknowledged() -> Non
 def test_a_chained_entry_takes_the_confirmed_version_as_its_base() -> None:
     pending = [entry("patch", {"a": 2}, order=2, key="a", chained=True)]
     taken = take([], pending, 1, limit=10, versions={("todos", "a"): 6})
-    assert taken.batch[0].base_version == 6 and not taken.batch[0].chained
+    assert taken.batch[0].base_version == 6
+    assert not taken.batch[0].chained
 
 
 def test_a_mutation_carries_the_entry_shape() -> None:
@@ -183,7 +193,8 @@ def test_a_stored_decimal_keeps_every_digit_and_stays_a_decimal() -> None:
 def test_a_stored_float_stays_the_same_float() -> None:
     value = {"f": 0.1, "big": 1e300, "small": 2.5e-7, "whole": 3.0}
     back = load_value(dump_value(value))
-    assert back == value and all(type(v) is float for v in back.values())
+    assert back == value
+    assert all(type(v) is float for v in back.values())
 
 
 def test_an_integral_decimal_is_stored_as_an_integer() -> None:
@@ -196,4 +207,5 @@ def test_an_integral_decimal_is_stored_as_an_integer() -> None:
     lambda d: d.is_zero() or -130 <= d.adjusted() <= 125))
 def test_any_storable_decimal_survives_the_store_exactly(d: Decimal) -> None:
     back = load_value(dump_value({"n": d}))["n"]
-    assert back == d and (type(back) is Decimal or d == d.to_integral_value())
+    assert back == d
+    assert (type(back) is Decimal or d == d.to_integral_value())

@@ -66,7 +66,7 @@ def test_dumps_is_not_fooled_by_strings_that_look_like_its_placeholders() -> Non
 
 
 def test_dumps_refuses_non_finite_decimals() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot be written as JSON"):
         dumps({"n": Decimal("NaN")})
 
 
@@ -148,9 +148,11 @@ def test_an_empty_push_is_valid() -> None:
 def test_a_bad_mutation_is_rejected_in_place(mutation: dict[str, Any], code: str) -> None:
     parsed = PushRequest.from_json(_push(_mut(4), mutation, _mut(6)))
     assert [m.id for m in parsed.mutations] == [4, 5, 6]
-    assert parsed.mutations[0].rejection is None and parsed.mutations[2].rejection is None
+    assert parsed.mutations[0].rejection is None
+    assert parsed.mutations[2].rejection is None
     rejection = parsed.mutations[1].rejection
-    assert rejection is not None and rejection.code == code
+    assert rejection is not None
+    assert rejection.code == code
 
 
 def test_a_field_holding_a_map_with_a_type_descriptor_key_is_ordinary_data() -> None:
@@ -163,7 +165,8 @@ def test_a_field_holding_a_map_with_a_type_descriptor_key_is_ordinary_data() -> 
                                       _mut(1, value={"_" + "f" * 70_000: 1})])
 def test_rejection_messages_do_not_echo_huge_input(mutation: dict[str, Any]) -> None:
     rejection = PushRequest.from_json(_push(mutation)).mutations[0].rejection
-    assert rejection is not None and len(rejection.message) <= 300
+    assert rejection is not None
+    assert len(rejection.message) <= 300
 
 
 def test_a_push_request_survives_its_own_wire_form() -> None:
@@ -265,4 +268,5 @@ def test_well_formed_answers_parse_and_unknown_fields_are_ignored() -> None:
 def test_float_if_exact_keeps_floats_that_hold_the_digits_and_decimals_otherwise(
         text: str, expected: object) -> None:
     value = float_if_exact(text)
-    assert value == expected and type(value) is type(expected)
+    assert value == expected
+    assert type(value) is type(expected)

@@ -10,7 +10,8 @@ from pysync.schema import Collection, Index, Schema
 
 def test_a_schema_finds_its_collections_and_their_indexes() -> None:
     schema = Schema(Collection("todos", indexes=(Index("by_done", "done"),)))
-    assert "todos" in schema and "notes" not in schema
+    assert "todos" in schema
+    assert "notes" not in schema
     assert schema.get("todos").index("by_done").fields == ("done",)
 
 

@@ -98,12 +98,14 @@ def test_numbers_beyond_dynamodb_range_are_refused() -> None:
 def test_zero_of_any_sign_or_exponent_is_stored_as_zero(zero: object) -> None:
     check_record({"x": {"m": zero}})
     stored = storable_number(zero)  # type: ignore[arg-type]
-    assert stored == 0 and str(stored) == "0"
+    assert stored == 0
+    assert str(stored) == "0"
 
 
 def test_trailing_zeros_are_dropped_before_the_digits_are_counted() -> None:
     assert str(storable_number(Decimal("1." + "0" * 40))) == "1"
-    assert storable_number(10**50) == 10**50 and str(storable_number(10**50)) == "1E+50"
+    assert storable_number(10**50) == 10**50
+    assert str(storable_number(10**50)) == "1E+50"
 
 
 def test_a_significant_digit_below_what_boto3_writes_is_refused() -> None:
