@@ -107,7 +107,8 @@ def test_a_browser_wheel_of_another_version_is_replaced(tmp_path: Path) -> None:
 
 def test_the_published_wheel_holds_the_server(published_wheel: Path) -> None:
     shipped = names(published_wheel)
-    assert "server/__main__.py" in shipped and "server/app.py" in shipped
+    assert "server/__main__.py" in shipped
+    assert "server/app.py" in shipped
     assert "pysync/__init__.py" in shipped
 
 
@@ -151,7 +152,8 @@ def test_the_server_start_serves_an_old_wheel_as_it_is_with_a_warning(
     before = wheel.read_bytes()
     assert not wheel_is_current(wheel)
     assert check_browser_wheel(tmp_path) == wheel
-    assert wheel.stat().st_mtime == 0 and wheel.read_bytes() == before  # not rebuilt
+    assert wheel.stat().st_mtime == 0
+    assert wheel.read_bytes() == before
     assert sorted(tmp_path.iterdir()) == [wheel]
     assert "python -m server.assets" in capsys.readouterr().err
 
