@@ -31,11 +31,14 @@ from botocore.exceptions import ClientError
 from server.changelog import ChangeLog, bump_epoch
 from server.ingest import Ingestor
 from server.leases import SHARD_END, Leases
+from server.retry import RetryPolicy, jitter
 from server.tables import TableNames
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+
+FEED_RETRY_CAP_S = 5.0  # the longest pause after failed passes
 
 log = logging.getLogger("pysync.feed")
 
@@ -116,16 +119,26 @@ class Feed:
         self._iterators.clear()
 
     def _run(self) -> None:
+        # A failed pass (DynamoDB or its stream unreachable, throttled) is retried under the
+        # server's one retry policy (server/retry.py): full jitter from the poll interval,
+        # capped at 5 s. The first failure of a run is logged with its traceback, the
+        # following ones in one line each, so an outage does not fill the log.
+        retry = RetryPolicy(base=self.poll_s, cap=FEED_RETRY_CAP_S)
         failures = 0
         while not self._stop.is_set():
             try:
                 handled = self.step()
+                if failures:
+                    log.warning("feed pass works again after %d failed passes", failures)
                 failures = 0
-            except Exception:
+            except Exception as e:
+                if failures == 0:
+                    log.exception("feed pass failed")
+                else:
+                    log.warning("feed pass failed again (%d in a row): %s", failures + 1, e)
                 failures += 1
-                log.exception("feed pass failed")
                 handled = 0
-                self._stop.wait(min(5.0, self.poll_s * 2 ** min(failures, 6)))
+                self._stop.wait(jitter(min(failures, 8), retry))
             if handled == 0:
                 self._stop.wait(self.poll_s)
 

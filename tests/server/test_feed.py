@@ -313,3 +313,28 @@ def test_a_stamp_records_field_hashes_so_a_later_outside_update_stays_detectable
     changed = store.item(A, "todos", "t1")
     assert changed is not None
     assert changed["_h"]["M"]["n"] != {"S": field_hash(2)}
+
+
+def test_an_outage_logs_one_traceback_then_one_line_per_failed_pass_and_the_recovery(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # A fake for the fault: DynamoDB Local cannot be made to fail a pass on demand here
+    # (tests/server/test_faults_store.py pauses a real DynamoDB Local with SIGSTOP).
+    feed = store.feed(poll_s=0.01)
+    passes = [0]
+
+    def failing_step() -> int:
+        passes[0] += 1
+        if passes[0] <= 3:
+            raise ConnectionError("DynamoDB unreachable")
+        return 0
+
+    feed.step = failing_step  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="pysync.feed"):
+        feed.start()
+        try:
+            wait_until(lambda: passes[0] > 4, timeout=20, message="the feed kept failing")
+        finally:
+            feed.stop()
+    failed = [r for r in caplog.records if "feed pass failed" in r.getMessage()]
+    assert [r.exc_info is not None for r in failed] == [True, False, False]
+    assert any("works again after 3 failed passes" in r.getMessage() for r in caplog.records)
