@@ -60,6 +60,7 @@ from tests.sim.world import (
     FIELDS,
     SCHEMA,
     STRATEGIES,
+    Recording,
     draw_value,
     draw_write,
     drop_tables,
@@ -276,7 +277,7 @@ class Lab:
 
 
 @dataclass
-class BrowserWorld:
+class BrowserWorld(Recording):
     seed: int
     lab: Lab
     steps: int
@@ -301,15 +302,6 @@ class BrowserWorld:
         self.net_rng = random.Random(f"push-faults-{self.seed}")
         self.history = History(self.seed, dict(STRATEGIES))
 
-    def note(self, line: str) -> None:
-        self.history.lines.append(line)
-        if self.verbose:
-            print(line, flush=True)
-
-    def next_seq(self) -> int:
-        with self.lock:
-            self.seq += 1
-            return self.seq
 
     def user_of(self, client_id: str) -> str:
         return next((d.user for d in self.devices if d.client_id == client_id), "?")

@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import json
 import random
+import threading
 import time
 import uuid
 from collections import Counter
@@ -163,8 +164,28 @@ class Network(httpx.AsyncBaseTransport):
         raise httpx.ReadError("the device died mid-request", request=request)
 
 
+class Recording:
+    """What every world records: its history's lines and one order of events (`seq`), which
+    the server's thread (the browser tier's verdicts) and the driver's share."""
+
+    history: History
+    verbose: bool
+    seq: int
+    _seq_lock = threading.Lock()
+
+    def note(self, line: str) -> None:
+        self.history.lines.append(line)
+        if self.verbose:
+            print(line, flush=True)
+
+    def next_seq(self) -> int:
+        with self._seq_lock:
+            self.seq += 1
+            return self.seq
+
+
 @dataclass
-class World:
+class World(Recording):
     seed: int
     local: DynamoDBLocal
     steps: int
@@ -187,15 +208,6 @@ class World:
         self.history = History(self.seed, dict(STRATEGIES))
 
     # ---- bookkeeping --------------------------------------------------------------------
-
-    def note(self, line: str) -> None:
-        self.history.lines.append(line)
-        if self.verbose:
-            print(line, flush=True)
-
-    def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
 
     def user_of(self, client_id: str) -> str:
         return next(d.user for d in self.devices if d.client_id == client_id)
