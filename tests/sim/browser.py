@@ -55,7 +55,7 @@ from server.assets import ensure_pysync_wheel
 from server.dynamo_local import DynamoDBLocal, free_port
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, open_test_pages, run_py
 from tests.server.feed_support import Store, drain
-from tests.sim.model import Final, FinalItem, History, LocalWrite, LogEntry, Outcome, judge
+from tests.sim.model import Final, History, LocalWrite, Outcome, judge
 from tests.sim.world import (
     FIELDS,
     SCHEMA,
@@ -65,10 +65,9 @@ from tests.sim.world import (
     draw_write,
     drop_tables,
     external_write,
-    log_entry,
-    read_items,
     record_sent,
     record_verdicts,
+    server_final,
 )
 from tests.support import serve
 
@@ -510,12 +509,7 @@ class BrowserWorld(Recording):
             fresh[user], error = run_py(page, f"await sim_fresh({name!r}, {user!r})")
             if error:
                 self.note(f"    the fresh device of {user} failed to sync: {error}")
-        items: dict[str, dict[tuple[str, str], FinalItem]] = {}
-        log: dict[str, list[LogEntry]] = {}
-        for user in self.users:
-            items[user] = read_items(self.store, f"u#{user}")
-            log[user] = [log_entry(e) for e in self.store.log(f"u#{user}")]
-        return Final(items, log, views, fresh, pending, stuck)
+        return server_final(self.store, self.users, views, fresh, pending, stuck)
 
     def close(self) -> None:
         for d in self.devices:

@@ -498,12 +498,7 @@ class World(Recording):
             fresh[user] = await view(d.db)
             await self.close_device(d)
             self.devices.remove(d)
-        items: dict[str, dict[tuple[str, str], FinalItem]] = {}
-        log: dict[str, list[LogEntry]] = {}
-        for user in self.users:
-            items[user] = read_items(self.store, f"u#{user}")
-            log[user] = [log_entry(e) for e in self.store.log(f"u#{user}")]
-        return Final(items, log, views, fresh, pending, stuck)
+        return server_final(self.store, self.users, views, fresh, pending, stuck)
 
     async def close(self) -> None:
         for d in self.devices:
@@ -605,6 +600,16 @@ def log_entry(e: dict[str, Any]) -> LogEntry:
     c, k = split_sort_key(e["k"]["S"])
     return LogEntry(c, k, int(e["v"]["N"]), bool(e["d"]["BOOL"]),
                     e.get("h", {}).get("S", ""), e.get("w", {}).get("S", ""))
+
+
+def server_final(store: Store, users: list[str], views: dict[str, Any],
+                 fresh: dict[str, dict[str, Any]], pending: dict[str, int],
+                 stuck: dict[str, Any]) -> Final:
+    """The quiesced end of a history: what the devices showed, with the server's items and
+    log of each user read with boto3."""
+    items = {user: read_items(store, f"u#{user}") for user in users}
+    log = {user: [log_entry(e) for e in store.log(f"u#{user}")] for user in users}
+    return Final(items, log, views, fresh, pending, stuck)
 
 
 def drop_tables(store: Store) -> None:
