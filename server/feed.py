@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 from server.changelog import ChangeLog, bump_epoch
 from server.ingest import Ingestor
 from server.leases import SHARD_END, Leases
-from server.retry import RetryPolicy, jitter
+from server.retry import RetryPolicy, jitter, with_retries
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -153,7 +153,8 @@ class Feed:
 
     def stream_arn(self) -> str:
         if self._stream_arn is None:
-            table = self.dynamodb.describe_table(TableName=self.tables.items)["Table"]
+            table = with_retries(lambda: self.dynamodb.describe_table(
+                TableName=self.tables.items))["Table"]
             arn = table.get("LatestStreamArn")
             if not arn:
                 raise RuntimeError(f"table {self.tables.items} has no stream")
@@ -167,7 +168,8 @@ class Feed:
             kwargs: dict[str, Any] = {"StreamArn": self.stream_arn()}
             if start:
                 kwargs["ExclusiveStartShardId"] = start
-            desc = self.streams.describe_stream(**kwargs)["StreamDescription"]
+            desc = with_retries(lambda k=kwargs: self.streams.describe_stream(**k)  # type: ignore[misc]
+                                )["StreamDescription"]
             shards += [dict(s) for s in desc.get("Shards", [])]
             start = desc.get("LastEvaluatedShardId")
             if not start:
@@ -219,19 +221,19 @@ class Feed:
         ckpt = self._checkpoints.get(shard_id)
         try:
             if ckpt:
-                out = self.streams.get_shard_iterator(
+                out = with_retries(lambda: self.streams.get_shard_iterator(
                     StreamArn=arn, ShardId=shard_id, ShardIteratorType="AFTER_SEQUENCE_NUMBER",
-                    SequenceNumber=ckpt)
+                    SequenceNumber=ckpt))
             else:
-                out = self.streams.get_shard_iterator(
-                    StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")
+                out = with_retries(lambda: self.streams.get_shard_iterator(
+                    StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"))
             return out.get("ShardIterator")
         except ClientError as e:
             code = e.response["Error"]["Code"]
             if code == "TrimmedDataAccessException":
                 self._data_lost(shard_id, f"{code} after {ckpt}")
-                out = self.streams.get_shard_iterator(
-                    StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")
+                out = with_retries(lambda: self.streams.get_shard_iterator(
+                    StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"))
                 return out.get("ShardIterator")
             if code == "ResourceNotFoundException":  # the shard left the stream
                 if ckpt != SHARD_END:
@@ -257,7 +259,8 @@ class Feed:
         if iterator is None:
             return 0
         try:
-            out = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            out = with_retries(lambda: self.streams.get_records(ShardIterator=iterator,
+                                                                Limit=self.batch_size))
         except ClientError as e:
             code = e.response["Error"]["Code"]
             if code == "ExpiredIteratorException":

@@ -23,6 +23,7 @@ from server.codec import record_value
 from server.errors import StoreUnavailable
 from server.items import EXTERNAL_WRITER
 from server.records import field_hash
+from server.retry import with_retries
 from server.tables import TableNames
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class Ingestor:
         else:
             condition = "#v = :e"
             values[":e"] = {"N": str(action.expected_version)}
-        self._conditional(lambda: self.client.update_item(
+        self._conditional(lambda: with_retries(lambda: self.client.update_item(
             TableName=self.tables.items,
             Key={"pk": {"S": action.scope}, "sk": {"S": action.item_key}},
             UpdateExpression="SET #v = :v, #h = :h, #w = :w, #fh = :fh, #hh = :hh",
@@ -163,7 +164,7 @@ class Ingestor:
             ExpressionAttributeNames={"#v": "_v", "#h": "_hlc", "#w": "_w", "#fh": "_fh",
                                       "#hh": "_h"},
             ExpressionAttributeValues=values,
-        ))
+        )))
 
     def _tombstone(self, action: TombstoneForeign) -> None:
         item: dict[str, Any] = {
@@ -173,8 +174,9 @@ class Ingestor:
             "_ttl": {"N": str(int(time.time() + self.tombstone_retention_s))},
         }
         try:
-            self.client.put_item(TableName=self.tables.items, Item=item,
-                                 ConditionExpression="attribute_not_exists(pk)")
+            with_retries(lambda: self.client.put_item(
+                TableName=self.tables.items, Item=item,
+                ConditionExpression="attribute_not_exists(pk)"))
         except ClientError as e:
             if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
@@ -191,17 +193,17 @@ class Ingestor:
         by its own record) need nothing."""
         key = {"pk": {"S": action.scope}, "sk": {"S": action.item_key}}
         for _ in range(MAX_LIFT_ATTEMPTS):
-            item = self.client.get_item(TableName=self.tables.items, Key=key,
-                                        ConsistentRead=True).get("Item")
+            item = with_retries(lambda: self.client.get_item(
+                TableName=self.tables.items, Key=key, ConsistentRead=True)).get("Item")
             current = version_of(item)
             if current is None or current >= action.version:
                 return
             try:
-                self.client.update_item(
+                with_retries(lambda c=current: self.client.update_item(  # type: ignore[misc]
                     TableName=self.tables.items, Key=key, UpdateExpression="SET #v = :v",
                     ConditionExpression="#v = :c", ExpressionAttributeNames={"#v": "_v"},
                     ExpressionAttributeValues={":v": {"N": str(action.version)},
-                                               ":c": {"N": str(current)}})
+                                               ":c": {"N": str(c)}}))
                 log.warning("%s in %s was written again at version %d before the feed saw "
                             "another program delete it; lifted to version %d", action.item_key,
                             action.scope, current, action.version)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from server.retry import with_retries
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
@@ -54,7 +56,7 @@ class Leases:
         """Take or renew the lease of `shard_id`; None if another live worker holds it."""
         now = _ms(self.clock)
         try:
-            out = self.client.update_item(
+            out = with_retries(lambda: self.client.update_item(
                 TableName=self.table, Key=self._key(shard_id),
                 UpdateExpression="SET #o = :me, #u = :until",
                 ConditionExpression="attribute_not_exists(#o) OR #o = :me OR #u < :now",
@@ -63,7 +65,7 @@ class Leases:
                                            ":until": {"N": str(now + self.duration_ms)},
                                            ":now": {"N": str(now)}},
                 ReturnValues="ALL_NEW",
-            )
+            ))
         except ClientError as e:
             if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
@@ -75,14 +77,14 @@ class Leases:
     def checkpoint(self, shard_id: str, sequence_number: str) -> bool:
         """Record progress; False if this worker no longer owns the lease."""
         try:
-            self.client.update_item(
+            with_retries(lambda: self.client.update_item(
                 TableName=self.table, Key=self._key(shard_id),
                 UpdateExpression="SET ckpt = :c",
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":c": {"S": sequence_number},
                                            ":me": {"S": self.owner}},
-            )
+            ))
             return True
         except ClientError as e:
             if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -92,25 +94,29 @@ class Leases:
     def release(self, shard_id: str) -> None:
         """Give the lease up now (clean shutdown), so another worker need not wait for expiry."""
         try:
-            self.client.update_item(
+            with_retries(lambda: self.client.update_item(
                 TableName=self.table, Key=self._key(shard_id),
                 UpdateExpression="REMOVE #o, #u", ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner", "#u": "until"},
                 ExpressionAttributeValues={":me": {"S": self.owner}},
-            )
+            ))
         except ClientError as e:
             if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
 
     def checkpoints(self) -> dict[str, str]:
         """Every shard's checkpoint (for parents-before-children ordering)."""
-        out: dict[str, str] = {}
-        paginator = self.client.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table, ConsistentRead=True,
-            KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": self.pk}},
-        ):
-            for item in page.get("Items", []):
-                if "ckpt" in item:
-                    out[item["sk"]["S"]] = item["ckpt"]["S"]
-        return out
+        def read() -> dict[str, str]:
+            out: dict[str, str] = {}
+            paginator = self.client.get_paginator("query")
+            for page in paginator.paginate(
+                TableName=self.table, ConsistentRead=True,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": self.pk}},
+            ):
+                for item in page.get("Items", []):
+                    if "ckpt" in item:
+                        out[item["sk"]["S"]] = item["ckpt"]["S"]
+            return out
+
+        return with_retries(read)

@@ -45,6 +45,7 @@ THROTTLING_CODES = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
     "TransactionConflictException", "TransactionInProgressException", "InternalServerError",
     "ServiceUnavailable",
+    "LimitExceededException",  # DynamoDB Streams: GetRecords past its rate on a shard
 })
 # Reasons inside a TransactionCanceledException that mean "try again", not "condition failed".
 RETRYABLE_CANCELLATIONS = frozenset({

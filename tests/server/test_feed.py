@@ -11,6 +11,7 @@ from server.changelog import read_epoch
 from server.feed import eligible_shards
 from server.items import EXTERNAL_WRITER
 from server.leases import SHARD_END
+from tests.server.fault_support import client_error, raising, times
 from tests.server.feed_support import Store, drain, entries_summary, step_until
 from tests.support import wait_until
 
@@ -338,3 +339,18 @@ def test_an_outage_logs_one_traceback_then_one_line_per_failed_pass_and_the_reco
     failed = [r for r in caplog.records if "feed pass failed" in r.getMessage()]
     assert [r.exc_info is not None for r in failed] == [True, False, False]
     assert any("works again after 3 failed passes" in r.getMessage() for r in caplog.records)
+
+
+def test_throttled_stream_and_table_calls_are_retried_inside_the_pass(store: Store) -> None:
+    # Fakes for faults DynamoDB Local cannot produce: throttling of GetRecords and of the
+    # stamp the feed writes for another program's put; server/retry.py retries both.
+    feed = store.feed()
+    reads = times(1, raising(client_error("GetRecords", "LimitExceededException")))
+    stamps = times(1, raising(client_error("UpdateItem", "ThrottlingException")))
+    feed.streams.meta.events.register("before-call.dynamodbstreams.GetRecords", reads)
+    store.ctx.dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", stamps)
+    store.put(A, "todos", "t1", title="from another program")
+    step_until(feed, lambda: len(store.log(A)) >= 1)  # (drain would read the stream too)
+    assert [k for _, k, _, _ in entries_summary(store.log(A))] == ["todos#t1"]
+    assert reads.calls[0] > 1  # type: ignore[attr-defined]
+    assert stamps.calls[0] > 1  # type: ignore[attr-defined]
