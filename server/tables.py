@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
+from server.retry import with_retries
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
@@ -82,7 +84,8 @@ def _missing(client: DynamoDBClient, prefix: str) -> list[str]:
     missing = []
     for spec in ALL_TABLES:
         try:
-            client.describe_table(TableName=prefix + spec.suffix)
+            with_retries(lambda n=prefix + spec.suffix: client.describe_table(  # type: ignore[misc]
+                TableName=n))
         except ClientError as e:
             if e.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
@@ -105,7 +108,8 @@ def ensure_tables(client: DynamoDBClient, prefix: str, create: bool = True) -> T
     for spec in ALL_TABLES:
         name = prefix + spec.suffix
         try:
-            client.create_table(**_create_args(name, spec))
+            args = _create_args(name, spec)
+            with_retries(lambda a=args: client.create_table(**a))  # type: ignore[misc]
             created.append((name, spec))
         except ClientError as e:
             if e.response["Error"]["Code"] != "ResourceInUseException":
@@ -115,8 +119,7 @@ def ensure_tables(client: DynamoDBClient, prefix: str, create: bool = True) -> T
             TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
         )
         if spec.ttl_attribute:
-            client.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
-            )
+            ttl = {"Enabled": True, "AttributeName": spec.ttl_attribute}
+            with_retries(lambda n=name, t=ttl: client.update_time_to_live(  # type: ignore[misc]
+                TableName=n, TimeToLiveSpecification=t))
     return names
