@@ -344,11 +344,23 @@ def _adopt(clock: ServerClock, record: StoredRecord, base_version: int | None,
         version = _fresh_version(clock, version + 1)
     if base_version is not None and base_version == version:
         return replace(state, version=version)
-    newer = clock.after(stamp)
+    # Newer than the mutation and than the record's own clock: a fresh server clock (another
+    # process, or this one restarted) may not have seen the stamps the record already has,
+    # and a record's clock never goes back (the feed's rule, ServerClock.stamp_after).
+    newer = clock.stamp_after(max(stamp, _well_formed(state.hlc) or stamp))
     stamps = dict(state.stamps)
     for name in record.foreign_fields:
         stamps[name] = newer
     return replace(state, version=version, hlc=newer, stamps=stamps)
+
+
+def _well_formed(hlc: str) -> str | None:
+    """A record's `_hlc` if it is a stamp (another program may have written anything)."""
+    try:
+        Stamp.parse(hlc)
+    except ClockError:
+        return None
+    return hlc
 
 
 def _adopt_outside_delete(clock: ServerClock, record: StoredRecord) -> RecordState:

@@ -73,3 +73,19 @@ def test_a_stale_edit_stamped_before_the_outside_write_does_not_beat_it(store: S
     puller = Puller(store.ctx.dynamodb, store.ctx.tables, store.ctx.settings.log_retention_s)
     [change] = puller.pull(A, None, 100)["changes"]
     assert change["value"] == {"title": "from a script"}
+
+
+def test_push_adopting_an_outside_write_after_a_restart_stamps_it_above_the_record(
+        store: Store) -> None:
+    pushed = ahead(30_000, "fastdev")
+    first = push(store, uuid.uuid4().hex, Mutation(
+        1, "todos", "t1", "put", {"title": "from the device", "n": 1}, None, pushed))
+    assert first.results[0].status == "applied"
+    store.update(A, "todos", "t1", title="from a script")  # keeps the meta: push adopts it
+    restarted = store.with_settings()  # a new context: a clock that never saw `pushed`
+    asyncio.run(apply_push(restarted.ctx, "alice", A, PushRequest(uuid.uuid4().hex, (
+        Mutation(1, "todos", "t1", "patch", {"n": 2}, None, None),))))
+    item = store.item(A, "todos", "t1")
+    assert item is not None
+    assert item["title"] == {"S": "from a script"}
+    assert Stamp.parse(item["_fh"]["M"]["title"]["S"]) > Stamp.parse(pushed)
