@@ -25,14 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pysync.errors import ProtocolError
 from pysync.protocol import dumps, loads
 from server.context import context_of
-from server.errors import (
-    AuthError,
-    AuthUnavailable,
-    ClientForbidden,
-    MutationGap,
-    RateLimited,
-    StoreUnavailable,
-)
+from server.errors import ServerError
 from server.retry import request_budget
 
 log = logging.getLogger("pysync.server")
@@ -133,36 +126,13 @@ async def _protocol_error(request: Request, exc: Exception) -> Response:
     return error_response(STATUS_OF_CODE.get(exc.code, 400), exc.code, exc.message)
 
 
-async def _auth_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, AuthError)
-    challenge = "Bearer" if exc.code == "missing_token" else 'Bearer error="invalid_token"'
-    return error_response(401, exc.code, exc.message, {"WWW-Authenticate": challenge})
-
-
-async def _auth_unavailable(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, AuthUnavailable)
-    return error_response(503, "auth_unavailable", "the token cannot be checked right now",
-                          retry_after(exc.retry_after))
-
-
-async def _rate_limited(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RateLimited)
-    return error_response(429, "rate_limited", str(exc), retry_after(exc.retry_after))
-
-
-async def _mutation_gap(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, MutationGap)
-    return error_response(409, "mutation_gap", str(exc), expected=exc.expected)
-
-
-async def _forbidden(request: Request, exc: Exception) -> Response:
-    return error_response(403, "forbidden", "this client_id belongs to another user")
-
-
-async def _store_unavailable(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StoreUnavailable)
-    return error_response(503, "store_unavailable", "the data store is busy, retry later",
-                          retry_after(exc.retry_after))
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """Every server/errors.py error: the answer it names (status, code, headers, fields)."""
+    assert isinstance(exc, ServerError)
+    headers = exc.headers()
+    if exc.retry_after is not None:
+        headers.update(retry_after(exc.retry_after))
+    return error_response(exc.status, exc.code, exc.answer_message, headers, **exc.extra())
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -239,11 +209,6 @@ def exception_handlers() -> dict[Any, Handler]:
     """Starlette exception_handlers for the whole app (other helpers' routes included)."""
     return {
         ProtocolError: _protocol_error,
-        AuthError: _auth_error,
-        AuthUnavailable: _auth_unavailable,
-        RateLimited: _rate_limited,
-        MutationGap: _mutation_gap,
-        ClientForbidden: _forbidden,
-        StoreUnavailable: _store_unavailable,
+        ServerError: _server_error,
         HTTPException: _http_exception,
     }
