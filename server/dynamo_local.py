@@ -134,6 +134,11 @@ class DynamoDBLocal:
         if proc is not None:
             terminate(proc)
 
+    @property
+    def pid(self) -> int:
+        """The JVM's process id (benchmarks read its CPU time)."""
+        return self._running().pid
+
     # ---- faults, for tests: the real process paused, or killed and started again ----------
 
     def _running(self) -> subprocess.Popen[bytes]:
