@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from pysync.errors import ProtocolError
 from pysync.protocol import PushRequest, loads
-from server.auth import authenticate, check_user, verifier_of
+from server.auth import check_user, sign_in, verifier_of
 from server.config import Settings
 from server.context import context_of
 from server.errors import AuthError
@@ -32,7 +32,7 @@ def parse_push(body: bytes, max_mutations: int) -> PushRequest:
 
 
 async def push(request: Request) -> Response:
-    principal = await authenticate(request)
+    principal = await sign_in(request)
     rate_limiter_of(request).take(principal.user)
     settings = context_of(request).settings
     require_json(request)

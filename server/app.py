@@ -25,6 +25,7 @@ from server.cors import cors_middleware
 from server.events import events_routes
 from server.http import CatchBugs, exception_handlers
 from server.pull import pull
+from server.scope_routes import scope_routes
 from server.static import static_routes
 from server.tables import ensure_tables
 
@@ -48,7 +49,7 @@ def create_app(settings: Settings) -> Starlette:
 
     routes: list[BaseRoute] = [Route("/v1/health", health)]
     routes += api_routes(settings)
-    routes += [Route("/v1/pull", pull, methods=["GET"]), *events_routes()]
+    routes += [Route("/v1/pull", pull, methods=["GET"]), *events_routes(), *scope_routes()]
     routes += static_routes()  # last: it mounts "/"
     middleware = [*cors_middleware(settings), Middleware(CatchBugs)]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(),

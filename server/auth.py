@@ -143,3 +143,13 @@ async def authenticate(request: Request) -> Principal:
     """The verified caller of `request`; raises AuthError (401) or AuthUnavailable (503)."""
     token = bearer_token(request.headers.get("authorization"))
     return await verifier_of(request).verify_async(token)
+
+
+async def sign_in(request: Request) -> Principal:
+    """`authenticate`, and the user noted as one who signed in to this server: the users a
+    scope can be shared with (server/scopes.py). The routes of a syncing page call this."""
+    principal = await authenticate(request)
+    scopes = context_of(request).scopes
+    if not scopes.noted(principal.user):
+        await run_in_threadpool(scopes.note_user, principal.user)
+    return principal

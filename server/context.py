@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from server.feed import Feed
     from server.pull import Puller
     from server.ratelimit import RateLimiter
+    from server.scopes import Scopes
 
 # A push's thread mostly waits for DynamoDB, so the pools are sized for concurrent pushes,
 # not for cores: asyncio's default pool (cores + 4 threads, 6 on 2 cores) let at most 6
@@ -77,6 +78,7 @@ class ServerContext:
     puller: Puller
     hub: PokeHub  # pokes the pages connected to GET /v1/events
     feed: Feed | None  # the change feed's thread, when settings.feed_enabled
+    scopes: Scopes  # shared scopes and their members
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerContext:
@@ -88,6 +90,7 @@ class ServerContext:
         from server.feed import Feed
         from server.pull import Puller
         from server.ratelimit import RateLimiter
+        from server.scopes import Scopes
 
         dynamodb, streams = dynamodb_client(settings), streams_client(settings)
         tables = TableNames.with_prefix(settings.table_prefix)
@@ -100,7 +103,8 @@ class ServerContext:
         return cls(settings, dynamodb, streams, tables, ServerClock.for_push(), PushPools(),
                    TokenVerifier(settings),
                    RateLimiter(s.rate_limit_per_s, s.rate_limit_burst),
-                   Puller(dynamodb, tables, s.log_retention_s), hub, feed)
+                   Puller(dynamodb, tables, s.log_retention_s), hub, feed,
+                   Scopes(dynamodb, tables.scopes))
 
     async def start(self) -> None:
         """Start the background parts: the poke hub's poller, the feed thread."""

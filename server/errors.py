@@ -10,7 +10,7 @@ answers they become, which it reads as `pysync.errors.SyncError`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from pysync.errors import PysyncError
 
@@ -23,7 +23,7 @@ class ServerError(PysyncError):
     Retry-After header.
     """
 
-    status: ClassVar[int] = 500
+    status: int = 500
     code: str = "internal_error"
     retry_after: float | None = None
 

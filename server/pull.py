@@ -29,7 +29,7 @@ from starlette.responses import Response
 
 from pysync.errors import ProtocolError
 from pysync.protocol import CLIENT_ID, MAX_COUNTER, PullResponse, ServerRecord
-from server.auth import authenticate
+from server.auth import sign_in
 from server.changelog import EPOCH_KEY, FETCH, ChangeLog
 from server.clients import bind_client_sync, client_key
 from server.codec import protocol_json
@@ -353,7 +353,7 @@ def _params(request: Request) -> tuple[str, str | None, int]:
 
 
 async def pull(request: Request) -> Response:
-    principal = await authenticate(request)
+    principal = await sign_in(request)
     client_id, cursor, limit = _params(request)
     if cursor is not None:
         Cursor.decode(cursor)  # 400 before any DynamoDB work

@@ -9,6 +9,8 @@
 - feed    pk (S), sk (S): shard leases and checkpoints ("lease#<stream arn>", shard id),
           per-item log markers ("m#<scope>", item key; TTL), the store epoch ("meta",
           "epoch") and SSE tickets ("ticket", id; TTL). TTL on ttl. See docs/feed.md.
+- scopes  pk (S), sk (S): shared scopes, their members (both ways) and the users who signed
+          in. See server/scopes.py and docs/sharing.md.
 
 All tables are PAY_PER_REQUEST. `ensure_tables` creates the missing ones and waits for them;
 it never alters or deletes an existing table, so running it on every start is safe. Where the
@@ -45,7 +47,8 @@ ITEMS = TableSpec("items", stream=True, ttl_attribute="_ttl")
 CLIENTS = TableSpec("clients", ttl_attribute="ttl")
 LOG = TableSpec("log", sort_key_type="N", ttl_attribute="ttl")
 FEED = TableSpec("feed", ttl_attribute="ttl")
-ALL_TABLES = (ITEMS, CLIENTS, LOG, FEED)
+SCOPES = TableSpec("scopes")
+ALL_TABLES = (ITEMS, CLIENTS, LOG, FEED, SCOPES)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class TableNames:
     clients: str
     log: str
     feed: str
+    scopes: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TableNames:

@@ -22,7 +22,7 @@ from server.tables import ALL_TABLES
 TEMPLATE = ROOT / "deploy" / "template.yaml"
 SERVER = ROOT / "server"
 TABLE_RESOURCES = {"items": "ItemsTable", "clients": "ClientsTable", "log": "LogTable",
-                   "feed": "FeedTable"}
+                   "feed": "FeedTable", "scopes": "ScopesTable"}
 # Modules the server tasks never run in this deployment: the change feed and its leases (the
 # Lambda function does that work, PYSYNC_FEED=0), the embedded DynamoDB Local, the handler.
 NOT_IN_SERVER_TASKS = {"feed.py", "leases.py", "ingest.py", "dynamo_local.py",
@@ -99,8 +99,8 @@ def test_the_template_declares_each_table_as_the_server_creates_it() -> None:
             {"AttributeName": "sk", "AttributeType": spec.sort_key_type}]
         stream = props.get("StreamSpecification")
         assert stream == ({"StreamViewType": "NEW_AND_OLD_IMAGES"} if spec.stream else None)
-        assert props["TimeToLiveSpecification"] == {"AttributeName": spec.ttl_attribute,
-                                                    "Enabled": True}
+        ttl = {"AttributeName": spec.ttl_attribute, "Enabled": True}
+        assert props.get("TimeToLiveSpecification") == (ttl if spec.ttl_attribute else None)
 
 
 def test_the_server_role_allows_every_dynamodb_call_of_the_request_path() -> None:
