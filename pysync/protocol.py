@@ -43,7 +43,10 @@ Status = Literal["applied", "conflict", "rejected", "duplicate"]
 STATUSES: tuple[Status, ...] = ("applied", "conflict", "rejected", "duplicate")
 
 _PUSH_FIELDS = frozenset({"protocol", "client_id", "mutations"})
-_MUTATION_FIELDS = frozenset({"id", "collection", "key", "op", "value", "base_version", "hlc"})
+_MUTATION_FIELDS = frozenset({"id", "collection", "key", "op", "value", "base_version", "hlc",
+                              "scope"})
+# A shared scope's id (design.md section 10); on the wire the personal scope is null.
+SCOPE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 # DynamoDB's attribute-value type descriptors, with the JSON shape each one holds.
 _DYNAMODB_TYPES: dict[str, type | tuple[type, ...]] = {
     "S": str, "N": str, "B": str, "BOOL": bool, "NULL": bool, "M": dict, "L": list,
@@ -280,6 +283,7 @@ class Mutation:
     value: Record | None = None
     base_version: int | None = None
     hlc: str | None = None
+    scope: str | None = None  # a shared scope's id; None: the user's personal scope
     # Set by PushRequest.from_json when the mutation has a usable id but is otherwise invalid:
     # only `id` is meaningful then, and the server answers `rejected` with this error while
     # still counting the mutation as processed.
@@ -311,6 +315,7 @@ class Mutation:
             except ClockError:
                 raise ProtocolError("invalid_mutation", f"malformed hlc {_show(hlc)}") from None
         base_version = _optional_int(obj, "base_version", "invalid_mutation")
+        scope = _scope_id(obj.get("scope"))
         try:
             key = check_key(obj.get("key"))
             value: Record | None = None
@@ -323,7 +328,7 @@ class Mutation:
                 value = check_record(from_json(raw))
         except InvalidValue as e:
             raise ProtocolError("invalid_value", _clip(str(e))) from None
-        return cls(mid, collection, key, op, value, base_version, hlc)
+        return cls(mid, collection, key, op, value, base_version, hlc, scope)
 
     @classmethod
     def rejected(cls, mid: int, code: str, message: str) -> Mutation:
@@ -336,7 +341,16 @@ class Mutation:
         }
         if self.op != "delete":
             out["value"] = to_json(self.value)
+        if self.scope is not None:
+            out["scope"] = self.scope
         return out
+
+
+def _scope_id(value: object) -> str | None:
+    if value is not None and not (isinstance(value, str) and SCOPE_ID.fullmatch(value)):
+        raise ProtocolError("invalid_mutation",
+                            "field 'scope' must be null or a scope id ([A-Za-z0-9_-]{8,64})")
+    return value
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ from server.retry import (
     pause,
     with_retries,
 )
+from server.scopes import WRITERS, scope_pk
 
 MAX_RECORDS_PER_TRANSACTION = MAX_TRANSACTION_ACTIONS - 1  # + the client item
 MAX_CONTENTION_ROUNDS = 8
@@ -103,9 +104,17 @@ async def apply_push(
     return await asyncio.get_running_loop().run_in_executor(ctx.pools.pushers, call)
 
 
+@dataclass
+class _Progress:
+    """Where a push stands with the client's `lmid`, across its scope runs."""
+
+    last: int  # the client's last processed mutation id, as known now
+    guessed: bool  # `last` is the optimistic guess, not proven by a commit or a read yet
+
+
 def apply_push_sync(ctx: ServerContext, user: str, scope: str,
                     request: PushRequest) -> PushResponse:
-    mutations, client_id = request.mutations, request.client_id
+    mutations, client_id = _authorized(ctx, user, request.mutations), request.client_id
     # Optimistic start (docs/server.md, "Push performance"): a client's push almost always
     # continues right after its last acknowledged id, so that is taken as `lmid` without
     # reading it. The transaction's own condition on the client item (lmid = the value
@@ -115,13 +124,57 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
     # (id 1) reads, since its client item usually does not exist yet.
     guessed = bool(mutations) and mutations[0].id > 1 and _consecutive(mutations)
     if guessed:
-        last = mutations[0].id - 1
+        progress = _Progress(mutations[0].id - 1, True)
     else:
-        last = bind_client_sync(ctx, client_id, user)
-        check_sequence(mutations, last)
+        progress = _Progress(bind_client_sync(ctx, client_id, user), False)
+        check_sequence(mutations, progress.last)
     results: dict[int, MutationResult] = {}
-    pending = [m for m in mutations if m.id > last]
-    # Every record of the push is read up front, concurrently, except those assumed absent
+    runs = _scope_runs(mutations, scope)
+    for run_scope, run in runs:
+        _apply_run(ctx, user, client_id, run_scope, run, mutations, progress, results)
+    duplicate: dict[int, MutationResult] = {}
+    for run_scope, run in runs:
+        duplicate.update(_duplicates(ctx, run_scope, [m for m in run if m.id not in results]))
+    return PushResponse(progress.last, tuple(results.get(m.id) or duplicate.get(m.id) or
+                                             MutationResult(m.id, "duplicate")
+                                             for m in mutations))
+
+
+def _authorized(ctx: ServerContext, user: str, mutations: Sequence[Mutation]
+                ) -> tuple[Mutation, ...]:
+    """The mutations, those into a shared scope `user` may not write (viewer, not a member,
+    no such scope) turned into `forbidden` rejections: they count as processed, their
+    neighbours apply. Each shared scope's membership is read once, strongly consistent."""
+    shared = {m.scope for m in mutations if m.scope is not None and m.rejection is None}
+    writable = {sid for sid in shared
+                if (membership := ctx.scopes.membership(user, sid)) is not None
+                and membership.role in WRITERS}
+    return tuple(
+        Mutation.rejected(m.id, "forbidden", f"you may not write to scope {m.scope!r}")
+        if m.scope is not None and m.rejection is None and m.scope not in writable else m
+        for m in mutations)
+
+
+def _scope_runs(mutations: Sequence[Mutation], personal: str
+                ) -> list[tuple[str, list[Mutation]]]:
+    """The mutations cut into runs of consecutive ids in one scope (its DynamoDB pk), in id
+    order: each run is applied like a push of its own, the client's `lmid` carried over."""
+    runs: list[tuple[str, list[Mutation]]] = []
+    for m in mutations:
+        pk = scope_pk(m.scope) if m.scope is not None else personal
+        if runs and runs[-1][0] == pk:
+            runs[-1][1].append(m)
+        else:
+            runs.append((pk, [m]))
+    return runs
+
+
+def _apply_run(ctx: ServerContext, user: str, client_id: str, scope: str,
+               run: Sequence[Mutation], mutations: Sequence[Mutation], progress: _Progress,
+               results: dict[int, MutationResult]) -> None:
+    """Apply the run's mutations above `progress.last`, chunk by chunk, into `results`."""
+    pending = [m for m in run if m.id > progress.last]
+    # Every record of the run is read up front, concurrently, except those assumed absent
     # (_assumed_absent); after that each chunk starts from the states the previous chunks
     # wrote, so only a failed condition reads again.
     stored = _read_records(ctx, scope, pending, skip=_assumed_absent(pending))
@@ -129,7 +182,8 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
     failures = 0
     while pending:
         plan = planned or _plan_checked(ctx, scope, client_id, pending, stored)
-        commit_args = (ctx, user, client_id, last, plan.chunk[-1].id, plan.computed.writes)
+        commit_args = (ctx, user, client_id, progress.last, plan.chunk[-1].id,
+                       plan.computed.writes)
         rest = pending[len(plan.chunk):]
         view = {**stored, **plan.written()}
         planned = None
@@ -144,18 +198,18 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
             else:  # the last chunk (most pushes have one): no other thread to hand it to
                 committed = _commit(*commit_args)
         except _Raced:
-            last = bind_client_sync(ctx, client_id, user)
-            if guessed:  # nothing was written yet: answer as if `lmid` had been read first
-                check_sequence(mutations, last)
-                guessed = False
-            pending = [m for m in pending if m.id > last]
+            progress.last = bind_client_sync(ctx, client_id, user)
+            if progress.guessed:  # nothing was written yet: answer as if `lmid` had been read
+                check_sequence(mutations, progress.last)
+                progress.guessed = False
+            pending = [m for m in pending if m.id > progress.last]
             stored.update(_read_records(ctx, scope, pending))  # the winner wrote some
             planned = None
             continue
-        guessed = False  # the commit's condition proved `last`
+        progress.guessed = False  # the commit's condition proved `last`
         if committed:
             results.update(plan.computed.results)
-            last, pending, stored, failures = plan.chunk[-1].id, rest, view, 0
+            progress.last, pending, stored, failures = plan.chunk[-1].id, rest, view, 0
             continue
         # A record changed between our read and our write (or one assumed absent exists):
         # read the chunk's records, recompute. A wrong assumption is not contention.
@@ -166,9 +220,6 @@ def apply_push_sync(ctx: ServerContext, user: str, scope: str,
             pause(failures)
         stored.update(_read_records(ctx, scope, plan.chunk))
         planned = None
-    duplicate = _duplicates(ctx, scope, [m for m in mutations if m.id not in results])
-    return PushResponse(last, tuple(results.get(m.id) or duplicate.get(m.id) or
-                                    MutationResult(m.id, "duplicate") for m in mutations))
 
 
 def _duplicates(ctx: ServerContext, scope: str, mutations: Sequence[Mutation]

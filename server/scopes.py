@@ -17,7 +17,6 @@ request. Nothing here knows HTTP: refusals are server errors that server/http.py
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections import OrderedDict
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from botocore.exceptions import ClientError
 
+from pysync.protocol import SCOPE_ID
 from server.errors import ServerError
 from server.retry import cancellation_codes, error_code, with_retries
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 Role = Literal["owner", "editor", "viewer"]
 ROLES: tuple[Role, ...] = ("owner", "editor", "viewer")
 WRITERS: frozenset[Role] = frozenset({"owner", "editor"})
-SCOPE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 MAX_TITLE_CHARS = 200
 SCOPE_SK, USER_SK = "#scope", "#user"
 # Users noted as signed in, per process: each is written once, not on every request.
