@@ -128,3 +128,13 @@ def test_an_item_too_deep_for_the_log_is_logged_without_its_fields_and_fails_not
     assert entry["x"] == {"BOOL": True}
     assert "f" not in entry  # the pull reads the item
     assert store.log("u#b")[0]["f"] == {"M": {"title": {"S": "next"}}}
+
+
+def test_a_shared_scopes_changes_are_logged_in_that_scopes_own_log(store: Store,
+                                                                  handler: Any) -> None:
+    store.put("s#family-list-01", "todos", "t1", title="Bread", _v=1)
+    store.put("u#a", "todos", "t1", title="Milk", _v=1)
+    records = wait_until(lambda: len(store.stream_records()) == 2 and store.stream_records())
+    assert handler(lambda_event(store, records), None) == {"batchItemFailures": []}
+    assert entries_summary(store.log("s#family-list-01")) == [(1, "todos#t1", 1, False)]
+    assert entries_summary(store.log("u#a")) == [(1, "todos#t1", 1, False)]
