@@ -14,8 +14,8 @@ docs/local-store.md ("The outbox", "Server changes") describes each.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pysync import idb
@@ -45,15 +45,32 @@ from pysync.rows import (
     RecordRow,
     StoredRecordRow,
     acknowledged,
+    resolution,
     server_change,
     unconfirmed,
 )
-from pysync.session import RecordId, Session
+from pysync.session import UNKNOWN, RecordId, Session
 from pysync.storage import Transaction
+from pysync.values import Record
 from pysync.watch import Change
 
 if TYPE_CHECKING:
     from pysync.store import Database
+
+
+@dataclass(frozen=True)
+class Acked:
+    """One outbox entry the server answered for, as the sync client's conflict handling
+    needs it: `local` is the record as the entry wrote it, `base` the record when the edit
+    began (stored with a `version` collection's entry; for an older entry, the confirmed copy
+    if it is still the one at the entry's base_version, else None), `server` the server's
+    copy sent with a conflict (None: absent or deleted, or no copy sent)."""
+
+    entry: Entry
+    result: MutationResult
+    local: Record | None
+    base: Record | None
+    server: Record | None
 
 
 class Replica:
@@ -111,13 +128,15 @@ class Replica:
         s.cache.remember(written)
         return PushRequest(s.client_id, tuple(e.to_mutation() for e in box[0]))
 
-    async def acknowledge(self, response: PushResponse) -> list[MutationResult]:
+    async def acknowledge(self, response: PushResponse) -> list[Acked]:
         """Apply a push response: entries up to last_mutation_id leave the outbox; a conflict
         stores the server's record, a rejection reverts the local edit (pending later edits
-        stay visible over both)."""
+        stay visible over both). Returns each acknowledged entry with its answer, in wire
+        order."""
         s = self._s
         results = {r.id: r for r in response.results}
         notes: list[Change] = []
+        answered: list[Acked] = []
         tx = s.tx([RECORDS, OUTBOX, META], "readwrite")
 
         def first(found: list[Any]) -> None:
@@ -136,7 +155,9 @@ class Replica:
                     if result.server is not None and result.server.hlc:
                         s.observe(result.server.hlc)
                     if row is None:
+                        answered.append(Acked(e, result, e.local_result(None), e.base, None))
                         continue
+                    answered.append(_acked(e, result, row))
                     later = [p] if (p := row.pending_entry()) else []
                     new = acknowledged(row, e, result, later)
                     current[rec] = new
@@ -161,7 +182,48 @@ class Replica:
         await tx.done()
         s.cache.remember(written)
         s.publish(notes)
-        return [results[i] for i in sorted(results)]
+        return answered
+
+    async def resolve(self, collection: str, key: str, value: Record | None,
+                      order: int) -> bool:
+        """Write a conflict resolver's result (None: delete) as a new outbox entry based on
+        the server's version, with the order key `order` of the entry that conflicted (so
+        it goes before any later edit of the record, which stays visible over it). False
+        when there is nothing to push: the confirmed copy already is the result."""
+        s = self._s
+        c = declared(s.schema, collection)
+        record = [collection, key]
+        tx = s.tx([RECORDS, OUTBOX, META], "readwrite")
+        box: list[bool] = []
+        notes: list[Change] = []
+        written: dict[RecordId, StoredRecordRow | None] = {}
+
+        def then(results: list[Any]) -> None:
+            writer = meta_value(results[0]) or {}
+            s.observe(writer.get("clock"))
+            old = RecordRow.from_row(results[1]) if results[1] else None
+            entries = [Entry.from_row(e) for e in results[2]]
+            stamp = str(s.clock.now())
+            row, entry = resolution(old, collection, key, value, stamp, order, entries)
+            box.append(entry is not None)
+            if entry is None:
+                return
+            assert row is not None
+            stored = row.to_row(c)
+            tx.write([(RECORDS, "put", [stored]), (OUTBOX, "put", [entry.to_row()]),
+                      (META, "put", [meta_row(WRITER, {**writer, "clock": stamp})])])
+            written[(collection, key)] = stored
+            if old is None or row.value != old.value:
+                notes.append(Change(collection, key, row.value, "local"))
+
+        tx.read([idb.get(META, WRITER), idb.get(RECORDS, record),
+                 idb.get_all(OUTBOX, "record", (record, False), (record, False))], then)
+        await tx.done()
+        # The writer row changed: the fast write path must read it again.
+        s.cache.writer_row = UNKNOWN
+        s.cache.remember(written)
+        s.publish(notes)
+        return box[0]
 
     async def release(self) -> None:
         """After a failed send: the batch is no longer in flight. Its entries keep their wire
@@ -348,6 +410,37 @@ class Replica:
         await tx.done()
         self._s.cache.remember(marked)
 
+    async def outbox_mark(self) -> int:
+        """The order key of the latest local write so far (every outbox entry of a write
+        made until now has an order key at or below it)."""
+        return int((await self.get_meta(WRITER) or {}).get("next_order", 1)) - 1
+
+    async def pending_through(self, mark: int) -> int:
+        """How many outbox entries have an order key at or below `mark` (a conflict's
+        resolution takes the order key of the entry that conflicted: it counts too)."""
+        tx = self._s.tx([OUTBOX], "readonly")
+        box: list[Any] = []
+        tx.read([idb.count(OUTBOX, None, None, (mark, False))], box.append)
+        await tx.done()
+        return int(box[0][0])
+
+    # --- messages between tabs ---------------------------------------------------------------
+
+    def post(self, data: dict[str, Any]) -> None:
+        """A message to the sync clients of the database's other tabs."""
+        self._s.post_sync(data)
+
+    def listen(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Hear the other tabs' sync clients' messages; returns the function that stops."""
+        listeners = self._s.sync_listeners
+        listeners.append(callback)
+
+        def stop() -> None:
+            if callback in listeners:
+                listeners.remove(callback)
+
+        return stop
+
     # --- meta ------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> Any:
@@ -357,3 +450,14 @@ class Replica:
         tx.read([idb.get(META, key)], box.append)
         await tx.done()
         return meta_value(box[0][0])
+
+
+def _acked(entry: Entry, result: MutationResult, row: RecordRow) -> Acked:
+    """`entry`'s answer, with the records a conflict's handling needs (`row`: the record's
+    row before the answer is applied)."""
+    base = entry.base
+    if not entry.base_known:  # stored before bases were: the confirmed copy, if it is that one
+        base = row.server_value if row.version == entry.base_version else None
+    s = result.server
+    server = None if s is None or s.deleted else s.value
+    return Acked(entry, result, entry.local_result(row.server_value), base, server)
