@@ -56,11 +56,11 @@ MAX_CURSOR_TIME = 1e11  # epoch seconds (year 5138)
 MAX_STORE_ID_CHARS = 200
 MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit for a sort key: the snapshot's last item key
 IDENTITY_CACHE_S = 30.0
-# The snapshot's "remaining" estimate counts at most this many items in one Query (Select=
-# COUNT, eventually consistent: half the read cost of the snapshot's own strongly consistent
-# reads, paid once per item and capped at DynamoDB's 1 MB per call anyway). A one-page
-# snapshot counts nothing. A count cut short is a lower bound: when the countdown reaches 0
-# with items left, that page counts again from where it ends.
+# The snapshot's "remaining" estimate counts at most this many items (Select=COUNT queries,
+# eventually consistent: half the read cost of the snapshot's own strongly consistent reads,
+# paid once per item; DynamoDB counts up to 1 MB per call, so a count may take a few calls).
+# A one-page snapshot counts nothing. A count cut short is a lower bound: when the countdown
+# reaches 0 with items left, that page counts again from where it ends.
 COUNT_LIMIT = 10_000
 LIVE = "attribute_not_exists(#del) OR #del = :false"  # not a tombstone
 RESET = PullResponse((), None, False, 0, reset=True)  # the client starts again from no cursor
@@ -330,13 +330,24 @@ class Puller:
                             remaining=logged)
 
     def _count_live(self, query: dict[str, Any]) -> int:
-        """The live items from where the snapshot query `query` starts, at most COUNT_LIMIT
-        of them (eventually consistent: an estimate)."""
+        """The live items from where the snapshot query `query` starts, at most about
+        COUNT_LIMIT of them (eventually consistent: an estimate). DynamoDB counts at most
+        1 MB per call: the count goes on from where a call stopped, to COUNT_LIMIT."""
         counting = {**query, "Select": "COUNT", "ConsistentRead": False, "Limit": COUNT_LIMIT,
                     "FilterExpression": LIVE, "ExpressionAttributeNames": {"#del": "_del"},
                     "ExpressionAttributeValues": {**query["ExpressionAttributeValues"],
                                                   ":false": {"BOOL": False}}}
-        return int(with_retries(lambda: self.client.query(**counting))["Count"])
+        count = scanned = 0
+        while scanned < COUNT_LIMIT:
+            page = with_retries(lambda q=counting: self.client.query(**q))  # type: ignore[misc]
+            count += int(page["Count"])
+            scanned += int(page["ScannedCount"])
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                break
+            counting = {**counting, "ExclusiveStartKey": last,
+                        "Limit": max(1, COUNT_LIMIT - scanned)}
+        return count
 
     def _deltas(self, scope: str, cursor: Cursor, head: int, limit: int,
                 now: float, last_mutation_id: int) -> PullResponse:
