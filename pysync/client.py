@@ -363,6 +363,7 @@ class SyncClient:
 
     async def _push_all(self) -> None:
         renumbered = False
+        await self._resolve_waiting()  # any a closed tab left
         while True:
             request = await self._replica.take(self.push_limit)
             if not request.mutations:
@@ -389,6 +390,7 @@ class SyncClient:
                 raise
             acked = await self._replica.acknowledge(response)
             await self._settle(acked)
+            await self._resolve_waiting()
             await self._refresh_pending()
 
     async def _pull_all(self) -> int:
@@ -499,20 +501,31 @@ class SyncClient:
             elif decl.strategy != "version":
                 self._emit(ConflictEvent(e.collection, e.key, decl.strategy, "overwritten",
                                          a.local, a.server, a.server))
-            else:
-                await self._resolve(a, decl.resolve)
+            elif decl.resolve is None or a.result.server is None:  # the server's copy is kept
+                self._emit(ConflictEvent(e.collection, e.key, "version", "conflict", a.local,
+                                         a.server, a.server))
+            # (With a resolver: stored as unresolved by acknowledge; _resolve_waiting.)
 
-    async def _resolve(self, a: Acked, resolve: Any) -> None:
-        e = a.entry
-        result, error = await decide(resolve, a.local, a.server, a.base)
-        if resolve is not None and error is None:
+    async def _resolve_waiting(self) -> None:
+        """Ask the resolvers about the `version` conflicts waiting for them (those of the
+        last push answer, or left by a tab closed before its resolver's result was stored)
+        and store each decision; then tell the app."""
+        for conflict in await self._replica.unresolved():
             try:
-                await self._replica.resolve(e.collection, e.key, result, e.order)
+                resolve = self.db.schema.get(conflict.collection).resolve
+            except SchemaError:
+                resolve = None
+            result, error = await decide(resolve, conflict.local, conflict.server,
+                                         conflict.base)
+            try:
+                await self._replica.resolve(conflict, result,
+                                            write=resolve is not None and error is None)
             except Exception as exc:  # e.g. a unique index the result breaks: server kept
                 log.warning("a resolver's result could not be stored", exc_info=True)
-                result, error = a.server, f"{type(exc).__name__}: {exc}"
-        self._emit(ConflictEvent(e.collection, e.key, "version", "conflict", a.local,
-                                 a.server, result, error))
+                await self._replica.resolve(conflict, None, write=False)
+                result, error = conflict.server, f"{type(exc).__name__}: {exc}"
+            self._emit(ConflictEvent(conflict.collection, conflict.key, "version", "conflict",
+                                     conflict.local, conflict.server, result, error))
 
     def _emit(self, event: ConflictEvent) -> None:
         """To this tab's on_conflict, and to the other tabs' (the syncing tab forwards)."""

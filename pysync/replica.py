@@ -26,13 +26,14 @@ from pysync.layout import (
     OUTBOX,
     RECORDS,
     RESYNC,
+    UNRESOLVED,
     WRITER,
     StoredMetaRow,
     declared,
     meta_row,
     meta_value,
 )
-from pysync.outbox import Entry, take
+from pysync.outbox import Entry, dump_value, load_value, take
 from pysync.protocol import (
     MAX_MUTATIONS_PER_PUSH,
     MutationResult,
@@ -71,6 +72,39 @@ class Acked:
     local: Record | None
     base: Record | None
     server: Record | None
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A `version` conflict whose collection's resolver has yet to decide: stored (meta
+    UNRESOLVED) in the transaction that applies the push answer, removed in the one that
+    stores the resolver's result. `order`: the conflicting entry's order key; `version`:
+    the server's version of `server`, its copy."""
+
+    collection: str
+    key: str
+    order: int
+    version: int
+    local: Record | None
+    server: Record | None
+    base: Record | None
+
+    def to_json(self) -> list[Any]:
+        return [self.collection, self.key, self.order, self.version, _text(self.local),
+                _text(self.server), _text(self.base)]
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> Unresolved:
+        return cls(row[0], row[1], row[2], row[3], _value(row[4]), _value(row[5]),
+                   _value(row[6]))
+
+
+def _text(value: Record | None) -> str | None:
+    return None if value is None else dump_value(value)
+
+
+def _value(text: str | None) -> Record | None:
+    return None if text is None else load_value(text)
 
 
 class Replica:
@@ -142,6 +176,8 @@ class Replica:
         def first(found: list[Any]) -> None:
             acked = sorted((Entry.from_row(e) for e in found[1]), key=lambda e: e.wire_id or 0)
             next_id = max(meta_value(found[0], 1), response.last_mutation_id + 1)
+            waiting: list[Any] = list(meta_value(found[2]) or [])
+            unresolved = len(waiting)
             records = list(dict.fromkeys((e.collection, e.key) for e in acked))
 
             def second(rows: list[Any]) -> None:
@@ -157,7 +193,13 @@ class Replica:
                     if row is None:
                         answered.append(Acked(e, result, e.local_result(None), e.base, None))
                         continue
-                    answered.append(_acked(e, result, row))
+                    a = _acked(e, result, row)
+                    answered.append(a)
+                    if result.status == "conflict" and result.server is not None \
+                            and declared(s.schema, e.collection).resolve is not None:
+                        waiting.append(Unresolved(e.collection, e.key, e.order,
+                                                  result.server.version, a.local, a.server,
+                                                  a.base).to_json())
                     later = [p] if (p := row.pending_entry()) else []
                     new = acknowledged(row, e, result, later)
                     current[rec] = new
@@ -171,6 +213,8 @@ class Replica:
                     (RECORDS, "put", [r for r in stored.values() if r is not None]),
                     (RECORDS, "delete", [list(rec) for rec, r in stored.items() if r is None]),
                     (META, "put", [meta_row(NEXT_MUTATION_ID, next_id)]),
+                    (META, "put", [meta_row(UNRESOLVED, waiting)]
+                     if len(waiting) > unresolved else []),
                 ])
                 written.update(stored)
 
@@ -178,19 +222,27 @@ class Replica:
 
         written: dict[RecordId, StoredRecordRow | None] = {}
         tx.read([idb.get(META, NEXT_MUTATION_ID),
-                 idb.get_all(OUTBOX, "wire", upper=(response.last_mutation_id, False))], first)
+                 idb.get_all(OUTBOX, "wire", upper=(response.last_mutation_id, False)),
+                 idb.get(META, UNRESOLVED)], first)
         await tx.done()
         s.cache.remember(written)
         s.publish(notes)
         return answered
 
-    async def resolve(self, collection: str, key: str, value: Record | None,
-                      order: int) -> bool:
-        """Write a conflict resolver's result (None: delete) as a new outbox entry based on
-        the server's version, with the order key `order` of the entry that conflicted (so
-        it goes before any later edit of the record, which stays visible over it). False
-        when there is nothing to push: the confirmed copy already is the result."""
+    async def unresolved(self) -> list[Unresolved]:
+        """The `version` conflicts whose resolver has yet to decide, oldest first."""
+        return [Unresolved.from_json(r) for r in await self.get_meta(UNRESOLVED) or []]
+
+    async def resolve(self, conflict: Unresolved, value: Record | None, *,
+                      write: bool = True) -> bool:
+        """Store a resolver's decision on `conflict`: its result (None: delete) as a new
+        outbox entry based on the server's copy the resolver saw, with the order key of the
+        entry that conflicted (so it goes before any later edit of the record, which stays
+        visible over it); `write=False`: the server's copy is kept, nothing written. Either
+        way the conflict leaves UNRESOLVED in the same transaction. False when nothing was
+        written (also when the server's copy already is the result)."""
         s = self._s
+        collection, key = conflict.collection, conflict.key
         c = declared(s.schema, collection)
         record = [collection, key]
         tx = s.tx([RECORDS, OUTBOX, META], "readwrite")
@@ -201,26 +253,33 @@ class Replica:
         def then(results: list[Any]) -> None:
             writer = meta_value(results[0]) or {}
             s.observe(writer.get("clock"))
+            mine = conflict.to_json()
+            left = [r for r in meta_value(results[3]) or [] if r[:3] != mine[:3]]
+            writes: list[idb.Write] = [(META, "put", [meta_row(UNRESOLVED, left)])]
             old = RecordRow.from_row(results[1]) if results[1] else None
             entries = [Entry.from_row(e) for e in results[2]]
             stamp = str(s.clock.now())
-            row, entry = resolution(old, collection, key, value, stamp, order, entries)
+            row, entry = resolution(old, collection, key, value, stamp, conflict.order,
+                                    entries, conflict.server, conflict.version) \
+                if write else (old, None)
             box.append(entry is not None)
-            if entry is None:
-                return
-            assert row is not None
-            stored = row.to_row(c)
-            tx.write([(RECORDS, "put", [stored]), (OUTBOX, "put", [entry.to_row()]),
-                      (META, "put", [meta_row(WRITER, {**writer, "clock": stamp})])])
-            written[(collection, key)] = stored
-            if old is None or row.value != old.value:
-                notes.append(Change(collection, key, row.value, "local"))
+            if entry is not None:
+                assert row is not None
+                stored = row.to_row(c)
+                writes += [(RECORDS, "put", [stored]), (OUTBOX, "put", [entry.to_row()]),
+                           (META, "put", [meta_row(WRITER, {**writer, "clock": stamp})])]
+                written[(collection, key)] = stored
+                if old is None or row.value != old.value:
+                    notes.append(Change(collection, key, row.value, "local"))
+            tx.write(writes)
 
         tx.read([idb.get(META, WRITER), idb.get(RECORDS, record),
-                 idb.get_all(OUTBOX, "record", (record, False), (record, False))], then)
+                 idb.get_all(OUTBOX, "record", (record, False), (record, False)),
+                 idb.get(META, UNRESOLVED)], then)
         await tx.done()
-        # The writer row changed: the fast write path must read it again.
-        s.cache.writer_row = UNKNOWN
+        if box[0]:
+            # The writer row changed: the fast write path must read it again.
+            s.cache.writer_row = UNKNOWN
         s.cache.remember(written)
         s.publish(notes)
         return box[0]

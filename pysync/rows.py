@@ -317,21 +317,21 @@ def acknowledged(row: RecordRow, entry: Entry, result: MutationResult,
 
 
 def resolution(row: RecordRow | None, collection: str, key: str, value: Record | None,
-               hlc: str, order: int, entries: list[Entry]
-               ) -> tuple[RecordRow | None, Entry | None]:
+               hlc: str, order: int, entries: list[Entry], server: Record | None,
+               version: int) -> tuple[RecordRow | None, Entry | None]:
     """A conflict resolver's result (`value`, None: delete) written as a new outbox entry
-    based on the server's version (the row's confirmed one), with the order key of the entry
-    that conflicted: it goes before any later edit of the record (`entries`: the record's
-    other outbox entries), which stays visible over it. (None, None) or (row, None): nothing
-    to push, the server's copy already is the result."""
+    based on the server's copy the resolver saw (`server` at `version`), with the order key
+    of the entry that conflicted: it goes before any later edit of the record (`entries`:
+    the record's other outbox entries), which stays visible over it. If the server has
+    moved on since, the entry conflicts again and the resolver is asked again. (None, None)
+    or (row, None): nothing to push, the server's copy already is the result."""
     if row is None:
         row = RecordRow(collection, key, None, {})
-    server = row.server_value
     if value == server:
         return row if row.version is not None or row.entries else None, None
     op: Op = "put" if value is not None else "delete"
     chained = row.in_flight > 0 or row.stale
-    base = None if chained else row.version
+    base = None if chained else version
     entry = Entry(order, collection, key, op, value, base, hlc, chained,
                   base=server, base_known=True)
     pending = row.pending

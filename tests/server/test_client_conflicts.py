@@ -439,3 +439,41 @@ def test_pause_makes_no_request_and_resume_pushes_what_waited(url: str, store: S
             assert store.item(f"u#{user}", "todos", "t1") is not None
 
     asyncio.run(main())
+
+
+def test_a_tab_closed_while_the_resolver_runs_asks_it_again_after_the_reopen(
+        url: str, store: Store) -> None:
+    user = new_user()
+    calls: list[tuple[Any, Any, Any]] = []
+    storage = MemoryStorage()
+
+    def add_both(local: Any, server: Any, base: Any) -> dict[str, Any]:
+        calls.append((local, server, base))
+        if len(calls) == 1:
+            storage.crash()  # the tab closes while the resolver runs: nothing is stored
+        return {"balance": server["balance"] + local["balance"] - base["balance"]}
+
+    async def main() -> None:
+        schema = schema_with(add_both)
+        async with device(url, user, schema=schema) as b:
+            async with device(url, user, storage, schema=schema) as a:
+                await shared(a, b, "accounts", "acc", {"balance": 10})
+                a.client.pause()
+                await a.db.collection("accounts").patch("acc", {"balance": 15})
+                await b.db.collection("accounts").patch("acc", {"balance": 12})
+                await b.client.synced(timeout=30)
+                a.client.resume()
+
+                async def asked() -> bool:
+                    await asyncio.sleep(0.05)
+                    return bool(calls)
+
+                await eventually(asked)
+            async with device(url, user, storage, schema=schema) as reopened:
+                await reopened.client.synced(timeout=30)
+                assert number(store.item(f"u#{user}", "accounts", "acc"), "balance") == 17
+                assert calls == [({"balance": 15}, {"balance": 12}, {"balance": 10})] * 2
+                assert [(e.kind, e.result) for e in reopened.events] == \
+                    [("conflict", {"balance": 17})]
+
+    asyncio.run(main())

@@ -18,7 +18,13 @@ from pysync.rows import RecordRow, resolution
 from pysync.schema import Collection, Schema
 from pysync.store import Database
 
-SCHEMA = Schema(Collection("accounts", strategy="version"), Collection("todos"))
+
+def keep_server(local: Any, server: Any, base: Any) -> Any:
+    return server
+
+
+SCHEMA = Schema(Collection("accounts", strategy="version", resolve=keep_server),
+                Collection("todos"))
 
 
 def run(test: Callable[[Database], Awaitable[Any]]) -> Any:
@@ -113,8 +119,12 @@ def test_a_resolution_is_ordered_before_a_later_edit_which_stays_visible_over_it
         [acked] = await replica.acknowledge(PushResponse(request.mutations[0].id, (
             MutationResult(request.mutations[0].id, "conflict", server=ServerRecord(
                 "accounts", "acc", 2, False, {"balance": 12, "note": ""})),)))
-        assert await replica.resolve("accounts", "acc", {"balance": 17, "note": ""},
-                                     acked.entry.order)
+        [conflict] = await replica.unresolved()
+        assert (conflict.order, conflict.version, conflict.local, conflict.server,
+                conflict.base) == (acked.entry.order, 2, {"balance": 15, "note": ""},
+                                   {"balance": 12, "note": ""}, {"balance": 10, "note": ""})
+        assert await replica.resolve(conflict, {"balance": 17, "note": ""})
+        assert await replica.unresolved() == []
         assert await accounts.get("acc") == {"balance": 17, "note": "later"}
         entries = await replica.outbox_entries()
         assert [(e.op, e.value, e.base_version, e.base) for e in entries] == [
@@ -129,6 +139,39 @@ def test_a_resolution_is_ordered_before_a_later_edit_which_stays_visible_over_it
 def test_a_resolution_equal_to_the_server_copy_pushes_nothing() -> None:
     row = RecordRow("accounts", "acc", {"balance": 12}, {}, version=2,
                     server_value={"balance": 12})
-    assert resolution(row, "accounts", "acc", {"balance": 12}, "stamp", 5, []) == (row, None)
+    assert resolution(row, "accounts", "acc", {"balance": 12}, "stamp", 5, [],
+                      {"balance": 12}, 2) == (row, None)
     gone = RecordRow("accounts", "acc", None, {}, version=3, server_value=None)
-    assert resolution(gone, "accounts", "acc", None, "stamp", 5, []) == (gone, None)
+    assert resolution(gone, "accounts", "acc", None, "stamp", 5, [], None, 3) == (gone, None)
+
+
+def test_a_resolution_is_based_on_the_version_the_resolver_saw() -> None:
+    """If a pull brought a newer server copy meanwhile, the resolution conflicts again (and
+    the resolver is asked again) rather than overwriting what it never saw."""
+    row = RecordRow("accounts", "acc", {"balance": 20}, {}, version=3,
+                    server_value={"balance": 20})
+    _, entry = resolution(row, "accounts", "acc", {"balance": 17}, "stamp", 5, [],
+                          {"balance": 12}, 2)
+    assert entry is not None
+    assert (entry.base_version, entry.base) == (2, {"balance": 12})
+
+
+def test_a_conflict_waits_for_its_resolver_in_the_database() -> None:
+    """Stored with the push answer: a tab closed before the resolver's result is stored
+    asks the resolver again after the reopen."""
+    async def main() -> None:
+        storage = MemoryStorage()
+        db = await pysync.open_database("app:alice", SCHEMA, storage=storage)
+        await confirmed(db, "acc", {"balance": 10}, 1)
+        await db.collection("accounts").patch("acc", {"balance": 15})
+        await conflict(db, ServerRecord("accounts", "acc", 2, False, {"balance": 12}))
+        storage.crash()
+        reopened = await pysync.open_database("app:alice", SCHEMA, storage=storage)
+        [waiting] = await Replica(reopened).unresolved()
+        assert (waiting.local, waiting.server, waiting.base) == \
+            ({"balance": 15}, {"balance": 12}, {"balance": 10})
+        assert not await Replica(reopened).resolve(waiting, None, write=False)
+        assert await Replica(reopened).unresolved() == []
+        assert await reopened.collection("accounts").get("acc") == {"balance": 12}
+
+    asyncio.run(main())
