@@ -612,6 +612,8 @@ class SyncClient:
         self._want(push=True, pull=True, kick=True)
         while True:
             number, error, pulled = await self._next_round_end()
+            if error is not None and error.code == "stopped":
+                raise error
             if number > after and error is None and pulled \
                     and await self._replica.pending_through(mark) == 0:
                 return

@@ -477,3 +477,20 @@ def test_a_tab_closed_while_the_resolver_runs_asks_it_again_after_the_reopen(
                     [("conflict", {"balance": 17})]
 
     asyncio.run(main())
+
+
+def test_synced_raises_when_the_client_stops_meanwhile(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        async with device(url, user) as a:
+            a.client.pause()
+            await a.db.collection("todos").put("t1", {"title": "waits"})
+            waiting = asyncio.ensure_future(a.client.synced(timeout=30))
+            await asyncio.sleep(0.1)
+            await a.client.stop()
+            with pytest.raises(SyncError) as e:
+                await waiting
+            assert e.value.code == "stopped"
+
+    asyncio.run(main())
