@@ -151,6 +151,7 @@ class SyncClient:
         self._release_lock: Any = None
         self._running = False
         self._paused = False
+        self._leftovers = True  # conflicts a closed tab may have left to their resolver
         self._merge_watch = MergeWatch()
         self._unlisten_tabs: Callable[[], None] | None = None
         self._rounds_started = 0
@@ -282,6 +283,7 @@ class SyncClient:
         if not leader:
             await self._acquire_lock(if_available=False)
         self._set(leader=True)
+        self._leftovers = True
         self._restart_events()
         self._want(push=True, pull=True)
         while True:
@@ -363,10 +365,12 @@ class SyncClient:
 
     async def _push_all(self) -> None:
         renumbered = False
-        await self._resolve_waiting()  # any a closed tab left
         while True:
             request = await self._replica.take(self.push_limit)
             if not request.mutations:
+                # Conflicts a closed tab left to their resolver (looked for once per lock).
+                if self._leftovers and await self._resolve_waiting():
+                    continue
                 return
             try:
                 response = PushResponse.from_json(
@@ -390,7 +394,8 @@ class SyncClient:
                 raise
             acked = await self._replica.acknowledge(response)
             await self._settle(acked)
-            await self._resolve_waiting()
+            if any(a.result.status == "conflict" for a in acked):
+                await self._resolve_waiting()
             await self._refresh_pending()
 
     async def _pull_all(self) -> int:
@@ -506,10 +511,12 @@ class SyncClient:
                                          a.server, a.server))
             # (With a resolver: stored as unresolved by acknowledge; _resolve_waiting.)
 
-    async def _resolve_waiting(self) -> None:
+    async def _resolve_waiting(self) -> bool:
         """Ask the resolvers about the `version` conflicts waiting for them (those of the
         last push answer, or left by a tab closed before its resolver's result was stored)
-        and store each decision; then tell the app."""
+        and store each decision; then tell the app. True if a result was stored (to push)."""
+        self._leftovers = False
+        stored = False
         for conflict in await self._replica.unresolved():
             try:
                 resolve = self.db.schema.get(conflict.collection).resolve
@@ -518,14 +525,15 @@ class SyncClient:
             result, error = await decide(resolve, conflict.local, conflict.server,
                                          conflict.base)
             try:
-                await self._replica.resolve(conflict, result,
-                                            write=resolve is not None and error is None)
+                stored |= await self._replica.resolve(
+                    conflict, result, write=resolve is not None and error is None)
             except Exception as exc:  # e.g. a unique index the result breaks: server kept
                 log.warning("a resolver's result could not be stored", exc_info=True)
                 await self._replica.resolve(conflict, None, write=False)
                 result, error = conflict.server, f"{type(exc).__name__}: {exc}"
             self._emit(ConflictEvent(conflict.collection, conflict.key, "version", "conflict",
                                      conflict.local, conflict.server, result, error))
+        return stored
 
     def _emit(self, event: ConflictEvent) -> None:
         """To this tab's on_conflict, and to the other tabs' (the syncing tab forwards)."""
