@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from pysync.conflicts import ConflictEvent
 from pysync.errors import (
     ConstraintViolation,
     DatabaseClosed,
@@ -47,6 +48,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Change",
     "Collection",
+    "ConflictEvent",
     "ConstraintViolation",
     "Database",
     "DatabaseClosed",

@@ -11,7 +11,13 @@ The browser (online state, Web Locks, online/offline events) is reached only thr
 pysync.browser Platform: the database's storage's by default, so on CPython over the
 in-memory twin the same client runs unchanged.
 
-Decisions live in pysync.engine (pure); this module only does the I/O around them.
+Conflicts (pysync.conflicts): each push answer's conflicts and rejections become
+`ConflictEvent`s for `on_conflict`, and a `version` collection's resolver decides what is
+pushed next. The tab that syncs forwards the events, and answers the other tabs' `synced()`
+and `sync_now()`, over the store's BroadcastChannel (Replica.post / listen).
+
+Decisions live in pysync.engine and pysync.conflicts (pure); this module only does the I/O
+around them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,8 +34,9 @@ from typing import Any
 import httpx
 
 from pysync.browser import IN_BROWSER, Platform
+from pysync.conflicts import ConflictEvent, MergeWatch, decide
 from pysync.engine import Answer, Backoff, SSEDecoder, classify
-from pysync.errors import ProtocolError, SyncError
+from pysync.errors import ProtocolError, SchemaError, SyncError
 from pysync.protocol import (
     MAX_MUTATIONS_PER_PUSH,
     EventsTicket,
@@ -37,18 +46,24 @@ from pysync.protocol import (
     float_if_exact,
     loads,
 )
-from pysync.replica import Replica
+from pysync.replica import Acked, Replica
 from pysync.store import Change, Database
 
 log = logging.getLogger("pysync.client")
 
 TokenProvider = Callable[[], Awaitable[str]]
 StatusCallback = Callable[["SyncStatus"], Any]
+ConflictCallback = Callable[[ConflictEvent], Any]
 
 CURSOR = "cursor"  # meta key of the pull cursor, written with the changes it covers
 REQUEST_TIMEOUT = httpx.Timeout(30.0)
 # The server sends a heartbeat every 15 s: three missed ones mean the stream is dead.
 EVENTS_TIMEOUT = httpx.Timeout(30.0, read=50.0)
+# A tab that does not sync asks the one that does again after this long without an answer
+# (that tab may have closed, and another taken over, meanwhile).
+ASK_AGAIN_S = 1.0
+# The status fields the syncing tab shares with the other tabs of the database.
+SHARED_STATUS = ("syncing", "last_error", "events_error", "progress", "last_synced_at")
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,11 @@ class SyncStatus:
     # The last failure of the pokes stream (ticket or connection), until it connects again:
     # meanwhile changes from elsewhere arrive only with the next round.
     events_error: str | None = None
+    # (received, total) while a pull brings a snapshot or a long run of changes: total is
+    # the server's estimate ("remaining"); None when no such pull is under way.
+    progress: tuple[int, int] | None = None
+    last_synced_at: int | None = None  # epoch ms when a round last reached the head
+    paused: bool = False  # pause() was called: no network activity until resume()
 
 
 def dev_token_provider(base_url: str, user: str,
@@ -92,19 +112,23 @@ def _default_http() -> httpx.AsyncClient:
 class SyncClient:
     """Syncs `db` with the server at `base_url`; `token_provider()` returns a bearer token
     (it is asked again after a 401). `platform`: the browser glue (default: the one of the
-    database's storage, see pysync.browser)."""
+    database's storage, see pysync.browser). `on_conflict(event)`: called with a
+    `pysync.ConflictEvent` for every local edit that did not survive as written, in every
+    tab of the database (a coroutine function is scheduled)."""
 
     def __init__(self, db: Database, base_url: str, token_provider: TokenProvider, *,
                  on_status: StatusCallback | None = None, http: httpx.AsyncClient | None = None,
                  use_lock: bool = True, push_limit: int = MAX_MUTATIONS_PER_PUSH,
                  pull_limit: int = 500, backoff: Backoff | None = None,
-                 platform: Platform | None = None) -> None:
+                 platform: Platform | None = None,
+                 on_conflict: ConflictCallback | None = None) -> None:
         self.db = db
         self._replica = Replica(db)  # the outbox, server changes and meta of `db`
         self._platform = platform or db.storage.platform
         self.base_url = base_url.rstrip("/")
         self.token_provider = token_provider
         self.on_status = on_status
+        self.on_conflict = on_conflict
         self.use_lock = use_lock
         self.push_limit = push_limit
         self.pull_limit = pull_limit
@@ -126,6 +150,16 @@ class SyncClient:
         self._unlisten: Callable[[], None] | None = None
         self._release_lock: Any = None
         self._running = False
+        self._paused = False
+        self._leftovers = True  # conflicts a closed tab may have left to their resolver
+        self._merge_watch = MergeWatch()
+        self._unlisten_tabs: Callable[[], None] | None = None
+        self._rounds_started = 0
+        # Each waits for the end of the next round: (its number, its error, whether it pulled
+        # to the head).
+        self._round_ends: list[asyncio.Future[tuple[int, SyncError | None, bool]]] = []
+        self._asks: dict[str, asyncio.Future[dict[str, Any]]] = {}  # this tab's, by id
+        self._answering: set[str] = set()  # other tabs' asks this tab is working on
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -138,6 +172,7 @@ class SyncClient:
         if self._http is None:
             self._http = _default_http()
         self._unwatch = self.db.watch(self._on_change)
+        self._unlisten_tabs = self._replica.listen(self._on_tab)
         self._listen_network()
         # Known when start() returns: this tab syncs, or another one does and this waits.
         leader = await self._acquire_lock(if_available=True)
@@ -151,6 +186,9 @@ class SyncClient:
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
+        if self._unlisten_tabs is not None:
+            self._unlisten_tabs()
+            self._unlisten_tabs = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -167,19 +205,77 @@ class SyncClient:
             if not waiter.done():
                 waiter.set_result(self.status)
         self._waiters.clear()
-        self._set(leader=False, syncing=False)
+        self._end_round_waits(SyncError("stopped", "the sync client stopped", transient=False),
+                              False)
+        for ask in self._asks.values():
+            if not ask.done():
+                ask.cancel()
+        self._asks.clear()
+        self._answering.clear()
+        self._set(leader=False, syncing=False, progress=None)
 
     async def sync_now(self) -> SyncStatus:
         """Push and pull now (skipping any backoff); returns the status after that round.
         Raises the round's SyncError if it failed (code "offline" while the browser is
-        offline: the changes stay queued). In a tab that does not hold the sync lock
-        it returns at once: the tab that holds it syncs."""
-        if not self._running or not self.status.leader:
+        offline, "paused" while paused: the changes stay queued). In a tab that does not
+        hold the sync lock it asks the tab that does, and waits for that round."""
+        if not self._running:
             return self.status
+        if self._paused:
+            raise SyncError("paused", "the sync client is paused")
+        if not self.status.leader:
+            answer = await self._ask({"op": "sync_now"}, until_leader=True)
+            if answer.get("error"):
+                raise SyncError(str(answer["error"]), str(answer.get("message", "")))
+            if answer:
+                return self.status
+            # This tab took over meanwhile: the round is its own.
         waiter: asyncio.Future[SyncStatus] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._want(push=True, pull=True, kick=True)
         return await waiter
+
+    async def synced(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (the API)
+        """Return once every local write made before the call, in this tab or any other tab
+        of the database, is acknowledged by the server and a pull has reached the head.
+        Raises SyncError("timeout") after `timeout` seconds (None: wait as long as it takes).
+        Failed rounds are retried as usual meanwhile; while paused, nothing moves. In a tab
+        that does not hold the sync lock, the tab that does is asked."""
+        if not self._running:
+            raise SyncError("not_started", "the sync client is not started", transient=False)
+        try:
+            async with asyncio.timeout(timeout):
+                mark = await self._replica.outbox_mark()
+                while not self.status.leader:
+                    answer = await self._ask({"op": "synced", "mark": mark},
+                                             until_leader=True)
+                    if answer.get("op") == "synced_ok":
+                        return
+                await self._synced_here(mark)
+        except TimeoutError:
+            raise SyncError("timeout", f"not synced within {timeout} s") from None
+
+    def pause(self) -> None:
+        """Stop all network activity (rounds and the pokes stream) until resume(); local
+        writes go on and wait in the outbox. A request already on its way finishes; no new
+        one starts."""
+        if self._paused:
+            return
+        self._paused = True
+        if self._events_task is not None:
+            self._events_task.cancel()
+            self._events_task = None
+        self._set(paused=True)
+
+    def resume(self) -> None:
+        """Restart network activity after pause(): a round pushes what waited."""
+        if not self._paused:
+            return
+        self._paused = False
+        self._set(paused=False)
+        if self._running and self.status.leader:
+            self._restart_events()
+            self._want(push=True, pull=True, kick=True)
 
     # ---- the rounds ---------------------------------------------------------------------
 
@@ -187,29 +283,41 @@ class SyncClient:
         if not leader:
             await self._acquire_lock(if_available=False)
         self._set(leader=True)
+        self._leftovers = True
         self._restart_events()
         self._want(push=True, pull=True)
         while True:
             await self._wake.wait()
             self._wake.clear()
             waiters, self._waiters = self._waiters, []
-            if not self._browser_online():
-                self._set(online=False)
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(SyncError("offline", "the browser is offline"))
-                continue  # the online event wakes us
+            if self._paused or not self._browser_online():
+                if not self._paused:
+                    self._set(online=False)
+                self._finish(waiters, SyncError("paused", "the sync client is paused")
+                             if self._paused else
+                             SyncError("offline", "the browser is offline"), False)
+                continue  # resume() or the online event wakes us
+            self._rounds_started += 1
+            pulled = self._need_pull
             error = await self._round()
-            for waiter in waiters:
-                if not waiter.done():
-                    if error is None:
-                        waiter.set_result(self.status)
-                    else:
-                        waiter.set_exception(error)
+            self._finish(waiters, error, pulled)
+            if error is not None and error.code == "paused":
+                continue  # not a failure: resume() starts the next round
             if error is not None and error.transient:
                 await self._pause(self._backoff.next(error.retry_after))
             elif error is not None:
                 await self._pause(self._backoff.cap_s)  # not retryable as is: retry slowly
+
+    def _finish(self, waiters: list[asyncio.Future[SyncStatus]], error: SyncError | None,
+                pulled: bool) -> None:
+        """A round ended (or could not start): tell sync_now() and synced() callers."""
+        for waiter in waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(self.status)
+                else:
+                    waiter.set_exception(error)
+        self._end_round_waits(error, pulled)
 
     async def _round(self) -> SyncError | None:
         push, pull = self._need_push, self._need_pull
@@ -238,15 +346,20 @@ class SyncClient:
         except Exception as e:  # a bug or a closed database: report it, retry slowly
             log.exception("sync round failed")
             error = SyncError("client_error", f"{type(e).__name__}: {e}", transient=False)
-        if error is not None:
+        if error is not None and error.code == "paused":
+            self._need_push |= push
+            self._need_pull |= pull
+            self._set(syncing=False, progress=None)
+        elif error is not None:
             self._need_push |= push
             self._need_pull |= pull
             log.info("sync round failed: %s", error)
             self._set(syncing=False, online=error.code != "unreachable" and self._browser_online(),
-                      last_error=f"{error.code}: {error.message}")
+                      last_error=f"{error.code}: {error.message}", progress=None)
         else:
             self._backoff.reset()
-            self._set(syncing=False, online=True, last_error=None)
+            done: dict[str, Any] = {"last_synced_at": int(time.time() * 1000)} if pull else {}
+            self._set(syncing=False, online=True, last_error=None, progress=None, **done)
         await self._refresh_pending()
         return error
 
@@ -255,6 +368,9 @@ class SyncClient:
         while True:
             request = await self._replica.take(self.push_limit)
             if not request.mutations:
+                # Conflicts a closed tab left to their resolver (looked for once per lock).
+                if self._leftovers and await self._resolve_waiting():
+                    continue
                 return
             try:
                 response = PushResponse.from_json(
@@ -276,7 +392,10 @@ class SyncClient:
                 # mutation that did get through, so a retry is exactly-once.
                 await self._replica.release()
                 raise
-            await self._replica.acknowledge(response)
+            acked = await self._replica.acknowledge(response)
+            await self._settle(acked)
+            if any(a.result.status == "conflict" for a in acked):
+                await self._resolve_waiting()
             await self._refresh_pending()
 
     async def _pull_all(self) -> int:
@@ -296,6 +415,7 @@ class SyncClient:
                 # over the snapshot; confirmed records it lacks are dropped at its end.
                 reset = True
                 cursor = None
+                self._merge_watch.forget()
                 await self._replica.begin_resync({CURSOR: None})
                 continue
             # The cursor is stored in the same transaction as the changes it covers; the
@@ -304,6 +424,14 @@ class SyncClient:
                                                      complete=not page.has_more)
             applied += len(page.changes)
             cursor = page.cursor
+            if len(self._merge_watch):
+                for change in page.changes:
+                    event = self._merge_watch.check(change)
+                    if event is not None:
+                        self._emit(event)
+            if page.remaining is not None and (page.has_more or self.status.progress):
+                # A pull of more than one page: how far it has got (received, total).
+                self._set(progress=(applied, applied + page.remaining))
             if not page.has_more:
                 return applied
 
@@ -312,6 +440,8 @@ class SyncClient:
         assert self._http is not None
         token: str | None = None
         for attempt in range(2):
+            if self._paused:  # a round under way when pause() came: no further request
+                raise SyncError("paused", "the sync client is paused")
             token = await self._bearer(stale=token if attempt else None)
             headers = {"Authorization": f"Bearer {token}"}
             content = None
@@ -350,6 +480,166 @@ class SyncClient:
                     raise SyncError("no_token", f"the token provider failed: {e}") from None
             return self._token
 
+    # ---- conflicts ----------------------------------------------------------------------
+
+    async def _settle(self, acked: list[Acked]) -> None:
+        """A push answer's conflicts and rejections: events for the app, a `version`
+        collection's resolver asked what to push next; `merge` edits applied are watched
+        for fields a newer stamp kept (pysync.conflicts)."""
+        for a in acked:
+            e, status = a.entry, a.result.status
+            if status not in ("conflict", "rejected", "applied"):
+                continue
+            try:
+                decl = self.db.schema.get(e.collection)
+            except SchemaError:
+                continue
+            if status == "applied":
+                if decl.strategy == "merge" and e.op != "delete" and e.value is not None \
+                        and a.result.version is not None:
+                    self._merge_watch.watch(e.collection, e.key, a.result.version, e.value,
+                                            a.local)
+            elif status == "rejected":
+                self._emit(ConflictEvent(e.collection, e.key, decl.strategy, "rejected",
+                                         a.local, a.server, a.server,
+                                         a.result.error_code or "rejected"))
+            elif decl.strategy != "version":
+                self._emit(ConflictEvent(e.collection, e.key, decl.strategy, "overwritten",
+                                         a.local, a.server, a.server))
+            elif decl.resolve is None or a.result.server is None:  # the server's copy is kept
+                self._emit(ConflictEvent(e.collection, e.key, "version", "conflict", a.local,
+                                         a.server, a.server))
+            # (With a resolver: stored as unresolved by acknowledge; _resolve_waiting.)
+
+    async def _resolve_waiting(self) -> bool:
+        """Ask the resolvers about the `version` conflicts waiting for them (those of the
+        last push answer, or left by a tab closed before its resolver's result was stored)
+        and store each decision; then tell the app. True if a result was stored (to push)."""
+        self._leftovers = False
+        stored = False
+        for conflict in await self._replica.unresolved():
+            try:
+                resolve = self.db.schema.get(conflict.collection).resolve
+            except SchemaError:
+                resolve = None
+            result, error = await decide(resolve, conflict.local, conflict.server,
+                                         conflict.base)
+            try:
+                stored |= await self._replica.resolve(
+                    conflict, result, write=resolve is not None and error is None)
+            except Exception as exc:  # e.g. a unique index the result breaks: server kept
+                log.warning("a resolver's result could not be stored", exc_info=True)
+                await self._replica.resolve(conflict, None, write=False)
+                result, error = conflict.server, f"{type(exc).__name__}: {exc}"
+            self._emit(ConflictEvent(conflict.collection, conflict.key, "version", "conflict",
+                                     conflict.local, conflict.server, result, error))
+        return stored
+
+    def _emit(self, event: ConflictEvent) -> None:
+        """To this tab's on_conflict, and to the other tabs' (the syncing tab forwards)."""
+        self._replica.post({"op": "event", "event": event.to_message()})
+        self._deliver(event)
+
+    def _deliver(self, event: ConflictEvent) -> None:
+        if self.on_conflict is None:
+            return
+        try:
+            result = self.on_conflict(event)
+            if asyncio.iscoroutine(result):
+                self._spawn(result)
+        except Exception:
+            log.exception("the conflict callback failed")
+
+    # ---- the other tabs -------------------------------------------------------------------
+
+    def _on_tab(self, data: dict[str, Any]) -> None:
+        """A message from another tab's sync client (Replica.listen)."""
+        op = data.get("op")
+        if op == "event":
+            try:
+                event = ConflictEvent.from_message(data["event"])
+            except (KeyError, TypeError, ValueError):
+                log.warning("ignored a malformed conflict event from another tab")
+                return
+            self._deliver(event)
+        elif op == "status":
+            if not self.status.leader and isinstance(data.get("status"), dict):
+                shared = {k: v for k, v in data["status"].items() if k in SHARED_STATUS}
+                if isinstance(shared.get("progress"), list):
+                    shared["progress"] = tuple(shared["progress"])
+                self._set(**shared)
+        elif op in ("sync_now", "synced") and self.status.leader and self._running:
+            ask = str(data.get("id"))
+            if ask not in self._answering:
+                self._answering.add(ask)
+                self._spawn(self._answer(ask, data))
+        elif op in ("round", "synced_ok"):
+            waiter = self._asks.get(str(data.get("id")))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(data)
+
+    async def _answer(self, ask: str, data: dict[str, Any]) -> None:
+        """Another tab's sync_now() or synced(), run here (this tab syncs)."""
+        try:
+            if data.get("op") == "synced":
+                mark = data.get("mark")
+                await self._synced_here(mark if isinstance(mark, int) else 0)
+                self._replica.post({"op": "synced_ok", "id": ask})
+                return
+            try:
+                await self.sync_now()
+                self._replica.post({"op": "round", "id": ask, "error": None})
+            except SyncError as e:
+                self._replica.post({"op": "round", "id": ask, "error": e.code,
+                                    "message": e.message})
+        finally:
+            self._answering.discard(ask)
+
+    async def _ask(self, request: dict[str, Any], until_leader: bool = False
+                   ) -> dict[str, Any]:
+        """Ask the tab that syncs, and wait for its answer; asked again every ASK_AGAIN_S
+        (that tab may have gone, another taken over). `until_leader`: give up (answer {})
+        if this tab takes over meanwhile."""
+        ask = uuid.uuid4().hex
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._asks[ask] = waiter
+        try:
+            while True:
+                if until_leader and self.status.leader:
+                    return {}
+                self._replica.post({**request, "id": ask})
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(waiter), ASK_AGAIN_S)
+        finally:
+            self._asks.pop(ask, None)
+
+    async def _synced_here(self, mark: int) -> None:
+        """In the syncing tab: wait until no outbox entry at or below `mark` is left and a
+        round that started after the call pulled to the head."""
+        after = self._rounds_started
+        self._want(push=True, pull=True, kick=True)
+        while True:
+            number, error, pulled = await self._next_round_end()
+            if error is not None and error.code == "stopped":
+                raise error
+            if number > after and error is None and pulled \
+                    and await self._replica.pending_through(mark) == 0:
+                return
+            # Not yet: another round (after the backoff, if this one failed).
+            self._want(push=True, pull=True)
+
+    def _next_round_end(self) -> asyncio.Future[tuple[int, SyncError | None, bool]]:
+        end: asyncio.Future[tuple[int, SyncError | None, bool]] = \
+            asyncio.get_running_loop().create_future()
+        self._round_ends.append(end)
+        return end
+
+    def _end_round_waits(self, error: SyncError | None, pulled: bool) -> None:
+        ends, self._round_ends = self._round_ends, []
+        for end in ends:
+            if not end.done():
+                end.set_result((self._rounds_started, error, pulled))
+
     # ---- triggers -----------------------------------------------------------------------
 
     def _want(self, *, push: bool = False, pull: bool = False, kick: bool = False) -> None:
@@ -373,7 +663,7 @@ class SyncClient:
 
     def _on_online(self, _event: Any = None) -> None:
         self._set(online=True)
-        if self.status.leader:
+        if self.status.leader and not self._paused:
             self._restart_events()  # the old stream may be dead without knowing it
             self._want(push=True, pull=True, kick=True)
 
@@ -385,7 +675,9 @@ class SyncClient:
     def _restart_events(self) -> None:
         if self._events_task is not None:
             self._events_task.cancel()
-        self._events_task = self._spawn(self._events())
+            self._events_task = None
+        if not self._paused:
+            self._events_task = self._spawn(self._events())
 
     async def _events(self) -> None:
         """Keep one pokes stream open, for as long as the client runs: every failure is
@@ -466,7 +758,12 @@ class SyncClient:
         status = replace(self.status, **changes)
         if status == self.status:
             return
-        self.status = status
+        before, self.status = self.status, status
+        if status.leader and self._running and any(
+                getattr(before, k) != getattr(status, k) for k in SHARED_STATUS):
+            # The other tabs show how the sync goes too.
+            self._replica.post({"op": "status", "status": {
+                k: getattr(status, k) for k in SHARED_STATUS}})
         if self.on_status is not None:
             try:
                 result = self.on_status(status)

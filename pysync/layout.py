@@ -35,6 +35,10 @@ WRITER = "writer"
 # Set while a resync (a snapshot after a reset) is in progress; record rows it has yet to
 # confirm carry rows.RESYNC_MARK (RecordRow.resync). See Replica.begin_resync.
 RESYNC = "resync"
+# `version` conflicts whose resolver has yet to decide, stored with the push answer that
+# brought them, so a tab closed before the resolver's result is stored asks it again after
+# the reopen: a list of replica.Unresolved rows (docs/local-store.md).
+UNRESOLVED = "unresolved"
 
 UPGRADES: dict[int, list[idb.Step]] = {
     1: [

@@ -19,8 +19,12 @@ that has never been taken for sending; otherwise it becomes a new entry.
     delete   + patch   -> refused before this point (NotFound: the record is deleted)
     delete   + delete  -> delete (unchanged)
 
-A merged entry keeps the pending entry's order key and base_version and takes the new edit's
-HLC stamp. An entry with a wire id is never merged into: the server may already have it.
+A merged entry keeps the pending entry's order key, base_version and base record and takes
+the new edit's HLC stamp. An entry with a wire id is never merged into: the server may
+already have it.
+
+An entry of a `version` collection also keeps its base record (`base`): the record as it was
+when the local edit began, which a conflict resolver receives (docs/sync-client.md).
 """
 
 from __future__ import annotations
@@ -86,6 +90,9 @@ class StoredOutboxRow(TypedDict, total=False):
     q: int  # = o while not yet taken for sending: the `pending` index
     m: int  # the wire id, once taken: the unique `wire` index
     f: bool  # in flight: sent, not yet acknowledged
+    # A `version` collection's entry: the record when the edit began, as JSON text (None:
+    # absent). Absent from entries stored before it existed: the base is then unknown.
+    bs: str | None
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,10 @@ class Entry:
     chained: bool = False
     wire_id: int | None = None
     in_flight: bool = False
+    # The record as it was when the local edit began (a `version` collection's conflict
+    # resolver gets it); meaningful only if `base_known` (None: the record was absent).
+    base: Record | None = None
+    base_known: bool = False
 
     def to_mutation(self) -> Mutation:
         if self.wire_id is None:
@@ -122,14 +133,26 @@ class Entry:
         else:
             row["m"] = self.wire_id  # the `wire` index
             row["f"] = self.in_flight
+        if self.base_known:
+            row["bs"] = None if self.base is None else dump_value(self.base)
         return row
 
     @classmethod
     def from_row(cls, row: StoredOutboxRow) -> Entry:
         v = row.get("v")
+        base = row.get("bs")
         return cls(row["o"], row["r"][0], row["r"][1], row["op"],
                    None if v is None else load_value(v), row.get("b"), row["h"],
-                   bool(row.get("ch")), row.get("m"), bool(row.get("f")))
+                   bool(row.get("ch")), row.get("m"), bool(row.get("f")),
+                   None if base is None else load_value(base), "bs" in row)
+
+    def local_result(self, confirmed: Record | None) -> Record | None:
+        """The record as this edit writes it: over its base if known, else over
+        `confirmed` (a patch over nothing: its own fields)."""
+        over = self.base if self.base_known else confirmed
+        if self.op == "patch" and over is None:
+            return dict(self.value or {})
+        return apply_op(over, self.op, self.value)
 
 
 def coalesce(pending: Entry, op: Op, value: Record | None, hlc: str,

@@ -501,12 +501,19 @@ class PullResponse:
     has_more: bool
     last_mutation_id: int
     reset: bool = False
+    # The server's estimate of how many changes the pull sequence has still to bring after
+    # this page (0 with has_more false); None from a server that does not send it.
+    remaining: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         if self.reset:
             return {"reset": True}
-        return {"changes": [c.to_json() for c in self.changes], "cursor": self.cursor,
-                "has_more": self.has_more, "last_mutation_id": self.last_mutation_id}
+        out: dict[str, Any] = {
+            "changes": [c.to_json() for c in self.changes], "cursor": self.cursor,
+            "has_more": self.has_more, "last_mutation_id": self.last_mutation_id}
+        if self.remaining is not None:
+            out["remaining"] = self.remaining
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> PullResponse:
@@ -517,7 +524,8 @@ class PullResponse:
         changes = _answer_field(obj, "changes", list)
         return cls(tuple(ServerRecord.from_json(c) for c in changes),
                    _answer_field(obj, "cursor", str), _answer_field(obj, "has_more", bool),
-                   _answer_counter(obj, "last_mutation_id"))
+                   _answer_counter(obj, "last_mutation_id"),
+                   remaining=_answer_counter(obj, "remaining", optional=True))
 
 
 @dataclass(frozen=True)

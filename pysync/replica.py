@@ -14,8 +14,8 @@ docs/local-store.md ("The outbox", "Server changes") describes each.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pysync import idb
@@ -26,13 +26,14 @@ from pysync.layout import (
     OUTBOX,
     RECORDS,
     RESYNC,
+    UNRESOLVED,
     WRITER,
     StoredMetaRow,
     declared,
     meta_row,
     meta_value,
 )
-from pysync.outbox import Entry, take
+from pysync.outbox import Entry, dump_value, load_value, take
 from pysync.protocol import (
     MAX_MUTATIONS_PER_PUSH,
     MutationResult,
@@ -45,15 +46,65 @@ from pysync.rows import (
     RecordRow,
     StoredRecordRow,
     acknowledged,
+    resolution,
     server_change,
     unconfirmed,
 )
-from pysync.session import RecordId, Session
+from pysync.session import UNKNOWN, RecordId, Session
 from pysync.storage import Transaction
+from pysync.values import Record
 from pysync.watch import Change
 
 if TYPE_CHECKING:
     from pysync.store import Database
+
+
+@dataclass(frozen=True)
+class Acked:
+    """One outbox entry the server answered for, as the sync client's conflict handling
+    needs it: `local` is the record as the entry wrote it, `base` the record when the edit
+    began (stored with a `version` collection's entry; for an older entry, the confirmed copy
+    if it is still the one at the entry's base_version, else None), `server` the server's
+    copy sent with a conflict (None: absent or deleted, or no copy sent)."""
+
+    entry: Entry
+    result: MutationResult
+    local: Record | None
+    base: Record | None
+    server: Record | None
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A `version` conflict whose collection's resolver has yet to decide: stored (meta
+    UNRESOLVED) in the transaction that applies the push answer, removed in the one that
+    stores the resolver's result. `order`: the conflicting entry's order key; `version`:
+    the server's version of `server`, its copy."""
+
+    collection: str
+    key: str
+    order: int
+    version: int
+    local: Record | None
+    server: Record | None
+    base: Record | None
+
+    def to_json(self) -> list[Any]:
+        return [self.collection, self.key, self.order, self.version, _text(self.local),
+                _text(self.server), _text(self.base)]
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> Unresolved:
+        return cls(row[0], row[1], row[2], row[3], _value(row[4]), _value(row[5]),
+                   _value(row[6]))
+
+
+def _text(value: Record | None) -> str | None:
+    return None if value is None else dump_value(value)
+
+
+def _value(text: str | None) -> Record | None:
+    return None if text is None else load_value(text)
 
 
 class Replica:
@@ -111,18 +162,22 @@ class Replica:
         s.cache.remember(written)
         return PushRequest(s.client_id, tuple(e.to_mutation() for e in box[0]))
 
-    async def acknowledge(self, response: PushResponse) -> list[MutationResult]:
+    async def acknowledge(self, response: PushResponse) -> list[Acked]:
         """Apply a push response: entries up to last_mutation_id leave the outbox; a conflict
         stores the server's record, a rejection reverts the local edit (pending later edits
-        stay visible over both)."""
+        stay visible over both). Returns each acknowledged entry with its answer, in wire
+        order."""
         s = self._s
         results = {r.id: r for r in response.results}
         notes: list[Change] = []
+        answered: list[Acked] = []
         tx = s.tx([RECORDS, OUTBOX, META], "readwrite")
 
         def first(found: list[Any]) -> None:
             acked = sorted((Entry.from_row(e) for e in found[1]), key=lambda e: e.wire_id or 0)
             next_id = max(meta_value(found[0], 1), response.last_mutation_id + 1)
+            waiting: list[Any] = list(meta_value(found[2]) or [])
+            unresolved = len(waiting)
             records = list(dict.fromkeys((e.collection, e.key) for e in acked))
 
             def second(rows: list[Any]) -> None:
@@ -136,7 +191,15 @@ class Replica:
                     if result.server is not None and result.server.hlc:
                         s.observe(result.server.hlc)
                     if row is None:
+                        answered.append(Acked(e, result, e.local_result(None), e.base, None))
                         continue
+                    a = _acked(e, result, row)
+                    answered.append(a)
+                    if result.status == "conflict" and result.server is not None \
+                            and declared(s.schema, e.collection).resolve is not None:
+                        waiting.append(Unresolved(e.collection, e.key, e.order,
+                                                  result.server.version, a.local, a.server,
+                                                  a.base).to_json())
                     later = [p] if (p := row.pending_entry()) else []
                     new = acknowledged(row, e, result, later)
                     current[rec] = new
@@ -150,6 +213,8 @@ class Replica:
                     (RECORDS, "put", [r for r in stored.values() if r is not None]),
                     (RECORDS, "delete", [list(rec) for rec, r in stored.items() if r is None]),
                     (META, "put", [meta_row(NEXT_MUTATION_ID, next_id)]),
+                    (META, "put", [meta_row(UNRESOLVED, waiting)]
+                     if len(waiting) > unresolved else []),
                 ])
                 written.update(stored)
 
@@ -157,11 +222,67 @@ class Replica:
 
         written: dict[RecordId, StoredRecordRow | None] = {}
         tx.read([idb.get(META, NEXT_MUTATION_ID),
-                 idb.get_all(OUTBOX, "wire", upper=(response.last_mutation_id, False))], first)
+                 idb.get_all(OUTBOX, "wire", upper=(response.last_mutation_id, False)),
+                 idb.get(META, UNRESOLVED)], first)
         await tx.done()
         s.cache.remember(written)
         s.publish(notes)
-        return [results[i] for i in sorted(results)]
+        return answered
+
+    async def unresolved(self) -> list[Unresolved]:
+        """The `version` conflicts whose resolver has yet to decide, oldest first."""
+        return [Unresolved.from_json(r) for r in await self.get_meta(UNRESOLVED) or []]
+
+    async def resolve(self, conflict: Unresolved, value: Record | None, *,
+                      write: bool = True) -> bool:
+        """Store a resolver's decision on `conflict`: its result (None: delete) as a new
+        outbox entry based on the server's copy the resolver saw, with the order key of the
+        entry that conflicted (so it goes before any later edit of the record, which stays
+        visible over it); `write=False`: the server's copy is kept, nothing written. Either
+        way the conflict leaves UNRESOLVED in the same transaction. False when nothing was
+        written (also when the server's copy already is the result)."""
+        s = self._s
+        collection, key = conflict.collection, conflict.key
+        c = declared(s.schema, collection)
+        record = [collection, key]
+        tx = s.tx([RECORDS, OUTBOX, META], "readwrite")
+        box: list[bool] = []
+        notes: list[Change] = []
+        written: dict[RecordId, StoredRecordRow | None] = {}
+
+        def then(results: list[Any]) -> None:
+            writer = meta_value(results[0]) or {}
+            s.observe(writer.get("clock"))
+            mine = conflict.to_json()
+            left = [r for r in meta_value(results[3]) or [] if r[:3] != mine[:3]]
+            writes: list[idb.Write] = [(META, "put", [meta_row(UNRESOLVED, left)])]
+            old = RecordRow.from_row(results[1]) if results[1] else None
+            entries = [Entry.from_row(e) for e in results[2]]
+            stamp = str(s.clock.now())
+            row, entry = resolution(old, collection, key, value, stamp, conflict.order,
+                                    entries, conflict.server, conflict.version) \
+                if write else (old, None)
+            box.append(entry is not None)
+            if entry is not None:
+                assert row is not None
+                stored = row.to_row(c)
+                writes += [(RECORDS, "put", [stored]), (OUTBOX, "put", [entry.to_row()]),
+                           (META, "put", [meta_row(WRITER, {**writer, "clock": stamp})])]
+                written[(collection, key)] = stored
+                if old is None or row.value != old.value:
+                    notes.append(Change(collection, key, row.value, "local"))
+            tx.write(writes)
+
+        tx.read([idb.get(META, WRITER), idb.get(RECORDS, record),
+                 idb.get_all(OUTBOX, "record", (record, False), (record, False)),
+                 idb.get(META, UNRESOLVED)], then)
+        await tx.done()
+        if box[0]:
+            # The writer row changed: the fast write path must read it again.
+            s.cache.writer_row = UNKNOWN
+        s.cache.remember(written)
+        s.publish(notes)
+        return box[0]
 
     async def release(self) -> None:
         """After a failed send: the batch is no longer in flight. Its entries keep their wire
@@ -348,6 +469,37 @@ class Replica:
         await tx.done()
         self._s.cache.remember(marked)
 
+    async def outbox_mark(self) -> int:
+        """The order key of the latest local write so far (every outbox entry of a write
+        made until now has an order key at or below it)."""
+        return int((await self.get_meta(WRITER) or {}).get("next_order", 1)) - 1
+
+    async def pending_through(self, mark: int) -> int:
+        """How many outbox entries have an order key at or below `mark` (a conflict's
+        resolution takes the order key of the entry that conflicted: it counts too)."""
+        tx = self._s.tx([OUTBOX], "readonly")
+        box: list[Any] = []
+        tx.read([idb.count(OUTBOX, None, None, (mark, False))], box.append)
+        await tx.done()
+        return int(box[0][0])
+
+    # --- messages between tabs ---------------------------------------------------------------
+
+    def post(self, data: dict[str, Any]) -> None:
+        """A message to the sync clients of the database's other tabs."""
+        self._s.post_sync(data)
+
+    def listen(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Hear the other tabs' sync clients' messages; returns the function that stops."""
+        listeners = self._s.sync_listeners
+        listeners.append(callback)
+
+        def stop() -> None:
+            if callback in listeners:
+                listeners.remove(callback)
+
+        return stop
+
     # --- meta ------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> Any:
@@ -357,3 +509,14 @@ class Replica:
         tx.read([idb.get(META, key)], box.append)
         await tx.done()
         return meta_value(box[0][0])
+
+
+def _acked(entry: Entry, result: MutationResult, row: RecordRow) -> Acked:
+    """`entry`'s answer, with the records a conflict's handling needs (`row`: the record's
+    row before the answer is applied)."""
+    base = entry.base
+    if not entry.base_known:  # stored before bases were: the confirmed copy, if it is that one
+        base = row.server_value if row.version == entry.base_version else None
+    s = result.server
+    server = None if s is None or s.deleted else s.value
+    return Acked(entry, result, entry.local_result(row.server_value), base, server)

@@ -39,7 +39,8 @@ class StoredRecordRow(TypedDict, total=False):
     n: int  # how many outbox entries touch the record
     sb: str  # while n > 0 and the server has the record: its confirmed copy as JSON text
     # The entry that can still be merged into (Pending): [order, op, a patch's own fields as
-    # JSON text, base_version, chained, stamp].
+    # JSON text, base_version, chained, stamp] and, for a `version` collection's entry, its
+    # base record as JSON text (null: absent) as a 7th element.
     p: list[Any]
     st: bool  # the server has our write but its version is unknown (stale)
     rs: int  # 1 while a resync has yet to confirm the record (RESYNC_MARK)
@@ -65,6 +66,16 @@ class Pending:
     base_version: int | None
     chained: bool
     hlc: str
+    base: Record | None = None  # the entry's base record (outbox.Entry.base), if base_known
+    base_known: bool = False
+
+    def to_list(self) -> list[Any]:
+        """As stored in a record row's `p`."""
+        out = [self.order, self.op, _dump(self.patch), self.base_version, self.chained,
+               self.hlc]
+        if self.base_known:
+            out.append(_dump(self.base))
+        return out
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,7 @@ class RecordRow:
         elif p.op == "patch":
             value = p.patch
         return Entry(p.order, self.collection, self.key, p.op, value, p.base_version, p.hlc,
-                     p.chained)
+                     p.chained, base=p.base, base_known=p.base_known)
 
     def to_row(self, collection: Collection) -> StoredRecordRow:
         """The stored form. Field stamps equal to the newest one are left out of `fh`
@@ -132,8 +143,7 @@ class RecordRow:
             if self.server_value is not None:
                 row["sb"] = dump_value(self.server_value)
         if self.pending:
-            p = self.pending
-            row["p"] = [p.order, p.op, _dump(p.patch), p.base_version, p.chained, p.hlc]
+            row["p"] = self.pending.to_list()
         if self.stale:
             row["st"] = True
         if self.resync:
@@ -152,7 +162,8 @@ class RecordRow:
         return cls(
             row["k"][0], row["k"][1], value, stamps, row.get("sv"),
             _load(row.get("sb")) if entries else value, row.get("sh"), entries,
-            Pending(p[0], p[1], _load(p[2]), p[3], bool(p[4]), p[5]) if p else None,
+            Pending(p[0], p[1], _load(p[2]), p[3], bool(p[4]), p[5],
+                    _load(p[6]) if len(p) > 6 else None, len(p) > 6) if p else None,
             bool(row.get("st")), bool(row.get(RESYNC_MARK)),
         )
 
@@ -185,13 +196,17 @@ class WriteOutcome:
 
 
 def local_write(row: RecordRow | None, collection: str, key: str, op: Op,
-                value: Record | None, hlc: str, new_order: int) -> WriteOutcome:
-    """One local put / patch / delete: the new row and what happens to the outbox."""
+                value: Record | None, hlc: str, new_order: int,
+                keep_base: bool = False) -> WriteOutcome:
+    """One local put / patch / delete: the new row and what happens to the outbox.
+    `keep_base`: a new entry keeps the record as it was before the edit (a `version`
+    collection's, for its conflict resolver); a merged one keeps the base it has."""
     if row is None and op == "put" and value is not None:  # the bulk insert path: no copies
-        entry = Entry(new_order, collection, key, op, value, None, hlc)
+        entry = Entry(new_order, collection, key, op, value, None, hlc, base_known=keep_base)
         return WriteOutcome(
             RecordRow(collection, key, value, dict.fromkeys(value, hlc), entries=1,
-                      pending=Pending(new_order, op, None, None, False, hlc)),
+                      pending=Pending(new_order, op, None, None, False, hlc,
+                                      base_known=keep_base)),
             put_entry=entry, used_order=True)
     if row is None:
         row = RecordRow(collection, key, None, {})
@@ -201,6 +216,7 @@ def local_write(row: RecordRow | None, collection: str, key: str, op: Op,
         return WriteOutcome(row if row.version is not None or row.entries else None,
                             changed=False)
     pending = row.pending_entry()  # before the value changes: a pending put's value is it
+    before = row.value
     visible = apply_op(row.value, op, value)
     stamps = _stamped(row.stamps, op, value, hlc)
     row = replace(row, value=visible, stamps=stamps)
@@ -215,10 +231,12 @@ def local_write(row: RecordRow | None, collection: str, key: str, op: Op,
         return WriteOutcome(row, put_entry=merged)
     chained = row.in_flight > 0 or row.stale
     base = None if chained else row.version
-    entry = Entry(new_order, collection, key, op, value, base, hlc, chained)
+    base_record = before if keep_base else None
+    entry = Entry(new_order, collection, key, op, value, base, hlc, chained,
+                  base=base_record, base_known=keep_base)
     row = replace(row, entries=row.entries + 1,
                   pending=Pending(new_order, op, value if op == "patch" else None, base,
-                                  chained, hlc))
+                                  chained, hlc, base_record, keep_base))
     return WriteOutcome(row, put_entry=entry, used_order=True)
 
 
@@ -296,3 +314,29 @@ def acknowledged(row: RecordRow, entry: Entry, result: MutationResult,
                   entries=max(row.entries - 1, 0), stale=stale, resync=resync)
     others = [e for e in remaining if e.order != entry.order]
     return _settle(_replay(row, others))
+
+
+def resolution(row: RecordRow | None, collection: str, key: str, value: Record | None,
+               hlc: str, order: int, entries: list[Entry], server: Record | None,
+               version: int) -> tuple[RecordRow | None, Entry | None]:
+    """A conflict resolver's result (`value`, None: delete) written as a new outbox entry
+    based on the server's copy the resolver saw (`server` at `version`), with the order key
+    of the entry that conflicted: it goes before any later edit of the record (`entries`:
+    the record's other outbox entries), which stays visible over it. If the server has
+    moved on since, the entry conflicts again and the resolver is asked again. (None, None)
+    or (row, None): nothing to push, the server's copy already is the result."""
+    if row is None:
+        row = RecordRow(collection, key, None, {})
+    if value == server:
+        return row if row.version is not None or row.entries else None, None
+    op: Op = "put" if value is not None else "delete"
+    chained = row.in_flight > 0 or row.stale
+    base = None if chained else version
+    entry = Entry(order, collection, key, op, value, base, hlc, chained,
+                  base=server, base_known=True)
+    pending = row.pending
+    if pending is None:  # nothing later to merge into: later edits merge into this one
+        pending = Pending(order, op, None, base, chained, hlc, server, True)
+    row = replace(row, entries=row.entries + 1, pending=pending)
+    others = [e for e in entries if e.order != order]
+    return _replay(row, [*others, entry]), entry

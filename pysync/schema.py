@@ -11,13 +11,16 @@ Declared once in a Python module that both import, e.g.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pysync.errors import SchemaError
 
 Strategy = Literal["merge", "lww", "version"]
+# A `version` collection's conflict resolver: resolve(local, server, base) -> the value to
+# push (None: delete), or a coroutine of it (docs/sync-client.md, "Conflicts").
+Resolver = Callable[[Any, Any, Any], "Any | Awaitable[Any]"]
 STRATEGIES: tuple[Strategy, ...] = ("merge", "lww", "version")
 
 # Collection names go into DynamoDB sort keys as "<collection>#<key>": never a "#".
@@ -49,9 +52,13 @@ class Index:
 
 @dataclass(frozen=True)
 class Collection:
+    """A collection. `resolve`: a `version` collection's conflict resolver, called by the sync
+    client as resolve(local, server, base) (docs/sync-client.md); the server ignores it."""
+
     name: str
     strategy: Strategy = "merge"
     indexes: tuple[Index, ...] = ()
+    resolve: Resolver | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not COLLECTION_NAME.match(self.name):
@@ -61,6 +68,11 @@ class Collection:
             )
         if self.strategy not in STRATEGIES:
             raise SchemaError(f"collection {self.name!r}: unknown strategy {self.strategy!r}")
+        if self.resolve is not None and self.strategy != "version":
+            raise SchemaError(f"collection {self.name!r}: only a 'version' collection has a "
+                              "resolver (merge and lww decide by stamp)")
+        if self.resolve is not None and not callable(self.resolve):
+            raise SchemaError(f"collection {self.name!r}: resolve must be callable")
         names = [i.name for i in self.indexes]
         if len(set(names)) != len(names):
             raise SchemaError(f"collection {self.name!r}: duplicate index names")

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pysync import idb
@@ -72,6 +72,8 @@ class Session:
         self.clock = clock
         self.cache = RowCache(writer_row)
         self.watchers = Watchers()
+        # The sync clients of this tab, for their messages between tabs (post_sync).
+        self.sync_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.channel = storage.channel(f"pysync:{name}", self._on_tab_message)
 
     @property
@@ -122,9 +124,22 @@ class Session:
             for c in changes]}
         self.channel.post(json.dumps(message))
 
+    def post_sync(self, data: dict[str, Any]) -> None:
+        """A sync client's message to the other tabs' sync clients (pysync.client: conflict
+        events, and requests to the tab that syncs), on the store's channel."""
+        if not self.connection.closed:
+            self.channel.post(json.dumps({"sync": data}))
+
     def _on_tab_message(self, text: str) -> None:
         try:
             message = json.loads(text)
+            if isinstance(message, dict) and isinstance(message.get("sync"), dict):
+                for listener in list(self.sync_listeners):
+                    try:
+                        listener(message["sync"])
+                    except Exception:
+                        log.exception("a sync client's tab message handler failed")
+                return
             self.observe(message.get("hlc"))
             # A value comes as its stored JSON text (older pages: as a JSON structure).
             changes = [Change(c, k, None if v is None else

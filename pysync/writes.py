@@ -77,12 +77,13 @@ def plan(session: Session, collection: Collection, ops: list[LocalOp], keys: lis
     # a fresh one whenever a record comes back, so its edits stay ordered.
     stamp = str(session.clock.now())
     seen: set[str] = set()
+    keep_base = collection.strategy == "version"  # for its conflict resolver
     for op, key, value in ops:
         if key in seen:
             stamp = str(session.clock.now())
             seen.clear()
         seen.add(key)
-        out = local_write(rows[key], c, key, op, value, stamp, order)
+        out = local_write(rows[key], c, key, op, value, stamp, order, keep_base)
         if op == "patch" and out.row is not None and out.row.value is not None \
                 and record_size(out.row.value) > MAX_RECORD_BYTES:
             raise InvalidValue(f"the patched record is over {MAX_RECORD_BYTES} bytes", key)

@@ -5,6 +5,8 @@ belongs to (`id`: the items and log tables' creation times and the store epoch),
 (a hash), and where the reader is:
 - snapshot phase: `s` = [log head taken before the snapshot began, last item key read]
 - log phase: `p` = the last position returned.
+`n` (snapshot phase, optional): the estimate of live items the snapshot has still to bring,
+counted once (see `_snapshot`) and counted down page by page.
 `t` is the time from which the positions after the cursor are guaranteed to be kept: a
 cursor older than the log retention, from another store, or pointing at trimmed positions
 gets {"reset": true}, and the client starts again from no cursor. A cursor this server
@@ -54,6 +56,13 @@ MAX_CURSOR_TIME = 1e11  # epoch seconds (year 5138)
 MAX_STORE_ID_CHARS = 200
 MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit for a sort key: the snapshot's last item key
 IDENTITY_CACHE_S = 30.0
+# The snapshot's "remaining" estimate counts at most this many items (Select=COUNT queries,
+# eventually consistent: half the read cost of the snapshot's own strongly consistent reads,
+# paid once per item; DynamoDB counts up to 1 MB per call, so a count may take a few calls).
+# A one-page snapshot counts nothing. A count cut short is a lower bound: when the countdown
+# reaches 0 with items left, that page counts again from where it ends.
+COUNT_LIMIT = 10_000
+LIVE = "attribute_not_exists(#del) OR #del = :false"  # not a tombstone
 RESET = PullResponse((), None, False, 0, reset=True)  # the client starts again from no cursor
 
 
@@ -142,6 +151,7 @@ class Cursor:
     t: float
     position: int  # log phase: last position returned; snapshot phase: the head before it
     snapshot_after: str | None = None  # snapshot phase: last item key read ("" = none yet)
+    snapshot_left: int | None = None  # snapshot phase: live items estimated still to come
 
     @property
     def in_snapshot(self) -> bool:
@@ -152,6 +162,8 @@ class Cursor:
                                 "t": round(self.t, 3), "p": self.position}
         if self.snapshot_after is not None:
             data["s"] = self.snapshot_after
+            if self.snapshot_left is not None:
+                data["n"] = self.snapshot_left
         raw = json.dumps(data, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -169,20 +181,23 @@ class Cursor:
             # (ValueError covers non-ASCII text, bad UTF-8, and ints past Python's digit limit)
             raise bad from None
         if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION \
-                or not set(data) <= {"v", "id", "sc", "t", "p", "s"}:
+                or not set(data) <= {"v", "id", "sc", "t", "p", "s", "n"}:
             raise bad
         store, scope, t, p = data.get("id"), data.get("sc"), data.get("t"), data.get("p")
         snap = data.get("s")
+        left = data.get("n")
         if not (_bounded_text(store, MAX_STORE_ID_CHARS) and _bounded_text(scope, 64)
                 and _number_in(t, 0, MAX_CURSOR_TIME) and isinstance(p, int)
                 and _number_in(p, 0, MAX_POSITION)
-                and (snap is None or _bounded_text(snap, MAX_SORT_KEY_BYTES))):
+                and (snap is None or _bounded_text(snap, MAX_SORT_KEY_BYTES))
+                and (left is None or (snap is not None and isinstance(left, int)
+                                      and _number_in(left, 0, MAX_POSITION)))):
             raise bad
         assert isinstance(store, str)
         assert isinstance(scope, str)
         assert isinstance(p, int)
         assert isinstance(t, (int, float))
-        return cls(store, scope, float(t), p, snap)
+        return cls(store, scope, float(t), p, snap, left)
 
 
 def _bounded_text(value: object, max_bytes: int) -> bool:
@@ -295,13 +310,44 @@ class Puller:
         out = with_retries(lambda: self.client.query(**kwargs))
         changes = tuple(change_from_item(item) for item in out.get("Items", [])
                         if not item.get("_del", {}).get("BOOL"))
+        # Changes logged since the snapshot began come after it (an estimate: a record
+        # changed meanwhile is counted in both).
+        logged = max(0, head - cursor.position)
         last = out.get("LastEvaluatedKey")
         if last:
-            nxt = Cursor(cursor.store, cursor.scope, cursor.t, cursor.position, last["sk"]["S"])
-            return PullResponse(changes, nxt.encode(), True, last_mutation_id)
+            # The live items after this page: counted down from the last count, counted
+            # (again) when that reaches 0 (the first page, or a count cut short).
+            left = (cursor.snapshot_left or 0) - len(changes)
+            if left <= 0:
+                left = self._count_live({**kwargs, "ExclusiveStartKey": last})
+            nxt = Cursor(cursor.store, cursor.scope, cursor.t, cursor.position, last["sk"]["S"],
+                         left)
+            return PullResponse(changes, nxt.encode(), True, last_mutation_id,
+                                remaining=left + logged)
         # The snapshot is complete: continue with the log from the head read before it began.
         nxt = Cursor(cursor.store, cursor.scope, cursor.t, cursor.position)
-        return PullResponse(changes, nxt.encode(), head > cursor.position, last_mutation_id)
+        return PullResponse(changes, nxt.encode(), head > cursor.position, last_mutation_id,
+                            remaining=logged)
+
+    def _count_live(self, query: dict[str, Any]) -> int:
+        """The live items from where the snapshot query `query` starts, at most about
+        COUNT_LIMIT of them (eventually consistent: an estimate). DynamoDB counts at most
+        1 MB per call: the count goes on from where a call stopped, to COUNT_LIMIT."""
+        counting = {**query, "Select": "COUNT", "ConsistentRead": False, "Limit": COUNT_LIMIT,
+                    "FilterExpression": LIVE, "ExpressionAttributeNames": {"#del": "_del"},
+                    "ExpressionAttributeValues": {**query["ExpressionAttributeValues"],
+                                                  ":false": {"BOOL": False}}}
+        count = scanned = 0
+        while scanned < COUNT_LIMIT:
+            page = with_retries(lambda q=counting: self.client.query(**q))  # type: ignore[misc]
+            count += int(page["Count"])
+            scanned += int(page["ScannedCount"])
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                break
+            counting = {**counting, "ExclusiveStartKey": last,
+                        "Limit": max(1, COUNT_LIMIT - scanned)}
+        return count
 
     def _deltas(self, scope: str, cursor: Cursor, head: int, limit: int,
                 now: float, last_mutation_id: int) -> PullResponse:
@@ -316,7 +362,8 @@ class Puller:
         t = float(entries[-1]["at"]["N"]) if entries and position < head else now
         nxt = Cursor(cursor.store, cursor.scope, max(t, cursor.t), position)
         changes = changes_from_entries(self.client, self.tables.items, scope, entries)
-        return PullResponse(tuple(changes), nxt.encode(), position < head, last_mutation_id)
+        return PullResponse(tuple(changes), nxt.encode(), position < head, last_mutation_id,
+                            remaining=head - position)
 
 
 # ---- the route --------------------------------------------------------------------------------

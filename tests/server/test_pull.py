@@ -186,6 +186,10 @@ FORGED = {
     "snapshot key longer than a sort key": {"s": json.dumps("x" * 1100)},
     "snapshot key with a lone surrogate": {"s": '"\\ud800"'},
     "snapshot key not a string": {"s": "[1]"},
+    "negative count of items left": {"n": "-1"},
+    "fractional count of items left": {"n": "1.5"},
+    "count of items left past 2^63": {"n": str(2**63)},
+    "count of items left not a number": {"n": '"5"'},
     "unknown field": {"zz": "1"},
     "deep nesting": {"zz": "[" * 1100 + "]" * 1100},
 }

@@ -52,6 +52,7 @@ import httpx
 
 import pysync
 from pysync.client import SyncClient, dev_token_provider
+from pysync.conflicts import ConflictEvent
 from pysync.engine import Backoff
 from pysync.errors import NotFound, SyncError
 from pysync.hlc import MAX_CLOCK_SKEW_MS, Stamp
@@ -293,14 +294,19 @@ class World(Recording):
         # The client id is derived from the seed (it breaks HLC ties): the store draws it
         # from uuid4 the first time a database is opened on a storage.
         fixed = SimpleNamespace(uuid4=lambda: uuid.UUID(hex=d.client_id))
+        # The devices' schema is the server's with a resolver on the `version` collection:
+        # the server ignores it.
+        schema = Schema(*(Collection(c.name, strategy=c.strategy, resolve=resolve_by_fields)
+                          if c.strategy == "version" else c for c in SCHEMA))
         with mock.patch("pysync.layout.uuid", fixed):
-            d.db = await pysync.open_database(f"sim:{d.user}", SCHEMA, clock=d.clock,
+            d.db = await pysync.open_database(f"sim:{d.user}", schema, clock=d.clock,
                                               storage=d.storage)
         assert d.db.client_id == d.client_id
         d.http = httpx.AsyncClient(transport=Network(self, d))
         token_http = httpx.AsyncClient(transport=Network(self, None))
         d.client = SyncClient(d.db, BASE_URL, dev_token_provider(BASE_URL, d.user, token_http),
-                              http=d.http, backoff=NO_TIMED_RETRY)
+                              http=d.http, backoff=NO_TIMED_RETRY,
+                              on_conflict=lambda event: self.resolved(d, event))
         d.crashed = False
         await d.client.start()
         await self.settle()
@@ -379,6 +385,23 @@ class World(Recording):
                                              key, op, value, writer["v"]["clock"],
                                              local_only))
         await self.settle()  # an online device pushes at once
+
+    def resolved(self, d: Device, event: ConflictEvent) -> None:
+        """A resolver's result stored (the event fires right after): a write of the
+        device's, accounted as a local write with the stamp the store gave it (the writer
+        clock now); local only when nothing is sent (the result is the server's copy)."""
+        self.history.ops[f"conflict_{event.kind}"] += 1
+        if event.kind != "conflict" or event.error is not None or d.db is None:
+            return
+        writer = next(r for r in d.storage.rows(d.db.name, "meta") if r["k"] == "writer")
+        same = event.result == event.server
+        op = "delete" if event.result is None else "put"
+        self.note(f"    {d.name} resolved {event.collection}/{event.key}: local "
+                  f"{json.dumps(event.local)} server {json.dumps(event.server)} -> "
+                  f"{json.dumps(event.result)}")
+        self.history.local.append(LocalWrite(self.next_seq(), d.name, d.client_id, d.user,
+                                             event.collection, event.key, op, event.result,
+                                             writer["v"]["clock"], same))
 
     def external(self) -> None:
         external_write(self.rng, self.store, self.users, self.history, self.next_seq,
@@ -507,6 +530,21 @@ class World(Recording):
         with contextlib.suppress(Exception):
             self.feed.stop()
         self.app.state.ctx.pools.shutdown()
+
+
+def resolve_by_fields(local: dict[str, Any] | None, server: dict[str, Any] | None,
+                      base: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The devices' resolver of a `version` conflict (deterministic): the local edit's
+    changes against its base, over the server's copy; a local delete wins, and so does a
+    local edit over a server delete."""
+    if local is None or server is None:
+        return local
+    base = base or {}
+    result = {**server, **{f: v for f, v in local.items() if f not in base or base[f] != v}}
+    for f in base:
+        if f not in local:
+            result.pop(f, None)
+    return result
 
 
 def draw_write(rng: random.Random) -> tuple[str, str, str, dict[str, Any] | None]:

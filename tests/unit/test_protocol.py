@@ -224,6 +224,7 @@ def _without(obj: dict[str, Any], name: str) -> dict[str, Any]:
     _pull(changes=[_record(deleted=0)]), _pull(changes=[_record(value=[1])]),
     _pull(changes=[_record(value={"b": {"$bytes": "not base64!"}})]),
     _pull(changes=[_record(hlc=5)]),
+    _pull(remaining=-1), _pull(remaining="3"), _pull(remaining=1.5), _pull(remaining=True),
 ])
 def test_a_malformed_pull_answer_is_a_protocol_error(body: object) -> None:
     assert _code(PullResponse.from_json, body) == "invalid_response"
@@ -256,6 +257,8 @@ def test_well_formed_answers_parse_and_unknown_fields_are_ignored() -> None:
     assert [(c.key, c.deleted, c.value) for c in page.changes] == \
         [("t1", False, {"title": "x"}), ("t2", True, None)]
     assert PullResponse.from_json({"reset": True}).reset
+    assert page.remaining is None  # an older server does not send it
+    assert PullResponse.from_json(_pull(remaining=42)).remaining == 42
     assert EventsTicket.from_json({"ticket": "abc"}).ticket == "abc"
 
 

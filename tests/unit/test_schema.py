@@ -50,3 +50,18 @@ def test_unknown_collection_and_index_are_schema_errors() -> None:
         schema.get("notes")
     with pytest.raises(SchemaError):
         schema.get("todos").index("by_done")
+
+
+def test_only_a_version_collection_takes_a_resolver() -> None:
+    def keep_server(local: object, server: object, base: object) -> object:
+        return server
+
+    assert Collection("accounts", strategy="version", resolve=keep_server).resolve \
+        is keep_server
+    with pytest.raises(SchemaError):
+        Collection("todos", strategy="merge", resolve=keep_server)
+    with pytest.raises(SchemaError):
+        Collection("accounts", strategy="version", resolve="not callable")  # type: ignore[arg-type]
+    # The resolver is no part of the schema's identity: the server's copy equals the page's.
+    assert Collection("accounts", strategy="version", resolve=keep_server) == \
+        Collection("accounts", strategy="version")

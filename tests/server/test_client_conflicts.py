@@ -1,0 +1,496 @@
+"""Conflicts, progress and "synced" as the app sees them (issue 10), with the real SyncClient,
+store and outbox on CPython over the in-memory IndexedDB twin, against the real server
+(uvicorn on a real socket, the change feed running, DynamoDB Local).
+
+Two devices are two MemoryStorages; two tabs of one device are two databases (and clients)
+on one MemoryStorage: they share its IndexedDB, BroadcastChannel and Web Locks. A device's
+edits are kept from the server with `client.pause()` while the other device's edit lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+import pysync
+from pysync import ConflictEvent, SyncError
+from pysync.client import SyncClient, SyncStatus, dev_token_provider
+from pysync.memdb import MemoryStorage
+from pysync.schema import Collection, Resolver, Schema
+from pysync.store import Database
+from server.app import create_app
+from tests.server.feed_support import Store
+from tests.server.test_client_twin import SCHEMA, eventually, new_user
+from tests.support import serve
+
+pytestmark = pytest.mark.dynamodb
+
+
+@pytest.fixture(scope="module")
+def store(dynamodb_local: Any) -> Store:
+    return Store.create(dynamodb_local, feed_enabled=True, schema=SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def url(store: Store) -> Iterator[str]:
+    with serve(create_app(store.ctx.settings)) as base:
+        yield base
+
+
+def schema_with(resolve: Resolver | None) -> Schema:
+    """The server's schema (SCHEMA), with `resolve` on the `version` collection: a resolver
+    lives only in the client (the server ignores it)."""
+    return Schema(Collection("todos"), Collection("accounts", strategy="version",
+                                                  resolve=resolve),
+                  Collection("docs", strategy="lww"))
+
+
+class Device:
+    def __init__(self, db: Database, client: SyncClient) -> None:
+        self.db = db
+        self.client = client
+        self.events: list[ConflictEvent] = []
+        self.statuses: list[SyncStatus] = []
+
+
+@asynccontextmanager
+async def device(url: str, user: str, storage: MemoryStorage | None = None,
+                 schema: Schema = SCHEMA, **options: Any) -> AsyncIterator[Device]:
+    """A database of `user` on `storage` (a new device by default) and a started client
+    that records its conflict events and statuses."""
+    db = await pysync.open_database(f"app:{user}", schema, storage=storage or MemoryStorage())
+    box: list[Device] = []
+    client = SyncClient(db, url, dev_token_provider(url, user),
+                        on_conflict=lambda e: box[0].events.append(e),
+                        on_status=lambda s: box[0].statuses.append(s), **options)
+    box.append(Device(db, client))
+    await client.start()
+    try:
+        yield box[0]
+    finally:
+        await client.stop()
+        db.close()
+
+
+def number(item: dict[str, Any] | None, name: str) -> int | None:
+    return None if item is None or name not in item else int(item[name]["N"])
+
+
+async def shared(a: Device, b: Device, collection: str, key: str,
+                 value: dict[str, Any]) -> None:
+    """`value` written on `a`, until both devices hold it."""
+    await a.db.collection(collection).put(key, value)
+    await a.client.synced(timeout=30)
+
+    async def both() -> bool:
+        return await b.db.collection(collection).get(key) == value
+
+    await eventually(both, b.client)
+
+
+async def concurrent(a: Device, b: Device, collection: str, key: str,
+                     edit_a: dict[str, Any], edit_b: dict[str, Any], *,
+                     b_patches: bool = True) -> None:
+    """`a` edits offline (paused), then `b` edits and syncs, then `a` syncs: `b`'s edit
+    reaches the server first, `a`'s has the older stamp."""
+    a.client.pause()
+    await a.db.collection(collection).patch(key, edit_a)
+    await asyncio.sleep(0.01)  # b's stamp after a's (the HLC's wall clock moves on)
+    if b_patches:
+        await b.db.collection(collection).patch(key, edit_b)
+    else:
+        await b.db.collection(collection).put(key, edit_b)
+    await b.client.synced(timeout=30)
+    a.client.resume()
+    await a.client.synced(timeout=30)
+
+
+# ---- version: the resolver -------------------------------------------------------------------
+
+def test_the_resolver_gets_local_server_and_base_and_its_result_reaches_both_devices(
+        url: str, store: Store) -> None:
+    user = new_user()
+    calls: list[tuple[Any, Any, Any]] = []
+
+    def add_both(local: Any, server: Any, base: Any) -> dict[str, Any]:
+        calls.append((local, server, base))
+        return {**server, "balance": server["balance"] + local["balance"] - base["balance"]}
+
+    async def main() -> None:
+        schema = schema_with(add_both)
+        async with device(url, user, schema=schema) as a, \
+                device(url, user, schema=schema) as b:
+            await shared(a, b, "accounts", "acc", {"balance": 10, "owner": "ann"})
+            await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
+            assert calls == [({"balance": 15, "owner": "ann"}, {"balance": 12, "owner": "ann"},
+                              {"balance": 10, "owner": "ann"})]
+            item = store.item(f"u#{user}", "accounts", "acc")
+            assert number(item, "balance") == 17  # in DynamoDB when synced() returns
+
+            async def converged() -> bool:
+                return await b.db.collection("accounts").get("acc") == \
+                    {"balance": 17, "owner": "ann"}
+
+            await eventually(converged, b.client)
+            assert await a.db.collection("accounts").get("acc") == \
+                {"balance": 17, "owner": "ann"}
+            assert [(e.kind, e.strategy, e.local, e.server, e.result, e.error)
+                    for e in a.events] == [
+                ("conflict", "version", {"balance": 15, "owner": "ann"},
+                 {"balance": 12, "owner": "ann"}, {"balance": 17, "owner": "ann"}, None)]
+            assert b.events == []
+
+    asyncio.run(main())
+
+
+def test_a_coroutine_resolver_is_awaited_and_none_deletes(url: str, store: Store) -> None:
+    user = new_user()
+
+    async def drop(local: Any, server: Any, base: Any) -> None:
+        await asyncio.sleep(0)
+        return None
+
+    async def main() -> None:
+        schema = schema_with(drop)
+        async with device(url, user, schema=schema) as a, \
+                device(url, user, schema=schema) as b:
+            await shared(a, b, "accounts", "acc", {"balance": 10})
+            await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
+            item = store.item(f"u#{user}", "accounts", "acc")
+            assert item is not None
+            assert item.get("_del", {}).get("BOOL") is True
+            assert await a.db.collection("accounts").get("acc") is None
+            assert [(e.kind, e.result) for e in a.events] == [("conflict", None)]
+
+    asyncio.run(main())
+
+
+def test_a_raising_resolver_keeps_the_server_copy_and_reports_it(url: str,
+                                                                  store: Store) -> None:
+    user = new_user()
+
+    def broken(local: Any, server: Any, base: Any) -> dict[str, Any]:
+        raise ValueError("cannot decide")
+
+    async def main() -> None:
+        schema = schema_with(broken)
+        async with device(url, user, schema=schema) as a, \
+                device(url, user, schema=schema) as b:
+            await shared(a, b, "accounts", "acc", {"balance": 10})
+            await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
+            assert await a.db.collection("accounts").get("acc") == {"balance": 12}
+            assert await a.db.pending_count() == 0
+            assert number(store.item(f"u#{user}", "accounts", "acc"), "balance") == 12
+            assert [(e.kind, e.local, e.server, e.result, e.error) for e in a.events] == [
+                ("conflict", {"balance": 15}, {"balance": 12}, {"balance": 12},
+                 "ValueError: cannot decide")]
+
+    asyncio.run(main())
+
+
+def test_without_a_resolver_the_server_copy_is_kept_and_reported(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        async with device(url, user) as a, device(url, user) as b:
+            await shared(a, b, "accounts", "acc", {"balance": 10})
+            await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
+            assert await a.db.collection("accounts").get("acc") == {"balance": 12}
+            assert [(e.kind, e.result, e.error) for e in a.events] == \
+                [("conflict", {"balance": 12}, None)]
+
+    asyncio.run(main())
+
+
+def test_a_resolution_goes_before_a_later_edit_of_the_record(url: str, store: Store) -> None:
+    user = new_user()
+
+    def keep_local(local: Any, server: Any, base: Any) -> Any:
+        return local
+
+    async def main() -> None:
+        schema = schema_with(keep_local)
+        async with device(url, user, schema=schema) as a, \
+                device(url, user, schema=schema) as b:
+            await shared(a, b, "accounts", "acc", {"balance": 10, "note": ""})
+            a.client.pause()
+            await a.db.collection("accounts").patch("acc", {"balance": 15})
+            await b.db.collection("accounts").patch("acc", {"balance": 12})
+            await b.client.synced(timeout=30)
+            # Sent, refused; meanwhile another edit of the record waits in the outbox.
+            a.client.resume()
+            await a.client.synced(timeout=30)
+            await a.db.collection("accounts").patch("acc", {"note": "later"})
+            await a.client.synced(timeout=30)
+            item = store.item(f"u#{user}", "accounts", "acc")
+            assert (number(item, "balance"), item and item["note"]["S"]) == (15, "later")
+
+    asyncio.run(main())
+
+
+# ---- merge, lww, rejected ---------------------------------------------------------------------
+
+def test_an_lww_edit_that_lost_to_a_newer_stamp_is_reported_once(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        async with device(url, user) as a, device(url, user) as b:
+            await shared(a, b, "docs", "d1", {"body": "first"})
+            await concurrent(a, b, "docs", "d1", {"body": "from a"}, {"body": "from b"},
+                             b_patches=False)
+            assert await a.db.collection("docs").get("d1") == {"body": "from b"}
+            await a.client.sync_now()
+            assert [(e.kind, e.strategy, e.local, e.server, e.result) for e in a.events] == [
+                ("overwritten", "lww", {"body": "from a"}, {"body": "from b"},
+                 {"body": "from b"})]
+            assert b.events == []
+
+    asyncio.run(main())
+
+
+def test_a_merge_edit_whose_every_field_lost_is_reported_once(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        async with device(url, user) as a, device(url, user) as b:
+            await shared(a, b, "todos", "t1", {"title": "Milk", "done": False})
+            await concurrent(a, b, "todos", "t1", {"title": "Oat milk"}, {"title": "Soy milk"})
+            await a.client.sync_now()
+            assert [(e.kind, e.strategy, e.local, e.result) for e in a.events] == [
+                ("overwritten", "merge", {"title": "Oat milk", "done": False},
+                 {"title": "Soy milk", "done": False})]
+            assert b.events == []
+
+    asyncio.run(main())
+
+
+def test_a_merge_field_overwritten_by_a_newer_stamp_is_reported_when_the_rest_applied(
+        url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        async with device(url, user) as a, device(url, user) as b:
+            await shared(a, b, "todos", "t1", {"title": "Milk", "done": False})
+            await concurrent(a, b, "todos", "t1", {"title": "Oat milk", "done": True},
+                             {"title": "Soy milk"})
+
+            async def reported() -> bool:
+                return bool(a.events)
+
+            await eventually(reported, a.client)  # the pull that brings a's version
+            assert await a.db.collection("todos").get("t1") == \
+                {"title": "Soy milk", "done": True}
+            await eventually(lambda: _settled(a), a.client)
+            assert [(e.kind, e.strategy, e.local, e.result) for e in a.events] == [
+                ("overwritten", "merge", {"title": "Oat milk", "done": True},
+                 {"title": "Soy milk", "done": True})]
+
+    asyncio.run(main())
+
+
+async def _settled(d: Device) -> bool:
+    return await d.db.pending_count() == 0
+
+
+def test_a_rejected_mutation_is_reported_with_its_code(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        async with device(url, user) as a, device(url, user) as b:
+            await shared(a, b, "todos", "t1", {"title": "Milk"})
+            a.client.pause()
+            await a.db.collection("todos").patch("t1", {"done": True})
+            await b.db.collection("todos").delete("t1")
+            await b.client.synced(timeout=30)
+            a.client.resume()
+            await a.client.synced(timeout=30)
+            assert [(e.kind, e.strategy, e.local, e.error) for e in a.events] == [
+                ("rejected", "merge", {"title": "Milk", "done": True}, "deleted")]
+
+    asyncio.run(main())
+
+
+def test_every_tab_of_the_database_gets_the_events(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        storage = MemoryStorage()
+        async with device(url, user, storage) as a, device(url, user, storage) as tab2, \
+                device(url, user) as b:
+            assert a.client.status.leader
+            assert not tab2.client.status.leader
+            await shared(a, b, "docs", "d1", {"body": "first"})
+            await concurrent(a, b, "docs", "d1", {"body": "from a"}, {"body": "from b"},
+                             b_patches=False)
+
+            async def forwarded() -> bool:
+                await asyncio.sleep(0)
+                return bool(tab2.events)
+
+            await eventually(forwarded)
+            assert tab2.events == a.events
+            assert len(a.events) == 1
+
+    asyncio.run(main())
+
+
+# ---- progress, synced(), sync_now(), pause() ---------------------------------------------------
+
+def test_progress_counts_up_to_the_total_during_a_first_sync(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        async with device(url, user) as a:
+            await a.db.collection("todos").put_many({f"t{i:02}": {"n": i} for i in range(30)})
+            await a.client.synced(timeout=30)
+        before = int(time.time() * 1000)
+        async with device(url, user, pull_limit=7) as fresh:
+            await fresh.client.synced(timeout=30)
+            progress = [s.progress for s in fresh.statuses if s.progress is not None]
+            received = [p[0] for p in progress]
+            assert received == sorted(received)
+            assert progress[-1] == (30, 30)
+            assert progress[0][1] == 30
+            assert fresh.client.status.progress is None
+            assert (fresh.client.status.last_synced_at or 0) >= before
+            assert len(await fresh.db.collection("todos").query()) == 30
+
+    asyncio.run(main())
+
+
+def test_synced_in_a_tab_that_does_not_sync_returns_once_dynamodb_holds_its_write(
+        url: str, store: Store) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        storage = MemoryStorage()
+        async with device(url, user, storage) as leader, \
+                device(url, user, storage) as tab2:
+            assert leader.client.status.leader
+            assert not tab2.client.status.leader
+            await tab2.db.collection("accounts").put("acc", {"balance": 3})
+            await tab2.client.synced(timeout=30)
+            assert number(store.item(f"u#{user}", "accounts", "acc"), "balance") == 3
+
+    asyncio.run(main())
+
+
+def test_sync_now_in_a_tab_that_does_not_sync_waits_for_the_leaders_round(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        storage = MemoryStorage()
+        async with device(url, user, storage) as leader, \
+                device(url, user, storage) as tab2:
+            await leader.client.synced(timeout=30)
+            before = int(time.time() * 1000)
+            await tab2.client.sync_now()
+            assert (leader.client.status.last_synced_at or 0) >= before
+            # The tab that syncs shares how it goes: this tab saw that round end.
+            assert (tab2.client.status.last_synced_at or 0) >= before
+
+    asyncio.run(main())
+
+
+def test_synced_raises_sync_error_on_timeout(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        async with device(url, user) as a:
+            a.client.pause()
+            await a.db.collection("todos").put("t1", {"title": "waits"})
+            with pytest.raises(SyncError) as e:
+                await a.client.synced(timeout=0.5)
+            assert e.value.code == "timeout"
+
+    asyncio.run(main())
+
+
+def test_pause_makes_no_request_and_resume_pushes_what_waited(url: str, store: Store) -> None:
+    user = new_user()
+    requests: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        requests.append(f"{request.method} {request.url.path}")
+
+    async def main() -> None:
+        async with httpx.AsyncClient(event_hooks={"request": [count]}) as http, \
+                device(url, user, http=http) as a:
+            await a.client.synced(timeout=30)
+            a.client.pause()
+            assert a.client.status.paused
+            seen = len(requests)
+            await a.db.collection("todos").put("t1", {"title": "offline"})
+            with pytest.raises(SyncError) as e:
+                await a.client.sync_now()
+            assert e.value.code == "paused"
+            await asyncio.sleep(1.0)  # a bounded look for requests that must not come
+            assert requests[seen:] == []
+            assert await a.db.pending_count() == 1
+            a.client.resume()
+            await a.client.synced(timeout=30)
+            assert "POST /v1/push" in requests[seen:]
+            assert store.item(f"u#{user}", "todos", "t1") is not None
+
+    asyncio.run(main())
+
+
+def test_a_tab_closed_while_the_resolver_runs_asks_it_again_after_the_reopen(
+        url: str, store: Store) -> None:
+    user = new_user()
+    calls: list[tuple[Any, Any, Any]] = []
+    storage = MemoryStorage()
+
+    def add_both(local: Any, server: Any, base: Any) -> dict[str, Any]:
+        calls.append((local, server, base))
+        if len(calls) == 1:
+            storage.crash()  # the tab closes while the resolver runs: nothing is stored
+        return {"balance": server["balance"] + local["balance"] - base["balance"]}
+
+    async def main() -> None:
+        schema = schema_with(add_both)
+        async with device(url, user, schema=schema) as b:
+            async with device(url, user, storage, schema=schema) as a:
+                await shared(a, b, "accounts", "acc", {"balance": 10})
+                a.client.pause()
+                await a.db.collection("accounts").patch("acc", {"balance": 15})
+                await b.db.collection("accounts").patch("acc", {"balance": 12})
+                await b.client.synced(timeout=30)
+                a.client.resume()
+
+                async def asked() -> bool:
+                    await asyncio.sleep(0.05)
+                    return bool(calls)
+
+                await eventually(asked)
+            async with device(url, user, storage, schema=schema) as reopened:
+                await reopened.client.synced(timeout=30)
+                assert number(store.item(f"u#{user}", "accounts", "acc"), "balance") == 17
+                assert calls == [({"balance": 15}, {"balance": 12}, {"balance": 10})] * 2
+                assert [(e.kind, e.result) for e in reopened.events] == \
+                    [("conflict", {"balance": 17})]
+
+    asyncio.run(main())
+
+
+def test_synced_raises_when_the_client_stops_meanwhile(url: str) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        async with device(url, user) as a:
+            a.client.pause()
+            await a.db.collection("todos").put("t1", {"title": "waits"})
+            waiting = asyncio.ensure_future(a.client.synced(timeout=30))
+            await asyncio.sleep(0.1)
+            await a.client.stop()
+            with pytest.raises(SyncError) as e:
+                await waiting
+            assert e.value.code == "stopped"
+
+    asyncio.run(main())
