@@ -18,6 +18,7 @@ from pysync.errors import (
 )
 from pysync.hlc import HybridClock, Stamp
 from pysync.schema import Collection, Index, Schema, Strategy
+from pysync.sharing import Member, ScopeInfo
 from pysync.store import Change, Database, Doc, LocalCollection, delete_database, open_database
 
 # The one place the version is written: pyproject.toml reads it (hatch's dynamic version), and
@@ -57,12 +58,14 @@ __all__ = [
     "Index",
     "InvalidValue",
     "LocalCollection",
+    "Member",
     "MemoryStorage",
     "NotFound",
     "ProtocolError",
     "PysyncError",
     "Schema",
     "SchemaError",
+    "ScopeInfo",
     "Stamp",
     "StorageError",
     "StorageFull",

@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from pysync import sharing
 from pysync.browser import IN_BROWSER, Platform
 from pysync.conflicts import ConflictEvent, MergeWatch, decide
 from pysync.engine import Answer, Backoff, SSEDecoder, classify
@@ -47,6 +48,7 @@ from pysync.protocol import (
     loads,
 )
 from pysync.replica import Acked, Replica
+from pysync.sharing import Member, Role, ScopeInfo
 from pysync.store import Change, Database
 
 log = logging.getLogger("pysync.client")
@@ -277,6 +279,36 @@ class SyncClient:
             self._restart_events()
             self._want(push=True, pull=True, kick=True)
 
+    # ---- shared scopes (docs/sharing.md) ------------------------------------------------
+
+    async def create_scope(self, title: str | None = None, *, scope_id: str | None = None
+                           ) -> str:
+        """A new shared scope that you own; its id. Needs the network (SyncError if the
+        server cannot be reached)."""
+        return await sharing.create_scope(self._scope_request, title, scope_id)
+
+    async def scopes(self) -> list[ScopeInfo]:
+        """The shared scopes you are a member of, with your role in each."""
+        return await sharing.list_scopes(self._scope_request)
+
+    async def members(self, scope: str) -> list[Member]:
+        """A scope's members and their roles (SyncError not_found unless you are one)."""
+        return await sharing.list_members(self._scope_request, scope)
+
+    async def share(self, scope: str, user: str, role: Role) -> None:
+        """Give `user` (who has signed in to the server once) `role` in `scope`; owners
+        only. Changing a member's role is the same call."""
+        await sharing.share(self._scope_request, scope, user, role)
+
+    async def unshare(self, scope: str, user: str) -> None:
+        """Remove `user` from `scope` (owners remove anyone, members themselves)."""
+        await sharing.unshare(self._scope_request, scope, user)
+
+    async def _scope_request(self, method: str, path: str, *, body: Any = None) -> Any:
+        if self._http is None:
+            raise SyncError("not_started", "start() the sync client before managing scopes")
+        return await self._request(method, path, body=body)
+
     # ---- the rounds ---------------------------------------------------------------------
 
     async def _main(self, leader: bool) -> None:
@@ -455,6 +487,8 @@ class SyncClient:
             except httpx.TransportError as e:
                 raise SyncError("unreachable", f"the server could not be reached: {e}") from None
             answer = classify(r.status_code, _parse(r.content), r.headers.get("retry-after"))
+            if answer.verdict == "ok" and r.status_code == 204:
+                return None  # done, and nothing to say (DELETE of a member)
             if answer.verdict == "ok":
                 # Strictly, and every digit kept: a fraction a float cannot hold exactly
                 # becomes a Decimal. A body that is not JSON is ProtocolError.

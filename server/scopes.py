@@ -22,21 +22,19 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from threading import Lock
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from botocore.exceptions import ClientError
 
 from pysync.protocol import SCOPE_ID
+from pysync.sharing import MAX_TITLE_CHARS, ROLES, Role
 from server.errors import ServerError
 from server.retry import cancellation_codes, error_code, with_retries
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-Role = Literal["owner", "editor", "viewer"]
-ROLES: tuple[Role, ...] = ("owner", "editor", "viewer")
 WRITERS: frozenset[Role] = frozenset({"owner", "editor"})
-MAX_TITLE_CHARS = 200
 SCOPE_SK, USER_SK = "#scope", "#user"
 # Users noted as signed in, per process: each is written once, not on every request.
 KNOWN_USERS_CACHED = 10_000
