@@ -435,7 +435,10 @@ class SyncClient:
         applied = 0
         reset = False
         while True:
-            params = {"client_id": self.db.client_id, "limit": str(self.pull_limit)}
+            # The personal scope only: the local store keeps no shared scope yet
+            # (docs/sharing.md), so their records must not reach it.
+            params = {"client_id": self.db.client_id, "limit": str(self.pull_limit),
+                      "scopes": "personal"}
             if cursor:
                 params["cursor"] = cursor
             page = PullResponse.from_json(await self._request("GET", "/v1/pull", params=params))

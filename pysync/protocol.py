@@ -414,13 +414,17 @@ class ServerRecord:
     deleted: bool
     value: Record | None
     hlc: str | None = None
+    scope: str | None = None  # a pull change's shared scope id; None: the personal scope
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "collection": self.collection, "key": self.key, "version": self.version,
             "deleted": self.deleted, "value": to_json(self.value) if self.value is not None
             else None, "hlc": self.hlc,
         }
+        if self.scope is not None:
+            out["scope"] = self.scope
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> ServerRecord:
@@ -431,9 +435,12 @@ class ServerRecord:
             record = from_json(value) if value is not None else None
         except InvalidValue as e:
             raise ProtocolError(INVALID_RESPONSE, _clip(f"a record's value: {e}")) from None
+        scope = _answer_field(obj, "scope", str, optional=True)
+        if scope is not None and not SCOPE_ID.fullmatch(scope):
+            raise ProtocolError(INVALID_RESPONSE, f"a record's scope {_show(scope)} is no id")
         return cls(_answer_field(obj, "collection", str), _answer_field(obj, "key", str),
                    _answer_counter(obj, "version"), _answer_field(obj, "deleted", bool),
-                   record, _answer_field(obj, "hlc", str, optional=True))
+                   record, _answer_field(obj, "hlc", str, optional=True), scope)
 
 
 @dataclass(frozen=True)
@@ -504,15 +511,22 @@ class PullResponse:
     # The server's estimate of how many changes the pull sequence has still to bring after
     # this page (0 with has_more false); None from a server that does not send it.
     remaining: int | None = None
+    # Shared scopes the caller can no longer read (design.md section 10): named once, the
+    # client drops their records and pending entries.
+    revoked: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         if self.reset:
             return {"reset": True}
         out: dict[str, Any] = {
-            "changes": [c.to_json() for c in self.changes], "cursor": self.cursor,
-            "has_more": self.has_more, "last_mutation_id": self.last_mutation_id}
+            # Every change names its scope, null for the personal one (section 10).
+            "changes": [{**c.to_json(), "scope": c.scope} for c in self.changes],
+            "cursor": self.cursor, "has_more": self.has_more,
+            "last_mutation_id": self.last_mutation_id}
         if self.remaining is not None:
             out["remaining"] = self.remaining
+        if self.revoked:
+            out["revoked"] = list(self.revoked)
         return out
 
     @classmethod
@@ -522,10 +536,14 @@ class PullResponse:
         if _answer_field(obj, "reset", bool, optional=True):
             return cls((), None, False, 0, reset=True)
         changes = _answer_field(obj, "changes", list)
+        revoked = _answer_field(obj, "revoked", list, optional=True) or []
+        if not all(isinstance(r, str) and SCOPE_ID.fullmatch(r) for r in revoked):
+            raise ProtocolError(INVALID_RESPONSE, "field 'revoked' must list scope ids")
         return cls(tuple(ServerRecord.from_json(c) for c in changes),
                    _answer_field(obj, "cursor", str), _answer_field(obj, "has_more", bool),
                    _answer_counter(obj, "last_mutation_id"),
-                   remaining=_answer_counter(obj, "remaining", optional=True))
+                   remaining=_answer_counter(obj, "remaining", optional=True),
+                   revoked=tuple(revoked))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from server.context import ServerContext
 from server.cors import cors_middleware
 from server.events import events_routes
 from server.http import CatchBugs, exception_handlers
-from server.pull import pull
+from server.pull_scopes import pull
 from server.scope_routes import scope_routes
 from server.static import static_routes
 from server.tables import ensure_tables

@@ -25,20 +25,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import Response
-
 from pysync.errors import ProtocolError
 from pysync.protocol import CLIENT_ID, MAX_COUNTER, PullResponse, ServerRecord
-from server.auth import sign_in
 from server.changelog import EPOCH_KEY, FETCH, ChangeLog
-from server.clients import bind_client_sync, client_key
+from server.clients import client_key
 from server.codec import protocol_json
-from server.context import context_of
 from server.db import MAX_BATCH_GET_KEYS
 from server.errors import ClientForbidden
-from server.http import JSONBody
 from server.items import record_fields, split_sort_key
 from server.retry import batch_get_all, with_retries
 from server.tables import TableNames
@@ -186,12 +179,12 @@ class Cursor:
         store, scope, t, p = data.get("id"), data.get("sc"), data.get("t"), data.get("p")
         snap = data.get("s")
         left = data.get("n")
-        if not (_bounded_text(store, MAX_STORE_ID_CHARS) and _bounded_text(scope, 64)
-                and _number_in(t, 0, MAX_CURSOR_TIME) and isinstance(p, int)
-                and _number_in(p, 0, MAX_POSITION)
-                and (snap is None or _bounded_text(snap, MAX_SORT_KEY_BYTES))
+        if not (bounded_text(store, MAX_STORE_ID_CHARS) and bounded_text(scope, 64)
+                and number_in(t, 0, MAX_CURSOR_TIME) and isinstance(p, int)
+                and number_in(p, 0, MAX_POSITION)
+                and (snap is None or bounded_text(snap, MAX_SORT_KEY_BYTES))
                 and (left is None or (snap is not None and isinstance(left, int)
-                                      and _number_in(left, 0, MAX_POSITION)))):
+                                      and number_in(left, 0, MAX_POSITION)))):
             raise bad
         assert isinstance(store, str)
         assert isinstance(scope, str)
@@ -200,7 +193,7 @@ class Cursor:
         return cls(store, scope, float(t), p, snap, left)
 
 
-def _bounded_text(value: object, max_bytes: int) -> bool:
+def bounded_text(value: object, max_bytes: int) -> bool:
     """A str DynamoDB can hold (valid UTF-8: no lone surrogate) of at most `max_bytes`."""
     if not isinstance(value, str) or len(value) > max_bytes:
         return False
@@ -210,7 +203,7 @@ def _bounded_text(value: object, max_bytes: int) -> bool:
         return False
 
 
-def _number_in(value: object, low: float, high: float) -> bool:
+def number_in(value: object, low: float, high: float) -> bool:
     """An int or finite float (never a bool, NaN or infinity) in low..high."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
@@ -277,7 +270,12 @@ class Puller:
              client: ClientCheck | None = None) -> PullResponse:
         """One page. With `client`, also the client's last_mutation_id, read before the
         changes (so every mutation up to it is in DynamoDB already); 0 without one."""
-        cursor = Cursor.decode(cursor_text) if cursor_text is not None else None
+        return self.page_at(scope, Cursor.decode(cursor_text) if cursor_text is not None
+                            else None, limit, client)
+
+    def page_at(self, scope: str, cursor: Cursor | None, limit: int,
+                client: ClientCheck | None = None) -> PullResponse:
+        """`page`, from a decoded cursor (None: from the beginning, a snapshot)."""
         epoch, head, client_item = self._read_state(
             scope, client_key(client.client_id) if client else None)
         last_mutation_id = 0
@@ -385,28 +383,3 @@ def parse_client_id(raw: str | None) -> str:
         raise ProtocolError("invalid_request",
                             "client_id is required: 1..128 of letters, digits and _ . : -")
     return raw
-
-
-def _params(request: Request) -> tuple[str, str | None, int]:
-    query = request.query_params
-    for name in query:
-        if name not in ("client_id", "cursor", "limit"):
-            raise ProtocolError("invalid_request", f"unknown parameter {name[:40]!r}")
-        if len(query.getlist(name)) > 1:
-            raise ProtocolError("invalid_request", f"parameter {name!r} given twice")
-    client_id = parse_client_id(query.get("client_id"))
-    cursor = query.get("cursor") or None
-    return client_id, cursor, parse_limit(query.get("limit"))
-
-
-async def pull(request: Request) -> Response:
-    principal = await sign_in(request)
-    client_id, cursor, limit = _params(request)
-    if cursor is not None:
-        Cursor.decode(cursor)  # 400 before any DynamoDB work
-    ctx = context_of(request)
-    check = ClientCheck(client_id, principal.user,
-                        lambda: bind_client_sync(ctx, client_id, principal.user))
-    page = await run_in_threadpool(ctx.puller.page, principal.scope, cursor, limit,
-                                   check)
-    return JSONBody(page.to_json())

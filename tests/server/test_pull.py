@@ -69,7 +69,8 @@ def test_a_direct_boto3_write_is_visible_in_the_next_pull(store: Store, scope: s
     out = p.pull(scope, cursor, 100)
     assert out["changes"] == [{"collection": "todos", "key": "t1", "version": 1,
                                "deleted": False, "hlc": out["changes"][0]["hlc"],
-                               "value": {"title": "written by a script", "tags": ["a", "b"]}}]
+                               "value": {"title": "written by a script", "tags": ["a", "b"]},
+                               "scope": None}]
     assert out["has_more"] is False
 
 
