@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import threading
 import time
@@ -40,6 +41,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from playwright.sync_api import Page, sync_playwright
 
 import server.api
@@ -49,7 +51,7 @@ from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from tests.bench.feed_bench import pct, raw_stream_latency
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, run_py
-from tests.support import serve
+from tests.support import serve, server_process
 
 # Installed before the page's own scripts: stamps every fetch (start, headers) and every
 # chunk of a streamed body that carries a poke, on the page's shared clock.
@@ -223,6 +225,33 @@ def run_once(local: DynamoDBLocal, writes: int, spacing: float,
     return totals, stages
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(local: DynamoDBLocal, seconds: float) -> tuple[float, float]:
+    """Share of a core that an idle `python -m server` with its default settings (feed on)
+    and DynamoDB Local use over `seconds`, with one page's events stream connected (so the
+    poke hub has a scope to watch): the price of the feed's and the hub's polling."""
+    prefix = f"idle{uuid.uuid4().hex[:8]}_"
+    with server_process(local.endpoint, prefix, feed=True) as (url, proc), \
+            httpx.Client(base_url=url, timeout=30) as http:
+        token = http.post("/v1/dev/token", json={"user": "idle"}).json()["token"]
+        ticket = http.post("/v1/events/ticket",
+                           headers={"Authorization": f"Bearer {token}"}).json()["ticket"]
+        with http.stream("GET", "/v1/events", params={"ticket": ticket}):
+            time.sleep(3)  # the feed has taken its leases, the hub its subscription
+            pids = (proc.pid, local._running().pid)
+            before = [cpu_seconds(p) for p in pids]
+            time.sleep(seconds)
+            after = [cpu_seconds(p) for p in pids]
+    server_cpu, local_cpu = ((b - a) / seconds for a, b in zip(before, after, strict=True))
+    return server_cpu, local_cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -230,8 +259,15 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=0.3, help="seconds between writes")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--raw-samples", type=int, default=50)
+    parser.add_argument("--idle-s", type=float, default=10.0,
+                        help="seconds over which an idle server's CPU is measured (0: skip)")
     args = parser.parse_args()
     with DynamoDBLocal() as local, sync_playwright() as pw:
+        if args.idle_s > 0:
+            server_cpu, local_cpu = idle_cpu(local, args.idle_s)
+            print(f"Idle server (defaults, one events stream open) over {args.idle_s:g} s: "
+                  f"server {server_cpu * 100:.1f}% of a core, DynamoDB Local "
+                  f"{local_cpu * 100:.1f}%")
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         contexts = [browser.new_context(), browser.new_context()]
         for c in contexts:
