@@ -4,10 +4,14 @@ Pokes are hints (the pull is the truth), so losing one is harmless as long as th
 comes: every connection starts with a poke, and a poke follows every head change seen.
 
 Where the news comes from, per process (the PokeHub):
-- this process's feed thread, right after it appended (no delay);
+- this process's feed thread, right after it appended (no delay); a push committed by this
+  process nudges that feed, so it reads the stream at once instead of at its next poll;
 - a poller that reads the anchors (log heads) of every scope with a connected page, every
   `events_poll_s`, in BatchGetItem calls: so a page connected here hears about changes
-  appended by another process's feed or by the Lambda function.
+  appended by another process's feed or by the Lambda function;
+- after a push through this process to a scope with a page connected here, a chase: that
+  scope's anchor alone, read after `events_chase_s` and then at growing intervals until it
+  moves, for the case where another process's feed (or Lambda) logs the push.
 
 Auth without long-lived tokens in URLs: EventSource cannot send headers, so a page first
 calls `POST /v1/events/ticket` with its bearer token and gets a random single-use ticket that
@@ -46,6 +50,7 @@ from server.retry import with_retries
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from server.feed import Feed
     from server.tables import TableNames
 
 log = logging.getLogger("pysync.events")
@@ -60,13 +65,40 @@ class Subscription:
     moved: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class PokeHub:
-    """Fans head changes out to the subscriptions of this process."""
+@dataclass
+class _Chase:
+    """A scope written through this process whose head the hub reads until it moves."""
 
-    def __init__(self, changelog: ChangeLog, poll_s: float) -> None:
+    since: int  # the highest head this process's pages had seen when the push committed
+    gap: float  # the pause before the next read
+    due: float  # the event loop's time of the next read
+    until: float  # when it gives up (the regular poll goes on)
+
+
+CHASE_GROWTH = 1.5  # each chase read waits this much longer than the one before
+
+
+class PokeHub:
+    """Fans head changes out to the subscriptions of this process.
+
+    The news comes from this process's feed thread at once (`publish_threadsafe`), from
+    the regular poll of every subscribed scope's head (`poll_s`), and, for a scope this
+    process just pushed to (`wrote`), from a chase: reads of that scope's head alone after
+    `chase_s`, then 1.5 times longer each time, until it moves (the feed that logs the push
+    may run in another process or on Lambda) or `chase_window_s` has passed.
+    """
+
+    def __init__(self, changelog: ChangeLog, poll_s: float, chase_s: float = 0.02,
+                 chase_window_s: float = 2.0) -> None:
         self.changelog = changelog
         self.poll_s = poll_s
+        self.chase_s = chase_s
+        self.chase_window_s = chase_window_s
+        # The feed of this process, if it runs one: a push nudges it (server/feed.py).
+        self.feed: Feed | None = None
         self._subs: dict[str, set[Subscription]] = {}
+        self._chases: dict[str, _Chase] = {}
+        self._woken = asyncio.Event()  # a new chase: the poller recomputes its next read
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -94,9 +126,31 @@ class PokeHub:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.scope]
+                self._chases.pop(sub.scope, None)
 
     def connections(self) -> int:
         return sum(len(s) for s in self._subs.values())
+
+    def _seen(self, scope: str) -> int:
+        return max((sub.head for sub in self._subs.get(scope, ())), default=0)
+
+    def wrote(self, scope: str) -> None:
+        """This process committed a push to `scope` (the push route, on the event loop):
+        nudge this process's feed, and chase the scope's head if a page here watches it."""
+        if self.feed is not None:
+            self.feed.nudge()
+        if scope not in self._subs or self._loop is None:
+            return
+        now = self._loop.time()
+        chase = self._chases.get(scope)
+        if chase is None:
+            self._chases[scope] = _Chase(self._seen(scope), self.chase_s, now + self.chase_s,
+                                         now + self.chase_window_s)
+        else:  # still chasing an earlier push: the new one extends it, reads stay as due
+            chase.until = now + self.chase_window_s
+            chase.due = min(chase.due, now + self.chase_s)
+            chase.gap = self.chase_s
+        self._woken.set()
 
     def publish(self, heads: dict[str, int]) -> None:
         """New heads (from the poller or the feed). Runs on the event loop."""
@@ -105,6 +159,9 @@ class PokeHub:
                 if head > sub.head:
                     sub.head = head
                     sub.moved.set()
+            chase = self._chases.get(scope)
+            if chase is not None and head > chase.since:
+                del self._chases[scope]  # caught: the push's change (or a later one) is in
 
     def publish_threadsafe(self, heads: dict[str, int]) -> None:
         """For the feed thread."""
@@ -112,13 +169,39 @@ class PokeHub:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.publish, dict(heads))
 
+    def _due(self, now: float, next_full: float) -> tuple[float, list[str]]:
+        """When the next read is due, and which scopes it reads (every subscribed scope at
+        the regular poll, else the chased scopes that are due)."""
+        for scope in [s for s, c in self._chases.items() if c.until < now]:
+            del self._chases[scope]  # gave up: the regular poll goes on
+        if now >= next_full:
+            return now, list(self._subs)
+        due = [s for s, c in self._chases.items() if c.due <= now]
+        if due:
+            return now, due
+        return min([next_full, *(c.due for c in self._chases.values())]), []
+
     async def _poll(self) -> None:
         # Never ends on an error: DynamoDB down, paused or throttling only delays pokes; the
         # first pass after it comes back publishes every head that moved meanwhile.
+        loop = asyncio.get_running_loop()
+        next_full = loop.time() + self.poll_s
         failing = False
         while True:
-            await asyncio.sleep(self.poll_s)
-            scopes = list(self._subs)
+            self._woken.clear()
+            now = loop.time()
+            at, scopes = self._due(now, next_full)
+            if at > now:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), at - now)
+                continue
+            if now >= next_full:
+                next_full = now + self.poll_s
+            for scope in scopes:
+                chase = self._chases.get(scope)
+                if chase is not None:  # read now: the next one a little later
+                    chase.gap *= CHASE_GROWTH
+                    chase.due = now + chase.gap
             if not scopes:
                 continue
             try:
