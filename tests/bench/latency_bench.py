@@ -5,8 +5,8 @@
 Two devices of one user (two Chromium contexts, each its own IndexedDB and its own
 SyncClient) against a real server with the **default settings** (`Settings()` with the change
 feed on, as `python -m server` runs it: feed poll, events poll and everything else as they
-ship) on one DynamoDB Local. Device A writes a record (`todos.put`) every `--spacing` seconds;
-the figure is, per write, from the start of the write call on page A to the watch callback on
+ship) on one DynamoDB Local. Device A writes a record (`todos.put`), waits for B to see it,
+then pauses 0.5-1.5 x `--spacing` s (drawn, so writes do not lock onto a poll's phase); the figure is, per write, from the start of the write call on page A to the watch callback on
 page B that sees it (the change is in B's IndexedDB by then). Both pages stamp with
 `performance.timeOrigin + performance.now()`, one clock for both (and the server's
 `time.time()` for the server's stages).
@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import random
 import statistics
 import threading
 import time
@@ -197,8 +198,11 @@ def run_once(local: DynamoDBLocal, writes: int, spacing: float,
                 b.wait_for_function("k => window.latSeen[k] !== undefined", arg=key,
                                     polling=5, timeout=30_000)
                 seen: float = b.evaluate("k => window.latSeen[k]", key)
+                # Pauses drawn around `spacing`, so that writes do not keep one phase of
+                # the server's poll intervals.
+                pause = random.uniform(0.5, 1.5) * spacing
                 if i < 0:
-                    time.sleep(spacing)
+                    time.sleep(pause)
                     continue
                 totals.append(seen - t0)
                 ta, tb = page_trace(a), page_trace(b)
@@ -217,7 +221,7 @@ def run_once(local: DynamoDBLocal, writes: int, spacing: float,
                 for name, (x, y) in zip(STAGES, itertools.pairwise(marks), strict=True):
                     if x is not None and y is not None:
                         stages[name].append(y - x)
-                time.sleep(spacing)
+                time.sleep(pause)
             for page in pages:
                 run_py(page, "await client.stop(); db.close(); None")
     finally:
