@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -83,6 +84,11 @@ class Settings:
     events_poll_s: float = 0.5
     events_chase_s: float = 0.02
     events_chase_window_s: float = 2.0
+    # The address (a literal IP) the other server processes of these tables reach this one
+    # at, for the datagrams that tell them of pushes and appends at once (docs/feed.md,
+    # "Pokes across processes"); loopback: the processes of one machine. "" turns it off
+    # (each process then learns of the others' appends by its polls alone).
+    peer_host: str = "127.0.0.1"
     heartbeat_s: float = 15.0
     ticket_ttl_s: float = 30.0
 
@@ -98,6 +104,12 @@ class Settings:
             raise ValueError("body_timeout_s and header_timeout_s must be in (0, 3600]")
         if self.max_body_bytes < 1024 or self.max_mutations < 1:
             raise ValueError("max_body_bytes must be >= 1024 and max_mutations >= 1")
+        if self.peer_host:
+            try:
+                ipaddress.ip_address(self.peer_host)
+            except ValueError:
+                raise ValueError(f"peer_host must be an IP address, not {self.peer_host!r}"
+                                 ) from None
         if self.feed_chase_s <= 0 or self.events_chase_s <= 0:
             # (one at or above its poll interval just means no chase)
             raise ValueError("feed_chase_s and events_chase_s must be > 0")
@@ -118,6 +130,7 @@ class Settings:
             "jwt_algorithms": _csv(env.get("PYSYNC_JWT_ALGORITHMS")) or ("RS256",),
             "cors_origins": _csv(env.get("PYSYNC_CORS_ORIGINS")),
             "cors_allow_credentials": env.get("PYSYNC_CORS_CREDENTIALS", "") == "1",
+            "peer_host": env.get("PYSYNC_PEER_HOST", "127.0.0.1"),
         }
         values["feed_enabled"] = env.get("PYSYNC_FEED", "1") != "0"
         values["create_tables"] = env.get("PYSYNC_CREATE_TABLES", "1") != "0"

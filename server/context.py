@@ -93,7 +93,7 @@ class ServerContext:
         tables = TableNames.with_prefix(settings.table_prefix)
         s = settings
         hub = PokeHub(ChangeLog(dynamodb, tables, s.log_retention_s), s.events_poll_s,
-                      s.events_chase_s, s.events_chase_window_s)
+                      s.events_chase_s, s.events_chase_window_s, s.peer_host or None)
         feed = Feed(dynamodb, streams, tables, log_retention_s=s.log_retention_s,
                     tombstone_retention_s=s.tombstone_retention_s, poll_s=s.feed_poll_s,
                     chase_s=s.feed_chase_s, lease_s=s.lease_s,

@@ -126,8 +126,11 @@ class Feed:
         read the stream now, and if its record is not there yet, again after `chase_s`,
         then twice that, and so on up to `poll_s`, instead of waiting out the idle poll. A
         nudge during a chase starts it over; nudges only ever add passes while writes come
-        in, so an idle feed still makes one GetRecords per shard every `poll_s`."""
-        self._wake.set()
+        in, so an idle feed still makes one GetRecords per shard every `poll_s`. A feed that
+        holds no shard's lease (standing by) ignores it: its passes would only try to take
+        leases another process holds."""
+        if self._held:
+            self._wake.set()
 
     def _run(self) -> None:
         # A failed pass (DynamoDB or its stream unreachable, throttled) is retried under the

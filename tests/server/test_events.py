@@ -295,3 +295,61 @@ def test_a_push_through_a_process_without_the_feed_pokes_its_page_once_another_l
                 "protocol": 1, "client_id": "ida-1", "mutations": [put(1, "t1", "there")]})
             assert r2.status_code == 200, r2.text
             assert poke_within(events, 30) == '{"head": 1}'
+
+
+# ---- pokes across processes: datagrams between the processes of one store ----------------
+
+QUIET_PAGE = {"PYSYNC_EVENTS_POLL_S": str(NEVER_S), "PYSYNC_HEARTBEAT_S": "0.3"}
+
+
+def wait_for_peers(store: Store, count: int) -> None:
+    """Wait until `count` processes have their peer entries. A process reads the others'
+    entries when it starts (then every 10 s): the last one started knows all of them."""
+    def entries() -> int:
+        items = store.ctx.dynamodb.query(
+            TableName=store.ctx.tables.feed, KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "peer"}})["Items"]
+        return len(items)
+    wait_until(lambda: entries() >= count, timeout=30, message="the peers did not register")
+
+
+def test_a_page_is_poked_by_a_datagram_when_another_process_appends_to_its_scope(
+        dynamodb_local: DynamoDBLocal) -> None:
+    prefix = f"ev{uuid.uuid4().hex[:8]}_"
+    # The page's process polls the heads once an hour and takes no push: only the feed
+    # process's datagram (then one read of the head) can poke it in time. It starts first,
+    # so that the feed process, started second, knows it.
+    with server_process(dynamodb_local.endpoint, prefix, feed=False,
+                        env=QUIET_PAGE) as (url, _q), \
+            server_process(dynamodb_local.endpoint, prefix, feed=True,
+                           env={"PYSYNC_FEED_POLL_S": "0.02"}), \
+            httpx.Client(base_url=url, timeout=10) as http:
+        store = Store.create(dynamodb_local, table_prefix=prefix)
+        wait_for_peers(store, 2)
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "joy")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            store.put("u#joy", "todos", "t1", title="logged by the other process", _v=1)
+            assert poke_within(events, 30) == '{"head": 1}'
+
+
+def test_a_push_through_one_process_nudges_the_feed_of_another(
+        dynamodb_local: DynamoDBLocal) -> None:
+    prefix = f"ev{uuid.uuid4().hex[:8]}_"
+    # The feed's process polls the stream once an hour: only the pushing process's datagram
+    # can make it read the push in time. Its page is there (no chase needed).
+    idle_feed = {"PYSYNC_FEED_POLL_S": str(NEVER_S), **QUIET_PAGE}
+    with server_process(dynamodb_local.endpoint, prefix, feed=True,
+                        env=idle_feed) as (feed_url, _p), \
+            server_process(dynamodb_local.endpoint, prefix, feed=False) as (push_url, _q), \
+            httpx.Client(base_url=feed_url, timeout=10) as http:
+        store = Store.create(dynamodb_local, table_prefix=prefix)
+        wait_for_peers(store, 2)  # the pushing process started second: it knows the other
+        auth = token(http, "kit")  # (tokens of one process are good on the other)
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "kit")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            r2 = http.post(f"{push_url}/v1/push", headers=auth, json={
+                "protocol": 1, "client_id": "kit-1", "mutations": [put(1, "t1", "pushed")]})
+            assert r2.status_code == 200, r2.text
+            assert poke_within(events, 30) == '{"head": 1}'
