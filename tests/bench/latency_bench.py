@@ -6,10 +6,16 @@ Two devices of one user (two Chromium contexts, each its own IndexedDB and its o
 SyncClient) against a real server with the **default settings** (`Settings()` with the change
 feed on, as `python -m server` runs it: feed poll, events poll and everything else as they
 ship) on one DynamoDB Local. Device A writes a record (`todos.put`), waits for B to see it,
-then pauses 0.5-1.5 x `--spacing` s (drawn, so writes do not lock onto a poll's phase); the figure is, per write, from the start of the write call on page A to the watch callback on
+then pauses 0.5-1.5 x `--spacing` s (drawn, so writes do not lock onto a poll's phase). The
+figure is, per write, from the start of the write call on page A to the watch callback on
 page B that sees it (the change is in B's IndexedDB by then). Both pages stamp with
 `performance.timeOrigin + performance.now()`, one clock for both (and the server's
-`time.time()` for the server's stages).
+`time.time()` for the server's stages). With `--across`, the same again with page A and page
+B on two `python -m server` processes (defaults) on the same tables, once with A and once with
+B on the process that works the stream (totals only).
+
+Also printed: the CPU an idle `python -m server` (defaults, one events stream open) and
+DynamoDB Local use over `--idle-s` seconds, from /proc/<pid>/stat.
 
 Baseline of the same run: the raw DynamoDB Local stream latency (boto3 PutItem -> a raw
 GetRecords loop sees the record; tests/bench/feed_bench.py's `raw_stream_latency`).
@@ -172,61 +178,85 @@ def page_trace(page: Page) -> list[dict[str, Any]]:
 
 def run_once(local: DynamoDBLocal, writes: int, spacing: float,
              pages: list[Page]) -> tuple[list[float], dict[str, list[float]]]:
+    """One server (in this process, so that its stages can be stamped), both pages on it."""
     settings = Settings(dev=True, dynamodb_endpoint=local.endpoint, feed_enabled=True,
                         table_prefix=f"lat{uuid.uuid4().hex[:8]}_")
     app = create_app(settings)
     trace = ServerTrace(app.state.ctx)
-    totals: list[float] = []
-    stages: dict[str, list[float]] = {s: [] for s in STAGES}
     try:
         with serve(app) as url:
-            for page in pages:
-                page.goto(f"{url}/test.html")
-            for page in pages:
-                page.wait_for_function("window.pysyncTest !== undefined", timeout=120_000)
-                page.evaluate("window.pysyncTest.ready")
-            user = f"lat{uuid.uuid4().hex[:8]}"
-            a, b = pages
-            for page in pages:
-                run_py(page, START % {"user": user})
-            for i in range(-3, writes):  # three to warm up
-                key = f"k{i + 3:04d}"
-                page_trace(a), page_trace(b)
-                t0 = run_py(a, WRITE % {"key": key})
-                # Waited for in JS alone: running Python in page B would compete with its
-                # sync client for the page's one thread.
-                b.wait_for_function("k => window.latSeen[k] !== undefined", arg=key,
-                                    polling=5, timeout=30_000)
-                seen: float = b.evaluate("k => window.latSeen[k]", key)
-                # Pauses drawn around `spacing`, so that writes do not keep one phase of
-                # the server's poll intervals.
-                pause = random.uniform(0.5, 1.5) * spacing
-                if i < 0:
-                    time.sleep(pause)
-                    continue
-                totals.append(seen - t0)
-                ta, tb = page_trace(a), page_trace(b)
-                push = next((e for e in ta if e["path"] == "/v1/push"), None)
-                pokes = [e["start"] / 1000 for e in tb if e["path"] == "poke"]
-                pulls = [e for e in tb if e["path"] == "/v1/pull"]
-                start, end = t0 / 1000, seen / 1000
-                feed_has = trace.feed_has.get(key)
-                appended = trace.appended.get(key)
-                push_done = first_after(trace.push_done, start, end)
-                poked = first_after(pokes, appended or start, end)
-                pull = next((p for p in pulls if poked and p["start"] / 1000 >= poked), None)
-                marks = [start, push and push["start"] / 1000, push_done, feed_has, appended,
-                         poked, pull and pull["start"] / 1000, pull and pull["headers"] / 1000,
-                         end]
-                for name, (x, y) in zip(STAGES, itertools.pairwise(marks), strict=True):
-                    if x is not None and y is not None:
-                        stages[name].append(y - x)
-                time.sleep(pause)
-            for page in pages:
-                run_py(page, "await client.stop(); db.close(); None")
+            return measure(pages, [url, url], writes, spacing, trace)
     finally:
         trace.close()
+
+
+def run_across(local: DynamoDBLocal, writes: int, spacing: float, pages: list[Page],
+               a_on_feed: bool) -> list[float]:
+    """Two `python -m server` processes with their default settings on the same tables:
+    page A on one, page B on the other. Both run a feed; the first started holds the
+    stream's lease. `a_on_feed`: A writes through the process that works the stream."""
+    prefix = f"lax{uuid.uuid4().hex[:8]}_"
+    with server_process(local.endpoint, prefix, feed=True) as (first, _p), \
+            server_process(local.endpoint, prefix, feed=True) as (second, _q):
+        urls = [first, second] if a_on_feed else [second, first]
+        totals, _ = measure(pages, urls, writes, spacing, None)
+        return totals
+
+
+def measure(pages: list[Page], urls: list[str], writes: int, spacing: float,
+            trace: ServerTrace | None) -> tuple[list[float], dict[str, list[float]]]:
+    """Page A on urls[0] writes, page B on urls[1] watches; per write the total (ms) and,
+    with a server trace, each stage's share (s)."""
+    totals: list[float] = []
+    stages: dict[str, list[float]] = {s: [] for s in STAGES}
+    for page, url in zip(pages, urls, strict=True):
+        page.goto(f"{url}/test.html")
+    for page in pages:
+        page.wait_for_function("window.pysyncTest !== undefined", timeout=120_000)
+        page.evaluate("window.pysyncTest.ready")
+    user = f"lat{uuid.uuid4().hex[:8]}"
+    a, b = pages
+    for page in pages:
+        run_py(page, START % {"user": user})
+    for i in range(-3, writes):  # three to warm up
+        key = f"k{i + 3:04d}"
+        page_trace(a), page_trace(b)
+        t0 = run_py(a, WRITE % {"key": key})
+        # Waited for in JS alone: running Python in page B would compete with its sync
+        # client for the page's one thread.
+        b.wait_for_function("k => window.latSeen[k] !== undefined", arg=key, polling=5,
+                            timeout=30_000)
+        seen: float = b.evaluate("k => window.latSeen[k]", key)
+        # Pauses drawn around `spacing`, so that writes do not keep one phase of the
+        # server's poll intervals.
+        pause = random.uniform(0.5, 1.5) * spacing
+        if i >= 0:
+            totals.append(seen - t0)
+            if trace is not None:
+                for name, value in stage_times(trace, key, t0, seen, page_trace(a),
+                                               page_trace(b)).items():
+                    stages[name].append(value)
+        time.sleep(pause)
+    for page in pages:
+        run_py(page, "await client.stop(); db.close(); None")
     return totals, stages
+
+
+def stage_times(trace: ServerTrace, key: str, t0: float, seen: float,
+                ta: list[dict[str, Any]], tb: list[dict[str, Any]]) -> dict[str, float]:
+    push = next((e for e in ta if e["path"] == "/v1/push"), None)
+    pokes = [e["start"] / 1000 for e in tb if e["path"] == "poke"]
+    pulls = [e for e in tb if e["path"] == "/v1/pull"]
+    start, end = t0 / 1000, seen / 1000
+    appended = trace.appended.get(key)
+    poked = first_after(pokes, appended or start, end)
+    pull = next((p for p in pulls if poked and p["start"] / 1000 >= poked), None)
+    marks: list[float | None] = [
+        start, push["start"] / 1000 if push else None, first_after(trace.push_done, start, end),
+        trace.feed_has.get(key), appended, poked, pull["start"] / 1000 if pull else None,
+        pull["headers"] / 1000 if pull else None, end]
+    return {name: y - x for name, (x, y) in zip(STAGES, itertools.pairwise(marks), strict=True)
+            if x is not None and y is not None}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -263,6 +293,8 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=0.3, help="seconds between writes")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--raw-samples", type=int, default=50)
+    parser.add_argument("--across", action="store_true",
+                        help="also with pages A and B on two server processes")
     parser.add_argument("--idle-s", type=float, default=10.0,
                         help="seconds over which an idle server's CPU is measured (0: skip)")
     args = parser.parse_args()
@@ -292,6 +324,12 @@ def main() -> None:
                 if values:
                     print(f"    {name:<28} median {statistics.median(values) * 1000:6.1f} ms"
                           f"   p95 {pct(values, 95) * 1000:6.1f} ms   ({len(values)})")
+            if args.across:
+                for a_on_feed in (True, False):
+                    across = run_across(local, args.writes, args.spacing, pages, a_on_feed)
+                    where = "A on the feed's process" if a_on_feed else "B on the feed's process"
+                    print(f"  two server processes, {where:<24} p50 {pct(across, 50):6.1f} ms"
+                          f"   p95 {pct(across, 95):6.1f} ms")
         browser.close()
 
 
