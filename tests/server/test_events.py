@@ -16,6 +16,7 @@ from pysync.protocol import PushRequest
 from server.app import create_app
 from server.auth import Principal
 from server.clients import client_key
+from server.config import Settings
 from server.dynamo_local import DynamoDBLocal
 from server.events import issue_ticket
 from tests.server.feed_support import Store, entries_summary, running
@@ -353,3 +354,16 @@ def test_a_push_through_one_process_nudges_the_feed_of_another(
                 "protocol": 1, "client_id": "kit-1", "mutations": [put(1, "t1", "pushed")]})
             assert r2.status_code == 200, r2.text
             assert poke_within(events, 30) == '{"head": 1}'
+
+
+@pytest.mark.parametrize("overrides", [{"peer_host": "localhost"}, {"peer_host": "10.0.0"},
+                                       {"feed_chase_s": 0.0}, {"events_chase_s": -1.0}])
+def test_settings_refuse_a_peer_host_that_is_no_ip_address_and_a_chase_interval_not_above_0(
+        overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"peer_host|chase"):
+        Settings(**overrides)
+
+
+def test_settings_accept_no_peers() -> None:
+    assert Settings(peer_host="").peer_host == ""
+    assert Settings.from_env().peer_host == "127.0.0.1"
