@@ -147,12 +147,15 @@ class PokeHub:
 
     def wrote(self, scope: str) -> None:
         """This process committed a push to `scope` (the push route, on the event loop):
-        nudge the feed (this process's, and those of the other processes), and chase the
-        scope's head if a page here watches it."""
-        if self.feed is not None:
-            self.feed.nudge()
+        nudge the feeds (this process's, and by datagram those of the other processes), and
+        chase the scope's head if a page here watches it, unless this process's own feed
+        works the stream: it publishes the append here itself (and a feed of another
+        process working another shard sends a datagram)."""
         if self.peers is not None:
             self.peers.send_nudge()
+        if self.feed is not None and self.feed.working:
+            self.feed.nudge()
+            return
         self._chase(scope, self.chase_s)
 
     def heard(self, heads: dict[str, int]) -> None:

@@ -121,6 +121,11 @@ class Feed:
         self._held.clear()
         self._iterators.clear()
 
+    @property
+    def working(self) -> bool:
+        """Whether this feed holds a shard's lease (else it stands by)."""
+        return bool(self._held)
+
     def nudge(self) -> None:
         """A write to the items table was just committed (this process's push, any thread):
         read the stream now, and if its record is not there yet, again after `chase_s`,
@@ -129,7 +134,7 @@ class Feed:
         in, so an idle feed still makes one GetRecords per shard every `poll_s`. A feed that
         holds no shard's lease (standing by) ignores it: its passes would only try to take
         leases another process holds."""
-        if self._held:
+        if self.working:
             self._wake.set()
 
     def _run(self) -> None:

@@ -281,10 +281,11 @@ def test_pushes_that_nudge_the_feed_are_logged_once_each_in_order_without_a_gap(
 def test_a_push_through_a_process_without_the_feed_pokes_its_page_once_another_logs_it(
         dynamodb_local: DynamoDBLocal) -> None:
     prefix = f"ev{uuid.uuid4().hex[:8]}_"
-    fast_feed = {"PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_LEASE_S": "2"}
-    # The page's process polls the heads once an hour: only its chase can poke in time.
+    # No datagrams between the two (as with the feed on Lambda), and the page's process
+    # polls the heads once an hour: only its chase can poke in time.
+    fast_feed = {"PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_LEASE_S": "2", "PYSYNC_PEER_HOST": ""}
     chasing = {"PYSYNC_EVENTS_POLL_S": str(NEVER_S), "PYSYNC_EVENTS_CHASE_WINDOW_S": "60",
-               "PYSYNC_HEARTBEAT_S": "0.3"}
+               "PYSYNC_HEARTBEAT_S": "0.3", "PYSYNC_PEER_HOST": ""}
     with server_process(dynamodb_local.endpoint, prefix, feed=True, env=fast_feed) as (_, _p), \
             server_process(dynamodb_local.endpoint, prefix, feed=False, env=chasing) as (url, _q), \
             httpx.Client(base_url=url, timeout=10) as http:
