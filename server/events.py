@@ -381,7 +381,7 @@ class Peers(asyncio.DatagramProtocol):
             return
         try:
             message = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not ours: anybody may send to the port
             return
         if not isinstance(message, dict) or message.get("s") != self.tables.feed:
             return  # another store's, or not ours at all

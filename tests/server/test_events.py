@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -368,3 +371,28 @@ def test_settings_refuse_a_peer_host_that_is_no_ip_address_and_a_chase_interval_
 def test_settings_accept_no_peers() -> None:
     assert Settings(peer_host="").peer_host == ""
     assert Settings.from_env().peer_host == "127.0.0.1"
+
+
+def test_a_datagram_is_only_a_hint_a_forged_head_is_never_poked(
+        dynamodb_local: DynamoDBLocal, caplog: pytest.LogCaptureFixture) -> None:
+    hinted = Store.create(dynamodb_local, feed_enabled=True, events_poll_s=NEVER_S,
+                          heartbeat_s=0.3)
+    with serve(create_app(hinted.ctx.settings)) as url, \
+            httpx.Client(base_url=url, timeout=10) as http, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        [entry] = hinted.ctx.dynamodb.query(
+            TableName=hinted.ctx.tables.feed, KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "peer"}})["Items"]
+        host, port = entry["sk"]["S"].split("|")[1].rsplit(":", 1)
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "lee")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            forged = {"s": hinted.ctx.tables.feed, "h": {"u#lee": 99}}
+            for message in (forged, "[" * 5000, b"\xff"):
+                data = message if isinstance(message, bytes) else json.dumps(message).encode() \
+                    if isinstance(message, dict) else message.encode()
+                udp.sendto(data, (host, int(port)))
+            hinted.put("u#lee", "todos", "t1", title="real", _v=1)
+            assert poke_within(events, 20) == '{"head": 1}'  # read from the log, never 99
+    # Nor did a datagram that is not JSON, or nested too deep to parse, fail in the loop.
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR], caplog.text
