@@ -396,3 +396,20 @@ def test_a_datagram_is_only_a_hint_a_forged_head_is_never_poked(
             assert poke_within(events, 20) == '{"head": 1}'  # read from the log, never 99
     # Nor did a datagram that is not JSON, or nested too deep to parse, fail in the loop.
     assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR], caplog.text
+
+
+def test_without_datagrams_a_page_is_still_poked_by_its_poll_for_another_process_append(
+        dynamodb_local: DynamoDBLocal) -> None:
+    # The fallback when datagrams are off or lost: the regular poll of the heads.
+    prefix = f"ev{uuid.uuid4().hex[:8]}_"
+    no_peers = {"PYSYNC_PEER_HOST": "", "PYSYNC_HEARTBEAT_S": "0.3",
+                "PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_EVENTS_POLL_S": "0.1"}
+    with server_process(dynamodb_local.endpoint, prefix, feed=False, env=no_peers) as (url, _q), \
+            server_process(dynamodb_local.endpoint, prefix, feed=True, env=no_peers), \
+            httpx.Client(base_url=url, timeout=10) as http:
+        store = Store.create(dynamodb_local, table_prefix=prefix)
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "max")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            store.put("u#max", "todos", "t1", title="logged by the other process", _v=1)
+            assert poke_within(events, 30) == '{"head": 1}'
