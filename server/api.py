@@ -43,6 +43,7 @@ async def push(request: Request) -> Response:
     else:
         parsed = parse_push(body, settings.max_mutations)
     result = await apply_push(context_of(request), principal.user, principal.scope, parsed)
+    context_of(request).hub.wrote(principal.scope)  # the change feed and pokes: at once
     return JSONBody(result.to_json())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -65,13 +66,29 @@ class Settings:
     # Change feed, pull and events (docs/feed.md). The feed thread runs only when
     # feed_enabled (python -m server: on unless PYSYNC_FEED=0; tests turn it on themselves).
     feed_enabled: bool = False
+    # The feed reads every shard every feed_poll_s when idle. A push committed by this
+    # process nudges it: it reads at once, then after feed_chase_s, doubling up to
+    # feed_poll_s, until the push's record shows up (docs/feed.md, "Latency").
     feed_poll_s: float = 0.25
+    feed_chase_s: float = 0.01
     lease_s: float = 10.0
     shard_refresh_s: float = 10.0
     # A cursor older than log_retention_s resets; tombstones outlive it (tombstone_retention_s).
     log_retention_s: float = 7 * 24 * 3600
     tombstone_retention_s: float = 30 * 24 * 3600
+    # The poke hub reads the heads of every scope with a connected page every events_poll_s;
+    # after a push to a scope with a page connected here, it reads that scope's head after
+    # events_chase_s, then 1.5 times longer each time, until the head moves (for a feed
+    # working in another process) or events_chase_window_s has passed (docs/feed.md,
+    # "Latency").
     events_poll_s: float = 0.5
+    events_chase_s: float = 0.02
+    events_chase_window_s: float = 2.0
+    # The address (a literal IP) the other server processes of these tables reach this one
+    # at, for the datagrams that tell them of pushes and appends at once (docs/feed.md,
+    # "Pokes across processes"); loopback: the processes of one machine. "" turns it off
+    # (each process then learns of the others' appends by its polls alone).
+    peer_host: str = "127.0.0.1"
     heartbeat_s: float = 15.0
     ticket_ttl_s: float = 30.0
 
@@ -87,6 +104,15 @@ class Settings:
             raise ValueError("body_timeout_s and header_timeout_s must be in (0, 3600]")
         if self.max_body_bytes < 1024 or self.max_mutations < 1:
             raise ValueError("max_body_bytes must be >= 1024 and max_mutations >= 1")
+        if self.peer_host:
+            try:
+                ipaddress.ip_address(self.peer_host)
+            except ValueError:
+                raise ValueError(f"peer_host must be an IP address, not {self.peer_host!r}"
+                                 ) from None
+        if self.feed_chase_s <= 0 or self.events_chase_s <= 0:
+            # (one at or above its poll interval just means no chase)
+            raise ValueError("feed_chase_s and events_chase_s must be > 0")
         if self.tombstone_retention_s <= self.log_retention_s:
             raise ValueError("tombstone_retention_s must be longer than log_retention_s")
 
@@ -104,10 +130,14 @@ class Settings:
             "jwt_algorithms": _csv(env.get("PYSYNC_JWT_ALGORITHMS")) or ("RS256",),
             "cors_origins": _csv(env.get("PYSYNC_CORS_ORIGINS")),
             "cors_allow_credentials": env.get("PYSYNC_CORS_CREDENTIALS", "") == "1",
+            "peer_host": env.get("PYSYNC_PEER_HOST", "127.0.0.1"),
         }
         values["feed_enabled"] = env.get("PYSYNC_FEED", "1") != "0"
         values["create_tables"] = env.get("PYSYNC_CREATE_TABLES", "1") != "0"
         for name, var in (("feed_poll_s", "PYSYNC_FEED_POLL_S"), ("lease_s", "PYSYNC_LEASE_S"),
+                          ("feed_chase_s", "PYSYNC_FEED_CHASE_S"),
+                          ("events_chase_s", "PYSYNC_EVENTS_CHASE_S"),
+                          ("events_chase_window_s", "PYSYNC_EVENTS_CHASE_WINDOW_S"),
                           ("log_retention_s", "PYSYNC_LOG_RETENTION_S"),
                           ("tombstone_retention_s", "PYSYNC_TOMBSTONE_RETENTION_S"),
                           ("events_poll_s", "PYSYNC_EVENTS_POLL_S"),

@@ -95,11 +95,14 @@ class ServerContext:
         dynamodb, streams = dynamodb_client(settings), streams_client(settings)
         tables = TableNames.with_prefix(settings.table_prefix)
         s = settings
-        hub = PokeHub(ChangeLog(dynamodb, tables, s.log_retention_s), s.events_poll_s)
+        hub = PokeHub(ChangeLog(dynamodb, tables, s.log_retention_s), s.events_poll_s,
+                      s.events_chase_s, s.events_chase_window_s, s.peer_host or None)
         feed = Feed(dynamodb, streams, tables, log_retention_s=s.log_retention_s,
                     tombstone_retention_s=s.tombstone_retention_s, poll_s=s.feed_poll_s,
-                    lease_s=s.lease_s, shard_refresh_s=s.shard_refresh_s,
+                    chase_s=s.feed_chase_s, lease_s=s.lease_s,
+                    shard_refresh_s=s.shard_refresh_s,
                     on_append=hub.publish_threadsafe) if s.feed_enabled else None
+        hub.feed = feed  # a push through this app nudges its feed (PokeHub.wrote)
         return cls(settings, dynamodb, streams, tables, ServerClock.for_push(), PushPools(),
                    TokenVerifier(settings),
                    RateLimiter(s.rate_limit_per_s, s.rate_limit_burst),

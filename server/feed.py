@@ -67,13 +67,14 @@ def worker_id() -> str:
 class Feed:
     def __init__(self, dynamodb: DynamoDBClient, streams: DynamoDBStreamsClient,
                  tables: TableNames, *, log_retention_s: float, tombstone_retention_s: float,
-                 poll_s: float = 0.25, lease_s: float = 10.0, shard_refresh_s: float = 10.0,
-                 batch_size: int = 1000, owner: str | None = None,
-                 on_append: OnAppend | None = None) -> None:
+                 poll_s: float = 0.25, chase_s: float = 0.01, lease_s: float = 10.0,
+                 shard_refresh_s: float = 10.0, batch_size: int = 1000,
+                 owner: str | None = None, on_append: OnAppend | None = None) -> None:
         self.dynamodb = dynamodb
         self.streams = streams
         self.tables = tables
         self.poll_s = poll_s
+        self.chase_s = chase_s
         self.lease_s = lease_s
         self.shard_refresh_s = shard_refresh_s
         self.batch_size = batch_size
@@ -89,6 +90,7 @@ class Feed:
         self._held: dict[str, float] = {}  # shard id -> lease expiry (epoch s)
         self._iterators: dict[str, str] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by nudge() and stop(): ends an idle wait
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -106,6 +108,7 @@ class Feed:
     def stop(self, release: bool = True) -> None:
         """Stop the thread; release the leases so another process can take over at once."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
@@ -118,6 +121,22 @@ class Feed:
         self._held.clear()
         self._iterators.clear()
 
+    @property
+    def working(self) -> bool:
+        """Whether this feed holds a shard's lease (else it stands by)."""
+        return bool(self._held)
+
+    def nudge(self) -> None:
+        """A write to the items table was just committed (this process's push, any thread):
+        read the stream now, and if its record is not there yet, again after `chase_s`,
+        then twice that, and so on up to `poll_s`, instead of waiting out the idle poll. A
+        nudge during a chase starts it over; nudges only ever add passes while writes come
+        in, so an idle feed still makes one GetRecords per shard every `poll_s`. A feed that
+        holds no shard's lease (standing by) ignores it: its passes would only try to take
+        leases another process holds."""
+        if self.working:
+            self._wake.set()
+
     def _run(self) -> None:
         # A failed pass (DynamoDB or its stream unreachable, throttled) is retried under the
         # server's one retry policy (server/retry.py): full jitter from the poll interval,
@@ -125,7 +144,11 @@ class Feed:
         # following ones in one line each, so an outage does not fill the log.
         retry = RetryPolicy(base=self.poll_s, cap=FEED_RETRY_CAP_S)
         failures = 0
+        chase: float | None = None  # the next pause while chasing a nudge's record
         while not self._stop.is_set():
+            if self._wake.is_set():  # cleared before the pass: a nudge during it is kept
+                self._wake.clear()
+                chase = self.chase_s
             try:
                 handled = self.step()
                 if failures:
@@ -138,9 +161,15 @@ class Feed:
                     log.warning("feed pass failed again (%d in a row): %s", failures + 1, e)
                 failures += 1
                 handled = 0
+                chase = None
                 self._stop.wait(jitter(min(failures, 8), retry))
-            if handled == 0:
-                self._stop.wait(self.poll_s)
+            if handled:
+                continue  # a full page may have more behind it: straight on
+            if chase is not None and chase < self.poll_s:
+                pause, chase = chase, chase * 2
+            else:
+                pause, chase = self.poll_s, None
+            self._wake.wait(pause)
 
     # ---- one pass ------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ("idb_bench", "codec_bench", "push_bench", "feed_bench", "load_bench", "cost_bench",
-              "dynamo_ops_bench")
+BENCHMARKS = ("idb_bench", "codec_bench", "push_bench", "feed_bench", "latency_bench", "load_bench",
+              "cost_bench", "dynamo_ops_bench")
 
 
 def main(names: list[str]) -> None:

@@ -1,13 +1,16 @@
 """Benchmark (not a test): change-to-pull latency and snapshot pull throughput.
 
-    python -m tests.bench.feed_bench [--samples 60] [--records 100000] [--poll 0.02]
+    python -m tests.bench.feed_bench [--samples 60] [--records 100000] [--poll S]
 
 One DynamoDB Local for the whole run.
 1. Latency. Baseline: the raw stream latency (boto3 PutItem -> a GetRecords loop on the
-   items table's stream returns the record). pysync: a write in DynamoDB (boto3 PutItem, a
-   pysync-stamped item; then an item without meta, which needs the feed's stamp) until a
-   GET /v1/pull woken by the SSE poke returns it, through a real uvicorn server whose feed
-   thread polls every --poll seconds.
+   items table's stream returns the record). pysync: a write until a GET /v1/pull woken by
+   the SSE poke returns it, through a real uvicorn server with the default settings (the
+   feed's poll interval --poll if given): a POST /v1/push (which nudges the feed: read at
+   once), a boto3 PutItem of a pysync-stamped item, and one of an item without meta (which
+   needs the feed's stamp). A boto3 write is another program's: nothing nudges the feed,
+   so it waits for the feed's next poll (docs/feed.md, "Latency"). Browser to browser:
+   tests/bench/latency_bench.py.
 2. Snapshot. Baseline: raw boto3 Query (ConsistentRead, 1000 a page) of the scope's
    --records items. pysync: GET /v1/pull from no cursor, limit 1000, until has_more is false
    (HTTP, auth, JSON). Ratio = raw time / pull time (>= 1 means as fast as raw boto3).
@@ -16,6 +19,7 @@ One DynamoDB Local for the whole run.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 import uuid
@@ -73,9 +77,12 @@ def raw_stream_latency(local: DynamoDBLocal, samples: int) -> list[float]:
     return out
 
 
-def change_to_pull_latency(local: DynamoDBLocal, samples: int, poll: float,
-                           stamped: bool) -> list[float]:
-    settings = settings_for(local, feed_enabled=True, feed_poll_s=poll, events_poll_s=0.25)
+def change_to_pull_latency(local: DynamoDBLocal, samples: int, poll: float | None,
+                           how: str) -> list[float]:
+    """`how`: "push" (POST /v1/push, which nudges the feed), "stamped" (a boto3 PutItem of
+    an item with pysync's `_v`) or "foreign" (a PutItem without meta: the feed stamps it)."""
+    polls = {} if poll is None else {"feed_poll_s": poll}
+    settings = settings_for(local, feed_enabled=True, **polls)
     ctx = ServerContext.from_settings(settings)
     out: list[float] = []
     with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as http:
@@ -88,10 +95,17 @@ def change_to_pull_latency(local: DynamoDBLocal, samples: int, poll: float,
             events.next_poke()
             for i in range(samples + 3):  # the first three warm up
                 item = {"pk": {"S": "u#lat"}, "sk": {"S": f"todos#{i}"}, "n": {"N": str(i)}}
-                if stamped:
+                if how == "stamped":
                     item["_v"] = {"N": "1"}
                 t0 = time.perf_counter()
-                ctx.dynamodb.put_item(TableName=ctx.tables.items, Item=item)
+                if how == "push":
+                    http.post("/v1/push", headers=headers, json={
+                        "protocol": 1, "client_id": "w", "mutations": [{
+                            "id": i + 1, "collection": "todos", "key": str(i), "op": "put",
+                            "value": {"n": i}, "base_version": None, "hlc": None}]}
+                              ).raise_for_status()
+                else:
+                    ctx.dynamodb.put_item(TableName=ctx.tables.items, Item=item)
                 found = False
                 while not found:
                     events.next_poke()
@@ -101,7 +115,7 @@ def change_to_pull_latency(local: DynamoDBLocal, samples: int, poll: float,
                     found = any(c["key"] == str(i) for c in page["changes"])
                 if i >= 3:
                     out.append(time.perf_counter() - t0)
-                time.sleep(0.02)
+                time.sleep(random.uniform(0.02, 0.3))  # no lock onto the feed poll's phase
     return out
 
 
@@ -179,7 +193,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("latency", "snapshot"), default=None)
-    parser.add_argument("--poll", type=float, default=0.02, help="feed poll interval (s)")
+    parser.add_argument("--poll", type=float, default=None,
+                        help="feed poll interval (s); the server's default if not given")
     args = parser.parse_args()
     with DynamoDBLocal() as local:
         if args.only != "snapshot":
@@ -190,16 +205,21 @@ def main() -> None:
             snapshot(local, args.records, args.rounds)
 
 
-def latency(local: DynamoDBLocal, samples: int, poll: float) -> None:
+def latency(local: DynamoDBLocal, samples: int, poll: float | None) -> None:
     raw_stream_latency(local, 10)  # warm-up
     raw = raw_stream_latency(local, samples)
-    stamped = change_to_pull_latency(local, samples, poll, stamped=True)
-    foreign = change_to_pull_latency(local, samples, poll, stamped=False)
-    print(f"Change-to-pull latency ({samples} samples, feed poll {poll * 1000:.0f} ms):")
+    pushed = change_to_pull_latency(local, samples, poll, "push")
+    stamped = change_to_pull_latency(local, samples, poll, "stamped")
+    foreign = change_to_pull_latency(local, samples, poll, "foreign")
+    shown = Settings().feed_poll_s if poll is None else poll
+    print(f"Change-to-pull latency ({samples} samples, feed poll {shown * 1000:.0f} ms"
+          f"{' (the default)' if poll is None else ''}, other settings the defaults):")
     print(f"  raw stream (PutItem -> GetRecords)        {ms(raw)}")
-    print(f"  pysync write -> poke -> pull               {ms(stamped)}   "
-          f"p50 ratio {pct(stamped, 50) / pct(raw, 50):.1f}x raw "
+    print(f"  POST /v1/push -> poke -> pull             {ms(pushed)}   "
+          f"p50 ratio {pct(pushed, 50) / pct(raw, 50):.1f}x raw "
           f"(target <= 3x raw + 50 ms = {(3 * pct(raw, 50) + 0.05) * 1000:.0f} ms)")
+    print(f"  boto3 write with _v -> poke -> pull       {ms(stamped)}   "
+          f"p50 ratio {pct(stamped, 50) / pct(raw, 50):.1f}x raw (waits for the feed's poll)")
     print(f"  write without meta (+ stamp) -> pull      {ms(foreign)}   "
           f"p50 ratio {pct(foreign, 50) / pct(raw, 50):.1f}x raw")
     print(f"  (mean raw {statistics.mean(raw) * 1000:.1f} ms)")

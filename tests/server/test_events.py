@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import socket
+import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -13,9 +19,11 @@ from pysync.protocol import PushRequest
 from server.app import create_app
 from server.auth import Principal
 from server.clients import client_key
+from server.config import Settings
+from server.dynamo_local import DynamoDBLocal
 from server.events import issue_ticket
-from tests.server.feed_support import Store
-from tests.support import serve
+from tests.server.feed_support import Store, entries_summary, running
+from tests.support import serve, server_process, wait_until
 
 pytestmark = pytest.mark.dynamodb
 
@@ -183,3 +191,225 @@ def test_pull_of_another_users_client_id_is_forbidden(http: httpx.Client) -> Non
 
 def test_pull_needs_a_token(http: httpx.Client) -> None:
     assert http.get("/v1/pull", params={"client_id": "c"}).status_code == 401
+
+
+# ---- pokes at once: a push nudges the feed and chases the head ---------------------------
+# Each server here polls so rarely (an hour) that only the nudge or the chase can bring the
+# poke within the tests' bounded wait.
+
+NEVER_S = 3600.0
+
+
+def poke_within(events: Events, seconds: float) -> str:
+    """The next poke's data; AssertionError if none came within `seconds` (the stream's
+    heartbeats keep each read short)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        name, data = events.next()
+        if name == "poke":
+            return data
+    raise AssertionError(f"no poke within {seconds:g} s")
+
+
+def put(mid: int, key: str, title: str) -> dict[str, Any]:
+    return {"id": mid, "collection": "todos", "key": key, "op": "put",
+            "value": {"title": title}, "base_version": None, "hlc": None}
+
+
+def test_a_push_pokes_a_page_of_the_same_process_without_waiting_for_the_feeds_poll(
+        dynamodb_local: DynamoDBLocal) -> None:
+    quiet = Store.create(dynamodb_local, feed_enabled=True, feed_poll_s=NEVER_S,
+                         events_poll_s=NEVER_S, shard_refresh_s=NEVER_S, heartbeat_s=0.3)
+    with serve(create_app(quiet.ctx.settings)) as url, \
+            httpx.Client(base_url=url, timeout=10) as http:
+        auth = token(http, "fay")
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "fay")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            r2 = http.post("/v1/push", headers=auth, json={
+                "protocol": 1, "client_id": "fay-1", "mutations": [put(1, "t1", "now")]})
+            assert r2.status_code == 200, r2.text
+            assert poke_within(events, 20) == '{"head": 1}'
+
+
+def lease_owners(store: Store) -> set[str]:
+    items = store.ctx.dynamodb.scan(TableName=store.ctx.tables.feed)["Items"]
+    return {i["owner"]["S"] for i in items if i["pk"]["S"].startswith("lease#") and "owner" in i}
+
+
+def test_a_nudge_makes_an_idle_feed_read_the_stream_at_once(
+        dynamodb_local: DynamoDBLocal) -> None:
+    store = Store.create(dynamodb_local)
+    with running(store.feed(poll_s=NEVER_S, shard_refresh_s=NEVER_S)) as feed:
+        # Its first pass is over (it took the lease, then found the stream empty): from
+        # now on it would not read again for an hour unless nudged.
+        wait_until(lambda: feed.owner in lease_owners(store), timeout=20)
+        time.sleep(0.5)
+        store.put("u#gil", "todos", "t1", title="written", _v=1)
+        feed.nudge()
+        wait_until(lambda: store.log("u#gil"), timeout=20,
+                   message="the nudged feed did not log the write")
+    assert entries_summary(store.log("u#gil")) == [(1, "todos#t1", 1, False)]
+
+
+def test_pushes_that_nudge_the_feed_are_logged_once_each_in_order_without_a_gap(
+        dynamodb_local: DynamoDBLocal) -> None:
+    busy = Store.create(dynamodb_local, feed_enabled=True, feed_poll_s=NEVER_S,
+                        events_poll_s=NEVER_S, shard_refresh_s=NEVER_S)
+    pushes = 30
+    with serve(create_app(busy.ctx.settings)) as url, \
+            httpx.Client(base_url=url, timeout=30) as http:
+        auth = token(http, "hal")
+
+        def push(n: int) -> None:
+            # Two clients, each its own sequence; three records written over and over.
+            cid, mid = f"hal-{n % 2}", n // 2 + 1
+            r = http.post("/v1/push", headers=auth, json={
+                "protocol": 1, "client_id": cid,
+                "mutations": [put(mid, f"t{n % 3}", f"write {n}")]})
+            assert r.status_code == 200, r.text
+
+        for n in range(0, pushes, 2):  # the two clients' pushes overlap
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(push, (n, n + 1)))
+        wait_until(lambda: len(busy.log("u#hal")) >= pushes, timeout=30,
+                   message="the nudged feed did not log every push")
+    entries = entries_summary(busy.log("u#hal"))
+    assert [position for position, *_ in entries] == list(range(1, pushes + 1))
+    for key in ("todos#t0", "todos#t1", "todos#t2"):
+        versions = [v for _, k, v, _ in entries if k == key]
+        assert versions == list(range(1, len(versions) + 1)), (key, versions)
+
+
+def test_a_push_through_a_process_without_the_feed_pokes_its_page_once_another_logs_it(
+        dynamodb_local: DynamoDBLocal) -> None:
+    prefix = f"ev{uuid.uuid4().hex[:8]}_"
+    # No datagrams between the two (as with the feed on Lambda), and the page's process
+    # polls the heads once an hour: only its chase can poke in time.
+    fast_feed = {"PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_LEASE_S": "2", "PYSYNC_PEER_HOST": ""}
+    chasing = {"PYSYNC_EVENTS_POLL_S": str(NEVER_S), "PYSYNC_EVENTS_CHASE_WINDOW_S": "60",
+               "PYSYNC_HEARTBEAT_S": "0.3", "PYSYNC_PEER_HOST": ""}
+    with server_process(dynamodb_local.endpoint, prefix, feed=True, env=fast_feed) as (_, _p), \
+            server_process(dynamodb_local.endpoint, prefix, feed=False, env=chasing) as (url, _q), \
+            httpx.Client(base_url=url, timeout=10) as http:
+        auth = token(http, "ida")
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "ida")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            r2 = http.post("/v1/push", headers=auth, json={
+                "protocol": 1, "client_id": "ida-1", "mutations": [put(1, "t1", "there")]})
+            assert r2.status_code == 200, r2.text
+            assert poke_within(events, 30) == '{"head": 1}'
+
+
+# ---- pokes across processes: datagrams between the processes of one store ----------------
+
+QUIET_PAGE = {"PYSYNC_EVENTS_POLL_S": str(NEVER_S), "PYSYNC_HEARTBEAT_S": "0.3"}
+
+
+def wait_for_peers(store: Store, count: int) -> None:
+    """Wait until `count` processes have their peer entries. A process reads the others'
+    entries when it starts (then every 10 s): the last one started knows all of them."""
+    def entries() -> int:
+        items = store.ctx.dynamodb.query(
+            TableName=store.ctx.tables.feed, KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "peer"}})["Items"]
+        return len(items)
+    wait_until(lambda: entries() >= count, timeout=30, message="the peers did not register")
+
+
+def test_a_page_is_poked_by_a_datagram_when_another_process_appends_to_its_scope(
+        dynamodb_local: DynamoDBLocal) -> None:
+    prefix = f"ev{uuid.uuid4().hex[:8]}_"
+    # The page's process polls the heads once an hour and takes no push: only the feed
+    # process's datagram (then one read of the head) can poke it in time. It starts first,
+    # so that the feed process, started second, knows it.
+    with server_process(dynamodb_local.endpoint, prefix, feed=False,
+                        env=QUIET_PAGE) as (url, _q), \
+            server_process(dynamodb_local.endpoint, prefix, feed=True,
+                           env={"PYSYNC_FEED_POLL_S": "0.02"}), \
+            httpx.Client(base_url=url, timeout=10) as http:
+        store = Store.create(dynamodb_local, table_prefix=prefix)
+        wait_for_peers(store, 2)
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "joy")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            store.put("u#joy", "todos", "t1", title="logged by the other process", _v=1)
+            assert poke_within(events, 30) == '{"head": 1}'
+
+
+def test_a_push_through_one_process_nudges_the_feed_of_another(
+        dynamodb_local: DynamoDBLocal) -> None:
+    prefix = f"ev{uuid.uuid4().hex[:8]}_"
+    # The feed's process polls the stream once an hour: only the pushing process's datagram
+    # can make it read the push in time. Its page is there (no chase needed).
+    idle_feed = {"PYSYNC_FEED_POLL_S": str(NEVER_S), **QUIET_PAGE}
+    with server_process(dynamodb_local.endpoint, prefix, feed=True,
+                        env=idle_feed) as (feed_url, _p), \
+            server_process(dynamodb_local.endpoint, prefix, feed=False) as (push_url, _q), \
+            httpx.Client(base_url=feed_url, timeout=10) as http:
+        store = Store.create(dynamodb_local, table_prefix=prefix)
+        wait_for_peers(store, 2)  # the pushing process started second: it knows the other
+        auth = token(http, "kit")  # (tokens of one process are good on the other)
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "kit")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            r2 = http.post(f"{push_url}/v1/push", headers=auth, json={
+                "protocol": 1, "client_id": "kit-1", "mutations": [put(1, "t1", "pushed")]})
+            assert r2.status_code == 200, r2.text
+            assert poke_within(events, 30) == '{"head": 1}'
+
+
+@pytest.mark.parametrize("overrides", [{"peer_host": "localhost"}, {"peer_host": "10.0.0"},
+                                       {"feed_chase_s": 0.0}, {"events_chase_s": -1.0}])
+def test_settings_refuse_a_peer_host_that_is_no_ip_address_and_a_chase_interval_not_above_0(
+        overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"peer_host|chase"):
+        Settings(**overrides)
+
+
+def test_settings_accept_no_peers() -> None:
+    assert Settings(peer_host="").peer_host == ""
+    assert Settings.from_env().peer_host == "127.0.0.1"
+
+
+def test_a_datagram_is_only_a_hint_a_forged_head_is_never_poked(
+        dynamodb_local: DynamoDBLocal, caplog: pytest.LogCaptureFixture) -> None:
+    hinted = Store.create(dynamodb_local, feed_enabled=True, events_poll_s=NEVER_S,
+                          heartbeat_s=0.3)
+    with serve(create_app(hinted.ctx.settings)) as url, \
+            httpx.Client(base_url=url, timeout=10) as http, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        [entry] = hinted.ctx.dynamodb.query(
+            TableName=hinted.ctx.tables.feed, KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "peer"}})["Items"]
+        host, port = entry["sk"]["S"].split("|")[1].rsplit(":", 1)
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "lee")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            forged = {"s": hinted.ctx.tables.feed, "h": {"u#lee": 99}}
+            for message in (forged, "[" * 5000, b"\xff"):
+                data = message if isinstance(message, bytes) else json.dumps(message).encode() \
+                    if isinstance(message, dict) else message.encode()
+                udp.sendto(data, (host, int(port)))
+            hinted.put("u#lee", "todos", "t1", title="real", _v=1)
+            assert poke_within(events, 20) == '{"head": 1}'  # read from the log, never 99
+    # Nor did a datagram that is not JSON, or nested too deep to parse, fail in the loop.
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR], caplog.text
+
+
+def test_without_datagrams_a_page_is_still_poked_by_its_poll_for_another_process_append(
+        dynamodb_local: DynamoDBLocal) -> None:
+    # The fallback when datagrams are off or lost: the regular poll of the heads.
+    prefix = f"ev{uuid.uuid4().hex[:8]}_"
+    no_peers = {"PYSYNC_PEER_HOST": "", "PYSYNC_HEARTBEAT_S": "0.3",
+                "PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_EVENTS_POLL_S": "0.1"}
+    with server_process(dynamodb_local.endpoint, prefix, feed=False, env=no_peers) as (url, _q), \
+            server_process(dynamodb_local.endpoint, prefix, feed=True, env=no_peers), \
+            httpx.Client(base_url=url, timeout=10) as http:
+        store = Store.create(dynamodb_local, table_prefix=prefix)
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "max")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            store.put("u#max", "todos", "t1", title="logged by the other process", _v=1)
+            assert poke_within(events, 30) == '{"head": 1}'
