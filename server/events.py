@@ -1,4 +1,8 @@
-"""GET /v1/events: Server-Sent Events that poke a page whenever its scope's log moves.
+"""GET /v1/events: Server-Sent Events that poke a page whenever one of its scopes' logs moves.
+
+A page is poked for its user's personal scope (`{"head": n}`) and for every shared scope the
+user is a member of (`{"scope": "<id>", "head": n}`); the memberships are read when the
+stream opens and again at each heartbeat (PageScopes).
 
 Pokes are hints (the pull is the truth), so losing one is harmless as long as the next one
 comes: every connection starts with a poke, and a poke follows every head change seen.
@@ -47,13 +51,15 @@ from pysync.errors import ProtocolError
 from server.auth import Principal, authenticate
 from server.changelog import ChangeLog
 from server.context import context_of
-from server.errors import AuthError
+from server.errors import AuthError, StoreUnavailable
 from server.http import JSONBody
 from server.retry import with_retries
+from server.scopes import scope_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from server.context import ServerContext
     from server.feed import Feed
     from server.tables import TableNames
 
@@ -124,10 +130,13 @@ class PokeHub:
         if self.peers is not None:
             await self.peers.stop()
 
-    async def subscribe(self, scope: str) -> Subscription:
+    async def subscribe(self, scope: str, moved: asyncio.Event | None = None
+                        ) -> Subscription:
+        """A page's subscription to `scope`; `moved` (shared by the subscriptions of one
+        page to its several scopes) is set whenever the scope's head moves."""
         # The head is read before the first poke is sent: any append after it pokes again.
         anchor = await run_in_threadpool(self.changelog.anchor, scope)
-        sub = Subscription(scope, anchor.head)
+        sub = Subscription(scope, anchor.head, moved or asyncio.Event())
         self._subs.setdefault(scope, set()).add(sub)
         return sub
 
@@ -440,8 +449,46 @@ async def ticket(request: Request) -> Response:
     return JSONBody({"ticket": value, "expires_in": ctx.settings.ticket_ttl_s})
 
 
-def _poke(head: int) -> str:
-    return f"event: poke\ndata: {json.dumps({'head': head})}\n\n"
+def _poke(head: int, scope: str | None = None) -> str:
+    """A poke: the personal scope's is {"head": n}, a shared scope's names it too."""
+    data: dict[str, Any] = {"head": head} if scope is None else {"scope": scope, "head": head}
+    return f"event: poke\ndata: {json.dumps(data)}\n\n"
+
+
+class PageScopes:
+    """The scopes one page is poked for: its user's personal scope and every shared scope
+    the user is a member of, re-read at each heartbeat (a scope joined meanwhile pokes at
+    once, so the page pulls its snapshot; one left stops poking)."""
+
+    def __init__(self, ctx: ServerContext, principal: Principal) -> None:
+        self.ctx, self.principal = ctx, principal
+        self.moved = asyncio.Event()
+        self.subs: dict[str, Subscription] = {}  # pk -> subscription
+        self.sent: dict[str, int] = {}  # pk -> the head last poked
+
+    async def refresh(self) -> None:
+        mine = await run_in_threadpool(self.ctx.scopes.mine, self.principal.user)
+        wanted = [self.principal.scope, *(scope_pk(m.scope) for m in mine)]
+        for pk in [pk for pk in self.subs if pk not in wanted]:
+            self.ctx.hub.unsubscribe(self.subs.pop(pk))
+            self.sent.pop(pk, None)
+        for pk in wanted:
+            if pk not in self.subs:
+                self.subs[pk] = await self.ctx.hub.subscribe(pk, self.moved)
+
+    def pokes(self) -> str:
+        """A poke for every scope whose head moved since its last poke."""
+        out = ""
+        for pk, sub in self.subs.items():
+            if self.sent.get(pk) != sub.head:
+                self.sent[pk] = sub.head
+                out += _poke(sub.head, None if pk == self.principal.scope else pk[2:])
+        return out
+
+    def close(self) -> None:
+        for sub in self.subs.values():
+            self.ctx.hub.unsubscribe(sub)
+        self.subs.clear()
 
 
 async def events(request: Request) -> Response:
@@ -454,23 +501,32 @@ async def events(request: Request) -> Response:
                                             params["ticket"])
     else:
         principal = await authenticate(request)
-    hub = ctx.hub
-    sub = await hub.subscribe(principal.scope)
+    page = PageScopes(ctx, principal)
+    try:
+        await page.refresh()
+    except BaseException:
+        page.close()
+        raise
     heartbeat = ctx.settings.heartbeat_s
 
     async def stream() -> AsyncIterator[str]:
         try:
-            yield "retry: 2000\n\n" + _poke(sub.head)
+            yield "retry: 2000\n\n" + page.pokes()
             while True:
                 try:
-                    await asyncio.wait_for(sub.moved.wait(), heartbeat)
+                    await asyncio.wait_for(page.moved.wait(), heartbeat)
                 except TimeoutError:
                     yield ": heartbeat\n\n"  # keeps proxies from closing an idle stream
+                    with suppress(StoreUnavailable):  # the memberships again next time
+                        await page.refresh()
+                    if pokes := page.pokes():
+                        yield pokes
                     continue
-                sub.moved.clear()
-                yield _poke(sub.head)
+                page.moved.clear()
+                if pokes := page.pokes():
+                    yield pokes
         finally:
-            hub.unsubscribe(sub)
+            page.close()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={
         "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -413,3 +413,60 @@ def test_without_datagrams_a_page_is_still_poked_by_its_poll_for_another_process
             assert poke_within(events, 20) == '{"head": 0}'
             store.put("u#max", "todos", "t1", title="logged by the other process", _v=1)
             assert poke_within(events, 30) == '{"head": 1}'
+
+
+def scope_owned_by(http: httpx.Client, user: str) -> str:
+    auth = token(http, user)
+    http.get("/v1/scopes", headers=auth).raise_for_status()  # signed in
+    r = http.post("/v1/scopes", json={"title": "shared"}, headers=auth)
+    assert r.status_code == 201, r.text
+    scope: str = r.json()["scope"]
+    return scope
+
+
+def test_a_member_is_poked_when_a_shared_scope_moves(store: Store, http: httpx.Client
+                                                     ) -> None:
+    owner, member = f"own-{uuid.uuid4().hex[:6]}", f"mem-{uuid.uuid4().hex[:6]}"
+    scope = scope_owned_by(http, owner)
+    http.get("/v1/scopes", headers=token(http, member)).raise_for_status()
+    http.put(f"/v1/scopes/{scope}/members/{member}", json={"role": "viewer"},
+             headers=token(http, owner)).raise_for_status()
+    with http.stream("GET", "/v1/events", params={"ticket": ticket(http, member)}) as r:
+        events = Events(r)
+        assert events.next_poke() == '{"head": 0}'
+        assert events.next_poke() == json.dumps({"scope": scope, "head": 0})
+        store.put(f"s#{scope}", "todos", "t1", title="by a backend job")
+        assert poke_within(events, 20) == json.dumps({"scope": scope, "head": 1})
+
+
+def test_a_scope_joined_while_connected_pokes_at_the_next_heartbeat(http: httpx.Client
+                                                                    ) -> None:
+    owner, member = f"own-{uuid.uuid4().hex[:6]}", f"mem-{uuid.uuid4().hex[:6]}"
+    scope = scope_owned_by(http, owner)
+    http.get("/v1/scopes", headers=token(http, member)).raise_for_status()
+    with http.stream("GET", "/v1/events", params={"ticket": ticket(http, member)}) as r:
+        events = Events(r)
+        assert events.next_poke() == '{"head": 0}'
+        http.put(f"/v1/scopes/{scope}/members/{member}", json={"role": "editor"},
+                 headers=token(http, owner)).raise_for_status()
+        assert poke_within(events, 20) == json.dumps({"scope": scope, "head": 0})
+
+
+def test_a_removed_member_is_no_longer_poked_for_the_scope(store: Store, http: httpx.Client
+                                                           ) -> None:
+    owner, member = f"own-{uuid.uuid4().hex[:6]}", f"mem-{uuid.uuid4().hex[:6]}"
+    scope = scope_owned_by(http, owner)
+    http.get("/v1/scopes", headers=token(http, member)).raise_for_status()
+    http.put(f"/v1/scopes/{scope}/members/{member}", json={"role": "editor"},
+             headers=token(http, owner)).raise_for_status()
+    with http.stream("GET", "/v1/events", params={"ticket": ticket(http, member)}) as r:
+        events = Events(r)
+        events.next_poke()
+        events.next_poke()
+        http.delete(f"/v1/scopes/{scope}/members/{member}",
+                    headers=token(http, owner)).raise_for_status()
+        for _ in range(3):  # heartbeats: the memberships are read again
+            assert events.next() == ("comment", "heartbeat")
+        store.put(f"s#{scope}", "todos", "t1", title="not for the removed member")
+        store.put(f"u#{member}", "todos", "t1", title="for the member")
+        assert poke_within(events, 20) == '{"head": 1}'
