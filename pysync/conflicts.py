@@ -39,9 +39,10 @@ class ConflictEvent:
     """A local edit that did not survive as written (SyncClient's `on_conflict`).
 
     `local`: the record as the edit wrote it; `server`: the server's copy it met (None:
-    absent or deleted); `result`: what the record is now on the server or about to be (a
-    resolver's result, pushed next), None for deleted; `error`: a rejection's code, or the
-    resolver's exception ("TypeName: message") when it raised and the server's copy was kept.
+    absent or deleted, and for a rejection, which carries no copy); `result`: what the
+    record is now on the server or about to be (a resolver's result, pushed next), None for
+    deleted (and for a rejection); `error`: a rejection's code, or the resolver's exception
+    ("TypeName: message") when it raised and the server's copy was kept.
     """
 
     collection: str
