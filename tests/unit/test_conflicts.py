@@ -83,3 +83,14 @@ def test_an_event_crosses_to_another_tab_unchanged() -> None:
     event = ConflictEvent("accounts", "a", "version", "conflict", {"b": b"\x00", "d":
                           Decimal("0.1234567890123456789")}, None, {"n": 2**60}, "E: x")
     assert ConflictEvent.from_message(event.to_message()) == event
+
+
+def test_records_compare_as_data_whatever_their_numbers_type() -> None:
+    from pysync.conflicts import same_record
+
+    assert same_record({"n": 1.5, "l": [1, {"d": 2}]},
+                       {"n": Decimal("1.5"), "l": [Decimal(1), {"d": 2.0}]})
+    assert not same_record({"n": 1.5}, {"n": 1.25})
+    assert not same_record({"b": True}, {"b": 1})
+    assert same_record(None, None)
+    assert not same_record({"n": 1}, None)
