@@ -426,7 +426,7 @@ class SyncClient:
                 raise
             acked = await self._replica.acknowledge(response)
             await self._settle(acked)
-            if any(a.result.status == "conflict" for a in acked):
+            if any(a.refused for a in acked):
                 await self._resolve_waiting()
             await self._refresh_pending()
 
@@ -525,21 +525,21 @@ class SyncClient:
         for fields a newer stamp kept (pysync.conflicts)."""
         for a in acked:
             e, status = a.entry, a.result.status
-            if status not in ("conflict", "rejected", "applied"):
+            if status not in ("conflict", "rejected", "applied") and not a.refused:
                 continue
             try:
                 decl = self.db.schema.get(e.collection)
             except SchemaError:
                 continue
-            if status == "applied":
+            if status == "rejected":
+                self._emit(ConflictEvent(e.collection, e.key, decl.strategy, "rejected",
+                                         a.local, a.server, a.server,
+                                         a.result.error_code or "rejected"))
+            elif status == "applied":
                 if decl.strategy == "merge" and e.op != "delete" and e.value is not None \
                         and a.result.version is not None:
                     self._merge_watch.watch(e.collection, e.key, a.result.version, e.value,
                                             a.local)
-            elif status == "rejected":
-                self._emit(ConflictEvent(e.collection, e.key, decl.strategy, "rejected",
-                                         a.local, a.server, a.server,
-                                         a.result.error_code or "rejected"))
             elif decl.strategy != "version":
                 self._emit(ConflictEvent(e.collection, e.key, decl.strategy, "overwritten",
                                          a.local, a.server, a.server))

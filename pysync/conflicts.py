@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 from pysync.errors import InvalidValue
@@ -39,9 +39,10 @@ class ConflictEvent:
     """A local edit that did not survive as written (SyncClient's `on_conflict`).
 
     `local`: the record as the edit wrote it; `server`: the server's copy it met (None:
-    absent or deleted); `result`: what the record is now on the server or about to be (a
-    resolver's result, pushed next), None for deleted; `error`: a rejection's code, or the
-    resolver's exception ("TypeName: message") when it raised and the server's copy was kept.
+    absent or deleted, and for a rejection, which carries no copy); `result`: what the
+    record is now on the server or about to be (a resolver's result, pushed next), None for
+    deleted (and for a rejection); `error`: a rejection's code, or the resolver's exception
+    ("TypeName: message") when it raised and the server's copy was kept.
     """
 
     collection: str
@@ -143,11 +144,28 @@ class MergeWatch:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON data (a float and the Decimal the wire brings back compare equal)."""
-    if a == b:
-        return True
-    try:
-        return bool(json.dumps(a, sort_keys=True, default=str)
-                    == json.dumps(b, sort_keys=True, default=str))
-    except (TypeError, ValueError):
-        return False
+    """Equal as data: numbers by value whatever their type (a float stored here and the
+    Decimal or int the wire brings back for it compare equal)."""
+    return bool(_normal(a) == _normal(b))
+
+
+def same_record(a: Record | None, b: Record | None) -> bool:
+    """Two records (None: absent) equal as data (see _same)."""
+    return _same(a, b)
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, bool):
+        return ("bool", value)  # JSON's true is not 1 (Python's True == 1)
+    if value is None or isinstance(value, (str, bytes)):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        try:
+            return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        except ArithmeticError:
+            return value
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normal(v) for v in value]
+    return value

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pysync import idb
+from pysync.conflicts import same_record
 from pysync.errors import InvalidValue
 from pysync.layout import (
     META,
@@ -65,13 +66,16 @@ class Acked:
     needs it: `local` is the record as the entry wrote it, `base` the record when the edit
     began (stored with a `version` collection's entry; for an older entry, the confirmed copy
     if it is still the one at the entry's base_version, else None), `server` the server's
-    copy sent with a conflict (None: absent or deleted, or no copy sent)."""
+    copy sent with a conflict (None: absent or deleted, or no copy sent). `refused`: the
+    server did not apply it: a `conflict`, or a `duplicate` (a retry after a lost answer)
+    whose record shows another write at the version the entry would have made."""
 
     entry: Entry
     result: MutationResult
     local: Record | None
     base: Record | None
     server: Record | None
+    refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,7 @@ class Replica:
                         continue
                     a = _acked(e, result, row)
                     answered.append(a)
-                    if result.status == "conflict" and result.server is not None \
+                    if a.refused and result.server is not None \
                             and declared(s.schema, e.collection).resolve is not None:
                         waiting.append(Unresolved(e.collection, e.key, e.order,
                                                   result.server.version, a.local, a.server,
@@ -519,4 +523,11 @@ def _acked(entry: Entry, result: MutationResult, row: RecordRow) -> Acked:
         base = row.server_value if row.version == entry.base_version else None
     s = result.server
     server = None if s is None or s.deleted else s.value
-    return Acked(entry, result, entry.local_result(row.server_value), base, server)
+    local = entry.local_result(row.server_value)
+    # A duplicate's first answer was lost: it was a conflict if the version the entry would
+    # have made holds another write (had it been applied, that version would be its own;
+    # a later version says nothing: it may have been applied and overwritten since).
+    refused = result.status == "conflict" or (
+        result.status == "duplicate" and s is not None
+        and s.version == (entry.base_version or 0) + 1 and not same_record(server, local))
+    return Acked(entry, result, local, base, server, refused)

@@ -494,3 +494,69 @@ def test_synced_raises_when_the_client_stops_meanwhile(url: str) -> None:
             assert e.value.code == "stopped"
 
     asyncio.run(main())
+
+
+class LoseFirstPushAnswer(httpx.AsyncBaseTransport):
+    """Fault injection (the real network cannot lose an answer on cue): the first push whose
+    answer has a result of `status` reaches the real server, which commits it, and its
+    answer is lost; the client's retry is answered `duplicate`."""
+
+    def __init__(self, status: str) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.status = status
+        self.lost = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path == "/v1/push" and not self.lost:
+            body = await response.aread()
+            if f'"status":"{self.status}"' in body.decode():
+                self.lost = True
+                raise httpx.ReadError("the answer was lost", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_conflict_whose_answer_was_lost_is_resolved_after_the_duplicate_answer(
+        url: str, store: Store) -> None:
+    user = new_user()
+    calls: list[tuple[Any, Any, Any]] = []
+
+    def add_both(local: Any, server: Any, base: Any) -> dict[str, Any]:
+        calls.append((local, server, base))
+        return {"balance": server["balance"] + local["balance"] - base["balance"]}
+
+    async def main() -> None:
+        schema = schema_with(add_both)
+        fault = LoseFirstPushAnswer("conflict")
+        async with httpx.AsyncClient(transport=fault) as http, \
+                device(url, user, schema=schema, http=http) as a, \
+                device(url, user, schema=schema) as b:
+            await shared(a, b, "accounts", "acc", {"balance": 10})
+            await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
+            assert fault.lost
+            assert calls == [({"balance": 15}, {"balance": 12}, {"balance": 10})]
+            assert number(store.item(f"u#{user}", "accounts", "acc"), "balance") == 17
+            assert [(e.kind, e.result) for e in a.events] == [("conflict", {"balance": 17})]
+
+    asyncio.run(main())
+
+
+def test_an_applied_write_whose_answer_was_lost_is_no_conflict(url: str, store: Store) -> None:
+    user = new_user()
+
+    async def main() -> None:
+        fault = LoseFirstPushAnswer("applied")
+        async with httpx.AsyncClient(transport=fault) as http, \
+                device(url, user, http=http) as a:
+            await a.db.collection("accounts").put("acc", {"balance": 1.5, "n": 2})
+            await a.client.synced(timeout=30)
+            await a.db.collection("accounts").patch("acc", {"balance": 2.25})
+            await a.client.synced(timeout=30)
+            assert fault.lost
+            assert number(store.item(f"u#{user}", "accounts", "acc"), "n") == 2
+            assert a.events == []
+
+    asyncio.run(main())
