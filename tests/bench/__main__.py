@@ -9,7 +9,8 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ("idb_bench", "codec_bench", "push_bench", "feed_bench", "load_bench", "cost_bench")
+BENCHMARKS = ("boot_bench", "idb_bench", "codec_bench", "push_bench", "feed_bench", "load_bench",
+              "cost_bench")
 
 
 def main(names: list[str]) -> None:

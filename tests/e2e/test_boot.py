@@ -81,9 +81,9 @@ def test_the_page_opens_a_database_and_reads_package_data(booted: Page) -> None:
 import pysync
 db = await pysync.open_database("boot-check", pysync.Schema(pysync.Collection("notes")))
 await db.collection("notes").put("a", {"text": "hi"})
-doc = await db.collection("notes").get("a")
+value = await db.collection("notes").get("a")
 db.close()
-doc.value
+value
 """)
     assert result == {"text": "hi"}
 

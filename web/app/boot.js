@@ -211,6 +211,9 @@ async function registerWorker(info) {
     // The worker names its build in its source (server/static.py), so a new build is a new
     // worker; it caches that build's files and deletes older builds' caches (sw.js).
     const registration = await navigator.serviceWorker.register("/sw.js");
+    // register() settles at once for a worker it already has: ask for the server's worker
+    // now (a new build has a new one), not at the browser's next update check.
+    await registration.update().catch(() => {});  // offline: the cached build stays
     // A new build's worker is installing (caching its files) or waiting: settled once it is
     // active, so that an offline reload from then on opens this build.
     const worker = registration.installing ?? registration.waiting ?? registration.active;
