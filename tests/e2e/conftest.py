@@ -81,14 +81,22 @@ class ForeignRequest(AssertionError):
     pass
 
 
-def open_test_page(context: BrowserContext, base_url: str, path: str = "/test.html") -> Page:
+# The test page without a service worker or a Pyodide memory snapshot (boot.js's plain path):
+# Playwright's routes do not see the requests of a page a service worker controls, and the
+# snapshot (31 MB) and the worker's cache would count against the origin's storage quota that
+# tests set; every fresh context would also pay for storing them. tests/e2e/test_boot.py and
+# test_offline.py test those paths (and index.html, used by the demo tests, has both).
+TEST_PAGE = "/test.html?sw=0&snapshot=0"
+
+
+def open_test_page(context: BrowserContext, base_url: str, path: str = TEST_PAGE) -> Page:
     """A page on test.html with pysync booted; fails the test on any request to another origin.
-    `path` may add test.html's options (?sw=0, ?snapshot=0: web/app/test.html)."""
+    `path` may choose test.html's options (?sw=0, ?snapshot=0: web/app/test.html)."""
     return open_test_pages([context], base_url, path)[0]
 
 
 def open_test_pages(contexts: list[BrowserContext], base_url: str,
-                    path: str = "/test.html") -> list[Page]:
+                    path: str = TEST_PAGE) -> list[Page]:
     """One booted test page per context; the pages boot Pyodide at the same time."""
     pages = [_goto_test_page(context, base_url, path) for context in contexts]
     for page in pages:

@@ -106,7 +106,7 @@ def app_copy(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 def test_a_new_build_is_picked_up_on_the_next_online_load_and_the_old_cache_deleted(
         context: BrowserContext, app_copy: tuple[Path, str]) -> None:
     app_dir, url = app_copy
-    page = open_test_page(context, url)
+    page = open_test_page(context, url, "/test.html")
     old = settled(page)["build"]
     assert cache_names(page) == [f"pysync-{old}", f"pysync-snapshot-{old}"]
 

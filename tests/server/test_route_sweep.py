@@ -86,6 +86,9 @@ GOOD: dict[tuple[str, str], Callable[[str], Request]] = {
     ("POST", "/v1/events/ticket"): lambda t: {"headers": {"Authorization": f"Bearer {t}"}},
     ("GET", "/v1/events"): lambda t: {"headers": {"Authorization": f"Bearer {t}"}},
     ("GET", "/wheels/manifest.json"): lambda t: {},
+    ("GET", "/build.json"): lambda t: {},
+    ("GET", "/build/{version}/site-packages.bin"): lambda t: {},  # another build's: a 404
+    ("GET", "/sw.js"): lambda t: {},
     ("GET", "/pyodide/index.html"): lambda t: {},
     ("GET", "/wheels/index.html"): lambda t: {},
     ("GET", "/index.html"): lambda t: {},
