@@ -4,8 +4,8 @@
 // - build: /build.json names this server's build (a hash of every file the page needs).
 // - packages: the site-packages bundle (every pinned pure-Python wheel, unpacked by the server,
 //   server/assets.py) is written into Pyodide's file system before Python starts (a directory
-//   on sys.path beside site-packages): no micropip,
-//   one request, cached as immutable under the build's URL.
+//   on sys.path beside site-packages): no micropip, one request, cached as immutable under the
+//   build's URL.
 // - runtime: loadPyodide(). When this browser holds a memory snapshot of this build (Cache
 //   Storage, "pysync-snapshot-<build>"), Python starts from it with pysync and httpx already
 //   imported; otherwise it starts plainly, imports them, and takes a snapshot for next time.
