@@ -1,5 +1,11 @@
 """The wheels the page installs into Pyodide: the pinned pure-Python wheels and pysync itself.
 
+The page does not install them with micropip: `site_packages_bundle` unpacks every wheel
+(except micropip's own, which nothing needs at run time any more) into one bundle, written
+straight into Pyodide's site-packages by boot.js before Python starts (web/app/boot.js,
+docs/server.md "Boot and offline open"). One request instead of ten, and no installer to
+import: the wheels are pure Python, pinned, and their dependencies are all here.
+
 `python -m server.assets` (part of `make setup`) (re)builds pysync's browser wheel from the
 source when the source is newer than the wheel; the server serves whatever is in
 web/build/wheels and never builds it itself (it only checks at start that one is there).
@@ -16,8 +22,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import struct
 import tomllib
 import zipfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +120,44 @@ def wheel_manifest(wheels_dir: Path = WHEELS_DIR) -> list[str]:
     """File names of the wheels the page installs: micropip first (it installs the rest)."""
     names = sorted(p.name for p in wheels_dir.glob("*.whl"))
     return sorted(names, key=lambda n: (not n.startswith("micropip-"), n))
+
+
+# Wheels the page does not need at run time (the bundle replaces the installer).
+_NOT_BUNDLED = ("micropip-",)
+
+
+def bundled_wheels(wheels_dir: Path = WHEELS_DIR) -> list[Path]:
+    """The wheels whose files go into site-packages: every one but the installer's."""
+    return [p for p in sorted(wheels_dir.glob("*.whl")) if not p.name.startswith(_NOT_BUNDLED)]
+
+
+def site_packages_bundle(wheels_dir: Path = WHEELS_DIR) -> bytes:
+    """Every file of the bundled wheels, as boot.js writes them into site-packages.
+
+    The format (read by boot.js's `writeBundle`): a little-endian uint32 N, then N bytes of
+    UTF-8 JSON, a list of [path, size] (paths relative to site-packages), then the files'
+    bytes one after the other in that order. Uncompressed: it is served from our own origin
+    and cached, and the browser writes it without decompressing anything.
+    """
+    wheels = bundled_wheels(wheels_dir)
+    # Built once per set of wheels (a rebuilt pysync wheel has a new mtime or size).
+    return _bundle(tuple((w, w.stat().st_mtime_ns, w.stat().st_size) for w in wheels))
+
+
+@lru_cache(maxsize=2)
+def _bundle(wheels: tuple[tuple[Path, int, int], ...]) -> bytes:
+    index: list[tuple[str, int]] = []
+    blobs: list[bytes] = []
+    for path, _, _ in wheels:
+        with zipfile.ZipFile(path) as wheel:
+            for info in wheel.infolist():
+                if info.is_dir():
+                    continue
+                data = wheel.read(info)
+                index.append((info.filename, len(data)))
+                blobs.append(data)
+    header = json.dumps(index, separators=(",", ":")).encode()
+    return b"".join([struct.pack("<I", len(header)), header, *blobs])
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
+APP_DIR = WEB / "app"
 NODE_MODULES = WEB / "node_modules"
 PYODIDE_DIR = NODE_MODULES / "pyodide"
 WHEELS_DIR = WEB / "build" / "wheels"

@@ -81,20 +81,30 @@ class ForeignRequest(AssertionError):
     pass
 
 
-def open_test_page(context: BrowserContext, base_url: str) -> Page:
-    """A page on test.html with pysync booted; fails the test on any request to another origin."""
-    return open_test_pages([context], base_url)[0]
+# The test page without a service worker or a Pyodide memory snapshot (boot.js's plain path):
+# Playwright's routes do not see the requests of a page a service worker controls, and the
+# snapshot (31 MB) and the worker's cache would count against the origin's storage quota that
+# tests set; every fresh context would also pay for storing them. tests/e2e/test_boot.py and
+# test_offline.py test those paths (and index.html, used by the demo tests, has both).
+TEST_PAGE = "/test.html?sw=0&snapshot=0"
 
 
-def open_test_pages(contexts: list[BrowserContext], base_url: str) -> list[Page]:
+def open_test_page(context: BrowserContext, base_url: str, path: str = TEST_PAGE) -> Page:
+    """A page on test.html with pysync booted; fails the test on any request to another origin.
+    `path` may choose test.html's options (?sw=0, ?snapshot=0: web/app/test.html)."""
+    return open_test_pages([context], base_url, path)[0]
+
+
+def open_test_pages(contexts: list[BrowserContext], base_url: str,
+                    path: str = TEST_PAGE) -> list[Page]:
     """One booted test page per context; the pages boot Pyodide at the same time."""
-    pages = [_goto_test_page(context, base_url) for context in contexts]
+    pages = [_goto_test_page(context, base_url, path) for context in contexts]
     for page in pages:
         _wait_for_boot(page)
     return pages
 
 
-def _goto_test_page(context: BrowserContext, base_url: str) -> Page:
+def _goto_test_page(context: BrowserContext, base_url: str, path: str) -> Page:
     page = context.new_page()
     origin = urlsplit(base_url).netloc
     foreign: list[str] = []
@@ -106,7 +116,7 @@ def _goto_test_page(context: BrowserContext, base_url: str) -> Page:
         foreign.append(request.url)
 
     page.on("request", check)
-    page.goto(f"{base_url}/test.html")
+    page.goto(f"{base_url}{path}")
     page.__dict__["foreign_requests"] = foreign
     return page
 

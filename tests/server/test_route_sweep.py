@@ -107,6 +107,9 @@ GOOD: dict[tuple[str, str], Callable[[str], Request]] = {
         "path": f"/v1/scopes/{SHARED}/members/{FRIEND}",
         "headers": {"Authorization": f"Bearer {t}"}},
     ("GET", "/wheels/manifest.json"): lambda t: {},
+    ("GET", "/build.json"): lambda t: {},
+    ("GET", "/build/{version}/site-packages.bin"): lambda t: {},  # another build's: a 404
+    ("GET", "/sw.js"): lambda t: {},
     ("GET", "/pyodide/index.html"): lambda t: {},
     ("GET", "/wheels/index.html"): lambda t: {},
     ("GET", "/index.html"): lambda t: {},

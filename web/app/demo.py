@@ -144,6 +144,7 @@ def show_network(_event: Any = None) -> None:
 
 
 user = js.localStorage.getItem(USER_KEY) or None
+js.performance.mark("pysync:database open")  # boot's breakdown (tests/bench/boot_bench.py)
 db = await pysync.open_database(f"pysync-demo:{user}" if user else "pysync-demo", SCHEMA)
 todos = db.collection("todos")
 # Local writes, other tabs and (later) the server all come through watch.
@@ -156,6 +157,7 @@ todo_list.addEventListener("click", _listeners[1])
 js.window.addEventListener("online", _listeners[2])
 js.window.addEventListener("offline", _listeners[2])
 show_network()
+js.performance.mark("pysync:first render")
 await render()
 if user:
     user_input.value = user
