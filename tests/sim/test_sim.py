@@ -28,6 +28,10 @@ def _check(seed: int, local: DynamoDBLocal, steps: int, tolerate: frozenset[str]
     print(summary(history, outcome))
     for known in outcome.known:
         print("   ", known)
+    if not outcome.ok:
+        # The history as it ran: a failure that depends on timing may not come back in a
+        # replay, and this is then all there is to go on.
+        print("\n".join(history.lines))
     assert outcome.ok, (f"{summary(history, outcome)}\n" + "\n".join(outcome.problems)
                         + f"\nreplay: python -m tests.sim --seed {seed} --steps {steps}")
 
