@@ -4,10 +4,12 @@ The caller reads its personal scope and each shared scope it is a member of (or 
 named by `scopes=`), each one paged by server/pull.py's Puller exactly as a lone scope is:
 a snapshot first, then its change log. This module only composes them:
 
-- The cursor (opaque to clients) is base64url of {"v": 2, "id": store, "sc": {name: [t, p,
-  s, n]}}: for each scope read so far (name "" is the personal scope, else the shared
-  scope's id) the fields of its own pull cursor (server/pull.py's Cursor), the store id
-  hoisted. A version-1 cursor (from a server before shared scopes) is the personal scope's.
+- The cursor (opaque to clients) is base64url of {"v": 2, "id": store, "u": owner, "sc":
+  {name: [t, p, s, n]}}: for each scope read so far (name "" is the personal scope, else the
+  shared scope's id) the fields of its own pull cursor (server/pull.py's Cursor), the store
+  id hoisted; `u` is the hash of the personal scope it was issued for, so another user's
+  cursor resets. A version-1 cursor (from a server before shared scopes) is the personal
+  scope's.
 - Each page reads the caller's memberships (strongly consistent) and every scope's log head
   in one BatchGetItem; a scope caught up costs nothing more. Scopes are served in order
   (personal, then shared by id) until the page is full: a scope joined since the cursor
@@ -70,6 +72,7 @@ MAX_MULTI_CURSOR_CHARS = MAX_CURSOR_CHARS * 4
 @dataclass(frozen=True)
 class MultiCursor:
     store: str
+    owner: str  # scope_hash of the personal scope it was issued for
     scopes: dict[str, Cursor]  # name ("" personal, else a shared scope id) -> its cursor
 
     def encode(self) -> str:
@@ -81,7 +84,7 @@ class MultiCursor:
                 if c.snapshot_left is not None:
                     entry.append(c.snapshot_left)
             fields[name] = entry
-        data = {"v": MULTI_CURSOR_VERSION, "id": self.store, "sc": fields}
+        data = {"v": MULTI_CURSOR_VERSION, "id": self.store, "u": self.owner, "sc": fields}
         raw = json.dumps(data, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -97,12 +100,13 @@ class MultiCursor:
         except (binascii.Error, ValueError, RecursionError):
             raise bad from None
         if isinstance(data, dict) and data.get("v") != MULTI_CURSOR_VERSION:
-            one = Cursor.decode(text)  # a version-1 cursor, or invalid_cursor
-            if one.scope != scope_hash(personal):
-                raise bad
-            return cls(one.store, {PERSONAL: one})
-        if not isinstance(data, dict) or set(data) != {"v", "id", "sc"} \
+            # A version-1 cursor (or invalid_cursor); one of another scope is well-formed,
+            # and resets like any cursor this server cannot serve (Puller.page_at).
+            one = Cursor.decode(text)
+            return cls(one.store, one.scope, {PERSONAL: one})
+        if not isinstance(data, dict) or set(data) != {"v", "id", "u", "sc"} \
                 or not bounded_text(data["id"], MAX_STORE_ID_CHARS) \
+                or not bounded_text(data["u"], 64) \
                 or not isinstance(data["sc"], dict) or len(data["sc"]) > MAX_CURSOR_SCOPES:
             raise bad
         store: str = data["id"]
@@ -112,7 +116,7 @@ class MultiCursor:
                 raise bad
             pk = personal if name == PERSONAL else scope_pk(name)
             scopes[name] = _entry(entry, store, pk, bad)
-        return cls(store, scopes)
+        return cls(store, data["u"], scopes)
 
 
 def _entry(entry: object, store: str, pk: str, bad: ProtocolError) -> Cursor:
@@ -155,6 +159,8 @@ class ScopedPuller:
     def page(self, user: str, personal: str, cursor_text: str | None, limit: int,
              client: ClientCheck, only: frozenset[str] | None = None) -> PullResponse:
         cursor = MultiCursor.decode(cursor_text, personal) if cursor_text else None
+        if cursor is not None and cursor.owner != scope_hash(personal):
+            return RESET  # another user's cursor: well-formed, not one to serve here
         member_of = sorted(m.scope for m in self.scope_rules.mine(user))
         names = [n for n in [PERSONAL, *member_of] if only is None or n in only]
         revoked = sorted(n for n in (cursor.scopes if cursor else {})
@@ -163,11 +169,13 @@ class ScopedPuller:
                 if n not in revoked and n not in names}  # left out by `scopes=`
         pk = {n: personal if n == PERSONAL else scope_pk(n) for n in names}
         heads = self.changelog.heads([pk[n] for n in names]) if names else {}
-        return self._serve(names, pk, heads, cursor, limit, client, kept, tuple(revoked))
+        return self._serve(names, pk, heads, cursor, limit, client, kept, tuple(revoked),
+                           scope_hash(personal))
 
     def _serve(self, names: Sequence[str], pk: dict[str, str], heads: dict[str, int],
                cursor: MultiCursor | None, limit: int, client: ClientCheck,
-               kept: dict[str, Cursor], revoked: tuple[str, ...]) -> PullResponse:
+               kept: dict[str, Cursor], revoked: tuple[str, ...], owner: str
+               ) -> PullResponse:
         out = dict(kept)
         changes: list[Any] = []
         remaining = 0
@@ -205,7 +213,7 @@ class ScopedPuller:
         if last_mutation_id is None:  # `scopes=` named none of the caller's scopes
             last_mutation_id = client.bind()
         # (no scope read: no store known; the next pull that reads one resets, harmlessly)
-        text = MultiCursor(store or "", out).encode()
+        text = MultiCursor(store or "", owner, out).encode()
         return PullResponse(tuple(changes), text, has_more, last_mutation_id,
                             remaining=remaining, revoked=revoked)
 

@@ -59,8 +59,11 @@ def serve(app: ASGIApp, port: int | None = None,
     """Run `app` under uvicorn on a free loopback port in a thread; yield its base URL.
     `config`, if given, is used as it is (its own app, host and port)."""
     if config is None:
+        # A page's open events stream would hold a graceful shutdown forever: after 2 s its
+        # task is cancelled, and the app's lifespan still shuts down (the feed stops).
         config = uvicorn.Config(app, host="127.0.0.1", port=port or free_port(),
-                                log_level="warning", lifespan="on")
+                                log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=2)
     port = config.port
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
@@ -76,7 +79,11 @@ def serve(app: ASGIApp, port: int | None = None,
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=30)
+        if thread.is_alive():
+            # Going on would leave this server's feed running against whatever the test
+            # does next (e.g. tables dropped and made again).
+            raise RuntimeError(f"uvicorn on port {port} did not stop")
 
 
 @contextmanager

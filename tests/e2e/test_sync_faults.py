@@ -309,7 +309,7 @@ None
 # ---- the server's tables dropped and re-created ----------------------------------------------
 
 def drop_tables(dynamodb: Any, tables: TableNames) -> None:
-    names = [tables.items, tables.clients, tables.log, tables.feed]
+    names = [tables.items, tables.clients, tables.log, tables.feed, tables.scopes]
     for name in names:
         dynamodb.delete_table(TableName=name)
     for name in names:

@@ -201,3 +201,14 @@ def test_a_bad_scopes_parameter_is_400(api: Api, bad: str) -> None:
     r = user.call("GET", "/v1/pull", params={"client_id": client_id(), "scopes": bad})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_request"
+
+
+def test_another_users_cursor_resets(api: Api) -> None:
+    alice, bob = signed_in(api), signed_in(api)
+    write(alice, None, "a")
+    theirs = Device(alice)
+    theirs.pull()
+    assert theirs.cursor is not None
+    r = bob.call("GET", "/v1/pull", params={"client_id": client_id(), "cursor": theirs.cursor})
+    assert r.status_code == 200
+    assert r.json() == {"reset": True}
