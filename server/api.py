@@ -22,6 +22,7 @@ from server.errors import AuthError
 from server.http import JSONBody, read_body, read_json, require_json
 from server.push import apply_push
 from server.ratelimit import rate_limiter_of
+from server.scopes import scope_pk
 
 DEV_TOKEN_BODY_LIMIT = 4096
 INLINE_PARSE_BYTES = 64 * 1024
@@ -43,7 +44,9 @@ async def push(request: Request) -> Response:
     else:
         parsed = parse_push(body, settings.max_mutations)
     result = await apply_push(context_of(request), principal.user, principal.scope, parsed)
-    context_of(request).hub.wrote(principal.scope)  # the change feed and pokes: at once
+    # The change feed and pokes, at once, for each scope the push wrote to.
+    context_of(request).hub.wrote({principal.scope, *(scope_pk(m.scope) for m in
+                                                      parsed.mutations if m.scope is not None)})
     return JSONBody(result.to_json())
 
 

@@ -37,7 +37,7 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -154,18 +154,19 @@ class PokeHub:
     def _seen(self, scope: str) -> int:
         return max((sub.head for sub in self._subs.get(scope, ())), default=0)
 
-    def wrote(self, scope: str) -> None:
-        """This process committed a push to `scope` (the push route, on the event loop):
-        nudge the feeds (this process's, and by datagram those of the other processes), and
-        chase the scope's head if a page here watches it, unless this process's own feed
-        works the stream: it publishes the append here itself (and a feed of another
-        process working another shard sends a datagram)."""
+    def wrote(self, scopes: Iterable[str]) -> None:
+        """This process committed a push to `scopes` (the push route, on the event loop):
+        nudge the feeds once (this process's, and by datagram those of the other
+        processes), and chase each scope's head if a page here watches it, unless this
+        process's own feed works the stream: it publishes the append here itself (and a
+        feed of another process working another shard sends a datagram)."""
         if self.peers is not None:
             self.peers.send_nudge()
         if self.feed is not None and self.feed.working:
             self.feed.nudge()
             return
-        self._chase(scope, self.chase_s)
+        for scope in scopes:
+            self._chase(scope, self.chase_s)
 
     def heard(self, heads: dict[str, int]) -> None:
         """Another process appended to these scopes' logs, up to these heads (a datagram,

@@ -302,6 +302,29 @@ def test_a_push_through_a_process_without_the_feed_pokes_its_page_once_another_l
             assert poke_within(events, 30) == '{"head": 1}'
 
 
+
+def test_a_push_into_a_shared_scope_chases_that_scope_for_its_page(
+        dynamodb_local: DynamoDBLocal) -> None:
+    prefix = f"ev{uuid.uuid4().hex[:8]}_"
+    # As above: only the chase of the scope the push wrote to can poke in time.
+    fast_feed = {"PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_LEASE_S": "2", "PYSYNC_PEER_HOST": ""}
+    chasing = {"PYSYNC_EVENTS_POLL_S": str(NEVER_S), "PYSYNC_EVENTS_CHASE_WINDOW_S": "60",
+               "PYSYNC_HEARTBEAT_S": "0.3", "PYSYNC_PEER_HOST": ""}
+    with server_process(dynamodb_local.endpoint, prefix, feed=True, env=fast_feed) as (_, _p), \
+            server_process(dynamodb_local.endpoint, prefix, feed=False, env=chasing) as (url, _q), \
+            httpx.Client(base_url=url, timeout=10) as http:
+        scope = scope_owned_by(http, "jo")
+        with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "jo")}) as r:
+            events = Events(r)
+            assert poke_within(events, 20) == '{"head": 0}'
+            assert poke_within(events, 20) == json.dumps({"scope": scope, "head": 0})
+            mutation = {**put(1, "t1", "shared"), "scope": scope}
+            r2 = http.post("/v1/push", headers=token(http, "jo"), json={
+                "protocol": 1, "client_id": "jo-1", "mutations": [mutation]})
+            assert r2.status_code == 200, r2.text
+            assert poke_within(events, 30) == json.dumps({"scope": scope, "head": 1})
+
+
 # ---- pokes across processes: datagrams between the processes of one store ----------------
 
 QUIET_PAGE = {"PYSYNC_EVENTS_POLL_S": str(NEVER_S), "PYSYNC_HEARTBEAT_S": "0.3"}
