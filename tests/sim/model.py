@@ -364,9 +364,16 @@ def _effects(h: History, final: Final, applied: dict[tuple[str, int], Verdict],
             _by_record_stamp(m, stamp, item, name, out)
         else:
             tombstones = [e.hlc for e in logs[(m.user, rec)] if e.deleted]
-            later = {h.sent[o].hlc for o, ov in applied.items() if ov.seq > verdict.seq
+            after = [h.sent[o] for o, ov in applied.items() if ov.seq > verdict.seq
                      and h.sent[o].user == m.user and (h.sent[o].collection,
-                                                       h.sent[o].key) == rec}
+                                                       h.sent[o].key) == rec]
+            later = {s.hlc for s in after if not s.clamped}
+            # A later clamped write carries the stamp the server gave it, which the log
+            # shows only when it raised the record's clock; the fields it set are its own
+            # anyway (a field an older write adds after a put lands survives).
+            later |= {st for s in after if s.clamped
+                      and (st := _effective_stamp(s, strategy, logs[(m.user, rec)]))}
+            refilled = {f for s in after if s.clamped for f in (s.value or {})}
             # Fields another program wrote after it: overwritten by a later write (the feed
             # stamps such a write above the record's clock, and a put by another program
             # replaces the item, stamps of removed fields included).
@@ -375,7 +382,7 @@ def _effects(h: History, final: Final, applied: dict[tuple[str, int], Verdict],
             if any(e.field is None for e in outside):
                 continue
             _by_field_stamps(m, stamp, item, max(tombstones, default=""), later,
-                             {e.field for e in outside if e.field}, name, out)
+                             {e.field for e in outside if e.field}, refilled, name, out)
 
 
 def _effective_stamp(m: Sent, strategy: str, entries: list[LogEntry]) -> str | None:
@@ -424,20 +431,22 @@ def _by_record_stamp(m: Sent, stamp: str, item: FinalItem | None, name: str,
                        f"{None if item is None else item.fields}")
 
 
-def _removed_fields_back(m: Sent, stamp: str, item: FinalItem, later: set[str], name: str,
-                         out: Outcome) -> None:
+def _removed_fields_back(m: Sent, stamp: str, item: FinalItem, later: set[str],
+                         refilled: set[str], name: str, out: Outcome) -> None:
     """A put removes the fields the record has when it lands (merge.py: the fields it
     touches); one an older write adds after it lands is a concurrent edit of another field,
-    and survives. Back with an older stamp from a write applied before: lost."""
+    and survives. Back with an older stamp from a write applied before: lost. `refilled`:
+    fields a later clamped write set (their stamps are the server's)."""
     for g in item.fields:
-        if g not in (m.value or {}) and item.fh.get(g, item.hlc) <= stamp \
+        if g not in (m.value or {}) and g not in refilled and item.fh.get(g, item.hlc) <= stamp \
                 and item.fh.get(g, item.hlc) not in later:
             out.flag("lost", f"{name}: field {g!r} it removed is back, stamped "
                              f"{item.fh.get(g, item.hlc)}")
 
 
 def _by_field_stamps(m: Sent, stamp: str, item: FinalItem | None, tombstone: str,
-                     later: set[str], outside: set[str], name: str, out: Outcome) -> None:
+                     later: set[str], outside: set[str], refilled: set[str], name: str,
+                     out: Outcome) -> None:
     """`later`: the stamps of the record's mutations applied after this one; `outside`:
     the fields another program set after it."""
     live = item is not None and not item.deleted
@@ -457,7 +466,7 @@ def _by_field_stamps(m: Sent, stamp: str, item: FinalItem | None, tombstone: str
         return
     assert item is not None
     if m.op == "put":
-        _removed_fields_back(m, stamp, item, later, name, out)
+        _removed_fields_back(m, stamp, item, later, refilled, name, out)
     for f, value in (m.value or {}).items():
         if f in outside:
             continue
