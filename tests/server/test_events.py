@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -281,17 +282,24 @@ def test_pushes_that_nudge_the_feed_are_logged_once_each_in_order_without_a_gap(
         assert versions == list(range(1, len(versions) + 1)), (key, versions)
 
 
-def test_a_push_through_a_process_without_the_feed_pokes_its_page_once_another_logs_it(
-        dynamodb_local: DynamoDBLocal) -> None:
+@contextmanager
+def page_process_without_feed(local: DynamoDBLocal) -> Iterator[httpx.Client]:
+    """A client of a server process with no feed, next to one whose feed logs every push.
+    No datagrams between the two (as with the feed on Lambda), and the page's process polls
+    the heads once an hour: only its chase can poke in time."""
     prefix = f"ev{uuid.uuid4().hex[:8]}_"
-    # No datagrams between the two (as with the feed on Lambda), and the page's process
-    # polls the heads once an hour: only its chase can poke in time.
     fast_feed = {"PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_LEASE_S": "2", "PYSYNC_PEER_HOST": ""}
     chasing = {"PYSYNC_EVENTS_POLL_S": str(NEVER_S), "PYSYNC_EVENTS_CHASE_WINDOW_S": "60",
                "PYSYNC_HEARTBEAT_S": "0.3", "PYSYNC_PEER_HOST": ""}
-    with server_process(dynamodb_local.endpoint, prefix, feed=True, env=fast_feed) as (_, _p), \
-            server_process(dynamodb_local.endpoint, prefix, feed=False, env=chasing) as (url, _q), \
+    with server_process(local.endpoint, prefix, feed=True, env=fast_feed), \
+            server_process(local.endpoint, prefix, feed=False, env=chasing) as (url, _), \
             httpx.Client(base_url=url, timeout=10) as http:
+        yield http
+
+
+def test_a_push_through_a_process_without_the_feed_pokes_its_page_once_another_logs_it(
+        dynamodb_local: DynamoDBLocal) -> None:
+    with page_process_without_feed(dynamodb_local) as http:
         auth = token(http, "ida")
         with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "ida")}) as r:
             events = Events(r)
@@ -305,14 +313,8 @@ def test_a_push_through_a_process_without_the_feed_pokes_its_page_once_another_l
 
 def test_a_push_into_a_shared_scope_chases_that_scope_for_its_page(
         dynamodb_local: DynamoDBLocal) -> None:
-    prefix = f"ev{uuid.uuid4().hex[:8]}_"
-    # As above: only the chase of the scope the push wrote to can poke in time.
-    fast_feed = {"PYSYNC_FEED_POLL_S": "0.02", "PYSYNC_LEASE_S": "2", "PYSYNC_PEER_HOST": ""}
-    chasing = {"PYSYNC_EVENTS_POLL_S": str(NEVER_S), "PYSYNC_EVENTS_CHASE_WINDOW_S": "60",
-               "PYSYNC_HEARTBEAT_S": "0.3", "PYSYNC_PEER_HOST": ""}
-    with server_process(dynamodb_local.endpoint, prefix, feed=True, env=fast_feed) as (_, _p), \
-            server_process(dynamodb_local.endpoint, prefix, feed=False, env=chasing) as (url, _q), \
-            httpx.Client(base_url=url, timeout=10) as http:
+    # Only the chase of the scope the push wrote to can poke in time.
+    with page_process_without_feed(dynamodb_local) as http:
         scope = scope_owned_by(http, "jo")
         with http.stream("GET", "/v1/events", params={"ticket": ticket(http, "jo")}) as r:
             events = Events(r)
