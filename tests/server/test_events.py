@@ -449,13 +449,23 @@ def scope_owned_by(http: httpx.Client, user: str) -> str:
     return scope
 
 
-def test_a_member_is_poked_when_a_shared_scope_moves(store: Store, http: httpx.Client
-                                                     ) -> None:
+def owner_and_signed_in_user(http: httpx.Client) -> tuple[str, str, str]:
+    """(owner, another user who signed in, the owner's new scope)."""
     owner, member = f"own-{uuid.uuid4().hex[:6]}", f"mem-{uuid.uuid4().hex[:6]}"
     scope = scope_owned_by(http, owner)
     http.get("/v1/scopes", headers=token(http, member)).raise_for_status()
-    http.put(f"/v1/scopes/{scope}/members/{member}", json={"role": "viewer"},
+    return owner, member, scope
+
+
+def share(http: httpx.Client, owner: str, scope: str, member: str, role: str) -> None:
+    http.put(f"/v1/scopes/{scope}/members/{member}", json={"role": role},
              headers=token(http, owner)).raise_for_status()
+
+
+def test_a_member_is_poked_when_a_shared_scope_moves(store: Store, http: httpx.Client
+                                                     ) -> None:
+    owner, member, scope = owner_and_signed_in_user(http)
+    share(http, owner, scope, member, "viewer")
     with http.stream("GET", "/v1/events", params={"ticket": ticket(http, member)}) as r:
         events = Events(r)
         assert events.next_poke() == '{"head": 0}'
@@ -466,24 +476,18 @@ def test_a_member_is_poked_when_a_shared_scope_moves(store: Store, http: httpx.C
 
 def test_a_scope_joined_while_connected_pokes_at_the_next_heartbeat(http: httpx.Client
                                                                     ) -> None:
-    owner, member = f"own-{uuid.uuid4().hex[:6]}", f"mem-{uuid.uuid4().hex[:6]}"
-    scope = scope_owned_by(http, owner)
-    http.get("/v1/scopes", headers=token(http, member)).raise_for_status()
+    owner, member, scope = owner_and_signed_in_user(http)
     with http.stream("GET", "/v1/events", params={"ticket": ticket(http, member)}) as r:
         events = Events(r)
         assert events.next_poke() == '{"head": 0}'
-        http.put(f"/v1/scopes/{scope}/members/{member}", json={"role": "editor"},
-                 headers=token(http, owner)).raise_for_status()
+        share(http, owner, scope, member, "editor")
         assert poke_within(events, 20) == json.dumps({"scope": scope, "head": 0})
 
 
 def test_a_removed_member_is_no_longer_poked_for_the_scope(store: Store, http: httpx.Client
                                                            ) -> None:
-    owner, member = f"own-{uuid.uuid4().hex[:6]}", f"mem-{uuid.uuid4().hex[:6]}"
-    scope = scope_owned_by(http, owner)
-    http.get("/v1/scopes", headers=token(http, member)).raise_for_status()
-    http.put(f"/v1/scopes/{scope}/members/{member}", json={"role": "editor"},
-             headers=token(http, owner)).raise_for_status()
+    owner, member, scope = owner_and_signed_in_user(http)
+    share(http, owner, scope, member, "editor")
     with http.stream("GET", "/v1/events", params={"ticket": ticket(http, member)}) as r:
         events = Events(r)
         events.next_poke()
