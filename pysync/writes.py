@@ -65,7 +65,7 @@ def plan(session: Session, collection: Collection, ops: list[LocalOp], keys: lis
          writer_row: Any, found: dict[str, StoredRecordRow]) -> Plan:
     """What a local write stores, given the writer meta row and the batch's stored record
     rows (absent from `found`: no row). No I/O."""
-    c = collection.name
+    c = collection.local_name
     writer = meta_value(writer_row) or {}
     session.observe(writer.get("clock"))
     first_order = order = writer.get("next_order", 1)
@@ -134,7 +134,7 @@ async def write(session: Session, collection: Collection, ops: list[LocalOp]) ->
                     (session.channel, planned.message()))
             except idb.Stale:
                 cache.writer_row = UNKNOWN
-                cache.forget((collection.name, k) for k in keys)
+                cache.forget((collection.local_name, k) for k in keys)
             else:
                 _committed(session, planned)
                 session.watchers.notify(planned.changes)
@@ -146,7 +146,7 @@ def _speculate(session: Session, collection: Collection, ops: list[LocalOp],
                keys: list[str]) -> Plan | None:
     """A plan from the cached rows (a record never seen: assumed absent), or None if the
     cached state cannot produce one (e.g. a patch of a record believed absent)."""
-    c = collection.name
+    c = collection.local_name
     cache = session.cache
     found = {}
     for k in keys:
@@ -167,7 +167,7 @@ async def _write_read_first(session: Session, collection: Collection, ops: list[
     """Read the rows (and the writer row), then in the read's callback plan and write.
     One transaction, no await inside it."""
     tx = session.tx([RECORDS, OUTBOX, META], "readwrite")
-    c = collection.name
+    c = collection.local_name
     box: list[Plan] = []
 
     def compute(meta: list[Any], found: dict[str, Any]) -> None:

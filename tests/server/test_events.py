@@ -494,8 +494,23 @@ def test_a_removed_member_is_no_longer_poked_for_the_scope(store: Store, http: h
         events.next_poke()
         http.delete(f"/v1/scopes/{scope}/members/{member}",
                     headers=token(http, owner)).raise_for_status()
-        for _ in range(3):  # heartbeats: the memberships are read again
+        # The memberships are read again at a heartbeat: one last poke (the next test).
+        assert poke_within(events, 20) == json.dumps({"scope": scope, "head": 0})
+        for _ in range(3):
             assert events.next() == ("comment", "heartbeat")
         store.put(f"s#{scope}", "todos", "t1", title="not for the removed member")
         store.put(f"u#{member}", "todos", "t1", title="for the member")
         assert poke_within(events, 20) == '{"head": 1}'
+
+
+def test_a_removed_member_is_poked_once_so_the_page_pulls_its_revocation(
+        http: httpx.Client) -> None:
+    owner, member, scope = owner_and_signed_in_user(http)
+    share(http, owner, scope, member, "viewer")
+    with http.stream("GET", "/v1/events", params={"ticket": ticket(http, member)}) as r:
+        events = Events(r)
+        events.next_poke()
+        events.next_poke()
+        http.delete(f"/v1/scopes/{scope}/members/{member}",
+                    headers=token(http, owner)).raise_for_status()
+        assert poke_within(events, 20) == json.dumps({"scope": scope, "head": 0})
