@@ -16,6 +16,10 @@ a snapshot first, then its change log. This module only composes them:
   starts with its snapshot.
 - A scope in the cursor the caller is no longer a member of is named in `revoked` once (its
   position leaves the cursor). A scope left out by `scopes=` keeps its position, untouched.
+  So is a scope the caller has left that the cursor never named (a device can hold records
+  of a scope it never pulled: its own writes, which its push answers confirmed): the
+  scopes.py mark that the user left it; the cursor lists such scopes once told (`rv`), so
+  each is named once, and again after a lost answer (the old cursor comes back).
 - Anything that resets one scope (another store, retention passed) resets the whole cursor:
   the client starts again from no cursor, as before.
 """
@@ -75,6 +79,7 @@ class MultiCursor:
     store: str
     owner: str  # scope_hash of the personal scope it was issued for
     scopes: dict[str, Cursor]  # name ("" personal, else a shared scope id) -> its cursor
+    told: frozenset[str] = frozenset()  # scopes left and named in `revoked` already
 
     def encode(self) -> str:
         fields: dict[str, list[Any]] = {}
@@ -85,7 +90,10 @@ class MultiCursor:
                 if c.snapshot_left is not None:
                     entry.append(c.snapshot_left)
             fields[name] = entry
-        data = {"v": MULTI_CURSOR_VERSION, "id": self.store, "u": self.owner, "sc": fields}
+        data: dict[str, Any] = {"v": MULTI_CURSOR_VERSION, "id": self.store, "u": self.owner,
+                                "sc": fields}
+        if self.told:
+            data["rv"] = sorted(self.told)
         raw = json.dumps(data, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -105,10 +113,14 @@ class MultiCursor:
             # and resets like any cursor this server cannot serve (Puller.page_at).
             one = Cursor.decode(text)
             return cls(one.store, one.scope, {PERSONAL: one})
-        if not isinstance(data, dict) or set(data) != {"v", "id", "u", "sc"} \
+        if not isinstance(data, dict) or set(data) - {"rv"} != {"v", "id", "u", "sc"} \
                 or not bounded_text(data["id"], MAX_STORE_ID_CHARS) \
                 or not bounded_text(data["u"], 64) \
                 or not isinstance(data["sc"], dict) or len(data["sc"]) > MAX_CURSOR_SCOPES:
+            raise bad
+        told = data.get("rv", [])
+        if not isinstance(told, list) or len(told) > MAX_CURSOR_SCOPES or not all(
+                isinstance(n, str) and SCOPE_ID.fullmatch(n) for n in told):
             raise bad
         store: str = data["id"]
         scopes = {}
@@ -117,7 +129,7 @@ class MultiCursor:
                 raise bad
             pk = personal if name == PERSONAL else scope_pk(name)
             scopes[name] = _entry(entry, store, pk, bad)
-        return cls(store, data["u"], scopes)
+        return cls(store, data["u"], scopes, frozenset(told))
 
 
 def _entry(entry: object, store: str, pk: str, bad: ProtocolError) -> Cursor:
@@ -162,21 +174,27 @@ class ScopedPuller:
         cursor = MultiCursor.decode(cursor_text, personal) if cursor_text else None
         if cursor is not None and cursor.owner != scope_hash(personal):
             return RESET  # another user's cursor: well-formed, not one to serve here
-        member_of = sorted(m.scope for m in self.scope_rules.mine(user))
+        memberships, left = self.scope_rules.mine_and_left(user)
+        member_of = sorted(m.scope for m in memberships)
         names = [n for n in [PERSONAL, *member_of] if only is None or n in only]
-        revoked = sorted(n for n in (cursor.scopes if cursor else {})
-                         if n != PERSONAL and n not in member_of)
+        in_cursor = cursor.scopes if cursor else {}
+        told = cursor.told if cursor else frozenset()
+        revoked = sorted(n for n in in_cursor if n != PERSONAL and n not in member_of)
+        # Scopes left that this cursor never named nor told of (see the module's doc)
+        revoked += sorted(n for n in left if n not in member_of and n not in in_cursor
+                          and n not in told)[:MAX_CURSOR_SCOPES - len(told)]
+        told = frozenset(n for n in told | set(revoked) if n not in member_of)
         kept = {n: c for n, c in (cursor.scopes if cursor else {}).items()
                 if n not in revoked and n not in names}  # left out by `scopes=`
         pk = {n: personal if n == PERSONAL else scope_pk(n) for n in names}
         heads = self.changelog.heads([pk[n] for n in names]) if names else {}
-        return self._serve(names, pk, heads, cursor, limit, client, kept, tuple(revoked),
-                           scope_hash(personal))
+        return self._serve(names, pk, heads, cursor, limit, client, kept,
+                           tuple(sorted(revoked)), scope_hash(personal), told)
 
     def _serve(self, names: Sequence[str], pk: dict[str, str], heads: dict[str, int],
                cursor: MultiCursor | None, limit: int, client: ClientCheck,
-               kept: dict[str, Cursor], revoked: tuple[str, ...], owner: str
-               ) -> PullResponse:
+               kept: dict[str, Cursor], revoked: tuple[str, ...], owner: str,
+               told: frozenset[str]) -> PullResponse:
         out = dict(kept)
         changes: list[Any] = []
         remaining = 0
@@ -214,7 +232,7 @@ class ScopedPuller:
         if last_mutation_id is None:  # `scopes=` named none of the caller's scopes
             last_mutation_id = client.bind()
         # (no scope read: no store known; the next pull that reads one resets, harmlessly)
-        text = MultiCursor(store or "", owner, out).encode()
+        text = MultiCursor(store or "", owner, out, told).encode()
         return PullResponse(tuple(changes), text, has_more, last_mutation_id,
                             remaining=remaining, revoked=revoked)
 

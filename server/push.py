@@ -230,12 +230,19 @@ def _duplicates(ctx: ServerContext, scope: str, mutations: Sequence[Mutation]
     for a version no pull brings."""
     if not mutations:
         return {}
+    # A retry into a scope the caller may not write now (_authorized) is answered as a new
+    # write there would be: `forbidden`, with no record (it may not read the scope either).
+    # A bare duplicate would read as "applied, version unknown": the device would keep a
+    # write the server refused, waiting for a pull of a scope it may not have.
+    forbidden = {m.id: _rejected(m, m.rejection.code, m.rejection.message)
+                 for m in mutations if m.rejection is not None
+                 and m.rejection.code == FORBIDDEN}
     now = _read_records(ctx, scope, mutations)
     # (an item that is gone, deleted outright by another program, has no record to give:
     # the feed's tombstone reaches the client through the pull)
-    return {m.id: MutationResult(m.id, "duplicate", server=server_record(record))
-            for m in mutations if m.rejection is None
-            and (record := now[sort_key(m.collection, m.key)]).state.exists}
+    return forbidden | {m.id: MutationResult(m.id, "duplicate", server=server_record(record))
+                        for m in mutations if m.rejection is None
+                        and (record := now[sort_key(m.collection, m.key)]).state.exists}
 
 
 def _consecutive(mutations: Sequence[Mutation]) -> bool:

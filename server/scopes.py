@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 WRITERS: frozenset[Role] = frozenset({"owner", "editor"})
 SCOPE_SK, USER_SK = "#scope", "#user"
+LEFT = "l#"  # sk prefix of a scope the user left (or was removed from), in its partition
 # Users noted as signed in, per process: each is written once, not on every request.
 KNOWN_USERS_CACHED = 10_000
 
@@ -176,6 +177,24 @@ class Scopes:
                                         _title_of(item)))
         return found
 
+    def mine_and_left(self, user: str) -> tuple[list[Membership], set[str]]:
+        """Every scope `user` is a member of (in id order), and every scope it has left or
+        been removed from (a member again or not): one Query of the user's partition."""
+        found: list[Membership] = []
+        left: set[str] = set()
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table, ConsistentRead=True, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": user_pk(user)}})
+        for page in with_retries(lambda: list(pages)):
+            for item in page["Items"]:
+                sk = item["sk"]["S"]
+                if sk.startswith("s#"):
+                    found.append(Membership(sk[2:], cast(Role, item["role"]["S"]),
+                                            _title_of(item)))
+                elif sk.startswith(LEFT):
+                    left.add(sk[len(LEFT):])
+        return found, left
+
     def membership(self, user: str, scope_id: str) -> Membership | None:
         """`user`'s membership of the scope, read strongly consistent; None if not a member."""
         item = self._get(user_pk(user), scope_pk(scope_id))
@@ -256,9 +275,14 @@ class Scopes:
              "ExpressionAttributeValues": {":before": {"S": before}}}
             if before else {"ConditionExpression": "attribute_not_exists(pk)"})
         if role is None:
+            # The user's side becomes a mark that it left: a device that holds records of
+            # the scope from its own pushes, and never pulled it, is told by its next pull
+            # (server/pull_scopes.py) though its cursor does not name the scope.
             actions += [{"Delete": {"TableName": self.table, "Key": member_key, **still}},
                         {"Delete": {"TableName": self.table,
-                                    "Key": self._key(user_pk(user), scope_pk(scope_id))}}]
+                                    "Key": self._key(user_pk(user), scope_pk(scope_id))}},
+                        {"Put": {"TableName": self.table,
+                                 "Item": self._key(user_pk(user), f"{LEFT}{scope_id}")}}]
         else:
             actions += [{"Put": {"TableName": self.table,
                                  "Item": self._member_item(scope_id, user, role), **still}},

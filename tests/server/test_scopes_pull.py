@@ -212,3 +212,35 @@ def test_another_users_cursor_resets(api: Api) -> None:
     r = bob.call("GET", "/v1/pull", params={"client_id": client_id(), "cursor": theirs.cursor})
     assert r.status_code == 200
     assert r.json() == {"reset": True}
+
+
+def test_a_scope_left_before_the_device_ever_pulled_it_is_named_in_revoked_once(
+        api: Api) -> None:
+    # Found by the seeded simulation (seed 13 when shared scopes came to it): a member's
+    # device wrote into the scope, and its push's answers gave it those records, but it had
+    # not pulled since joining. Removed, its cursor never named the scope, so no pull told
+    # it: the device kept the scope's records for good.
+    owner, scope = shared_list(api, "bread")
+    member = signed_in(api)
+    device = Device(member)
+    device.pull()
+    owner.share(scope, member.name, "editor")
+    write(member, scope, "mine")
+    assert owner.unshare(scope, member.name).status_code == 204
+    device.pull()
+    device.pull()
+    assert device.revoked == [scope]
+
+
+def test_a_scope_left_and_joined_again_is_served_again(api: Api) -> None:
+    owner, scope = shared_list(api, "bread")
+    member = signed_in(api)
+    device = Device(member)
+    device.pull()
+    owner.share(scope, member.name, "editor")
+    owner.unshare(scope, member.name)
+    device.pull()
+    owner.share(scope, member.name, "viewer")
+    device.pull()
+    assert device.revoked == [scope]
+    assert device.titles() == {(scope, "bread"): f"bread in {scope}"}

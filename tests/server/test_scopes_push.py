@@ -157,3 +157,41 @@ def test_the_feed_logs_a_shared_scopes_changes_in_that_scopes_log(api: Api) -> N
     wait_until(lambda: sorted(logged_keys(api, f"s#{scope}")) == ["todos#outside", "todos#pushed"],
                message="the scope's log did not get both changes")
     assert logged_keys(api, f"u#{editor.name}") == []
+
+
+@pytest.mark.parametrize("role", ["viewer", None])
+def test_a_retry_of_a_forbidden_mutation_is_answered_forbidden_again(
+        api: Api, role: str | None) -> None:
+    # A bare `duplicate` reads as "applied, version unknown" to the client, which then
+    # keeps a write the server refused; the record itself is not the caller's to read.
+    if role is None:
+        owner, user = signed_in(api), signed_in(api)
+        scope = owned_scope(owner)
+    else:
+        _, user, scope = shared_with(api, role)
+    cid = client_id()
+    mutations = [mutation(1, "mine", value={"title": "mine"}),
+                 mutation(2, "x", scope=scope, value={"title": "not allowed"})]
+    first = push(user, cid, *mutations)
+    again = push(user, cid, *mutations)
+    assert statuses(first) == ["applied", "rejected"]
+    assert statuses(again) == ["duplicate", "rejected"]
+    assert again["results"][1]["error"]["code"] == "forbidden"
+    assert "server" not in again["results"][1]
+    assert titles(api, f"s#{scope}") == {}
+
+
+def test_a_retry_of_a_write_applied_before_its_writer_was_removed_is_answered_forbidden(
+        api: Api) -> None:
+    # The device's scope is being dropped (the pull names it revoked), its entries with it;
+    # a removed member is answered as it would be for a new write, and never sent the
+    # record of a scope it may no longer read.
+    owner, editor, scope = shared_with(api, "editor")
+    cid = client_id()
+    body = [mutation(1, "a", scope=scope, value={"title": "written"})]
+    assert statuses(push(editor, cid, *body)) == ["applied"]
+    assert owner.unshare(scope, editor.name).status_code == 204
+    again = push(editor, cid, *body)
+    assert statuses(again) == ["rejected"]
+    assert "server" not in again["results"][0]
+    assert titles(api, f"s#{scope}") == {"todos#a": "written"}

@@ -435,8 +435,8 @@ class BrowserWorld(Recording):
             self.set_online(d, not d.online)
         elif kind == "external":
             self.history.faults["external_write"] += 1
-            external_write(self.rng, self.store, self.users, self.history, self.next_seq,
-                           self.note)
+            external_write(self.rng, self.store, [f"u#{u}" for u in self.users],
+                           self.history, self.next_seq, self.note)
         elif kind == "reload":
             self.note(f"{d.name}: reload")
             self.history.faults["reload"] += 1
@@ -492,24 +492,26 @@ class BrowserWorld(Recording):
         drain(self.feed, self.store, timeout=60.0, advance=lambda: page.wait_for_timeout(50))
 
     def collect(self, run_id: str) -> Final:
-        views: dict[str, tuple[str, dict[str, Any]]] = {}
+        # The browser tier has no shared scopes: each device's records are its user's scope.
+        views: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {}
         pending: dict[str, int] = {}
-        stuck: dict[str, set[tuple[str, str]]] = {}
+        stuck: dict[str, set[tuple[str, str, str]]] = {}
         for d in self.devices:
             view, count, entries = run_py(d.slot.page, "await sim_state()")
-            views[d.name] = (d.user, view)
+            views[d.name] = (d.user, {f"u#{d.user}": view})
             pending[d.name] = count
             if entries:
-                stuck[d.name] = {(c, k) for c, k in entries}
+                stuck[d.name] = {(f"u#{d.user}", c, k) for c, k in entries}
                 self.note(f"    {d.name} still holds outbox entries for {entries}")
-        fresh: dict[str, dict[str, Any]] = {}
+        fresh: dict[str, dict[str, dict[str, Any]]] = {}
         page = self.devices[0].slot.page
         for user in self.users:
             name = f"bsim-{self.seed}-{run_id}-fresh-{user}"
-            fresh[user], error = run_py(page, f"await sim_fresh({name!r}, {user!r})")
+            snapshot, error = run_py(page, f"await sim_fresh({name!r}, {user!r})")
+            fresh[user] = {f"u#{user}": snapshot}
             if error:
                 self.note(f"    the fresh device of {user} failed to sync: {error}")
-        return server_final(self.store, self.users, views, fresh, pending, stuck)
+        return server_final(self.store, self.users, [], views, fresh, pending, stuck, {})
 
     def close(self) -> None:
         for d in self.devices:

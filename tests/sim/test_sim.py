@@ -1,6 +1,7 @@
 """The seeded simulation as tests: the fast tier (50 short histories) runs with the suite; the
 long tier (`-m sim_long`, or `make sim`) runs 1,000. A failing seed prints its replay command.
-See docs/reliability.md and tests/sim/world.py."""
+About half of the histories have shared scopes (members joining, leaving and removed, viewers
+and non-members writing). See docs/reliability.md and tests/sim/world.py."""
 
 from __future__ import annotations
 

@@ -30,6 +30,16 @@ Faults (network ones are drawn per request while faults are on):
 - epoch_bump         the store epoch moves (server/changelog.bump_epoch): every cursor resets
 - retention_passed   the server's pull clock jumps past the log retention: cursors reset
 - skew               each device's clock is off by one of SKEWS_S (beyond the 60 s clamp too)
+
+Shared scopes (docs/sharing.md): in some histories of 2-3 users, one or two users each own a
+shared scope (its id drawn from the seed). The `scope` steps go through the devices' real
+SyncClient calls, over the same faulty network: the owner creates the scope (again: an
+idempotent retry), shares it with another user as editor or viewer, changes a member's role,
+removes a member; a member leaves; now and then someone who may not tries (a member sharing,
+the owner leaving: refused, nothing changes). Writes go to the personal scope or to a shared
+one, the user's or not (viewers and non-members try, removed members' devices hold pending
+writes); another program writes into shared scopes too. The memberships' history is what the
+server answered (recorded where the network hands the answer over, before any fault).
 """
 
 from __future__ import annotations
@@ -59,7 +69,7 @@ from pysync.hlc import MAX_CLOCK_SKEW_MS, Stamp
 from pysync.memdb import MemoryStorage
 from pysync.replica import Replica
 from pysync.rows import RecordRow
-from pysync.schema import Collection, Schema
+from pysync.schema import Collection, Schema, local_name, split_local_name
 from pysync.store import Database
 from server.app import create_app
 from server.changelog import bump_epoch
@@ -70,6 +80,7 @@ from server.items import record_fields, split_sort_key
 from server.pull import Puller
 from tests.server.feed_support import Store, drain
 from tests.sim.model import (
+    END,
     ExternalWrite,
     Final,
     FinalItem,
@@ -100,7 +111,11 @@ NETWORK_FAULTS = (("drop_request", 0.05), ("drop_response", 0.05), ("duplicate",
 # Step kinds and weights.
 STEPS = (("write", 50), ("sync", 18), ("toggle_network", 6), ("feed", 8), ("crash", 2),
          ("server_restart", 1.5), ("external", 6), ("epoch_bump", 1), ("retention_passed", 1),
-         ("deliver_delayed", 3))
+         ("deliver_delayed", 3), ("scope", 10))
+SHARED_SCOPES = (0, 1, 1, 2)  # how many shared scopes a history of 2-3 users has (drawn)
+SHARED_WRITES = 0.45  # the share of writes into a shared scope, when the history has some
+SCOPE_ACTIONS = (("create", 0.5), ("share", 4), ("unshare", 2.5), ("leave", 1.5),
+                 ("refused", 0.5))
 
 
 @dataclass
@@ -138,6 +153,10 @@ class Network(httpx.AsyncBaseTransport):
         if path.startswith("/v1/events"):
             # Pokes would start rounds behind the driver's back: the driver syncs instead.
             raise httpx.ConnectError("no event stream in the simulation", request=request)
+        if d is not None and not d.online:
+            # An offline device's app call (share, unshare) fails as in a browser; its
+            # SyncClient sends nothing while offline.
+            raise httpx.ConnectError("the device is offline", request=request)
         if path == "/v1/push":
             w.saw_push(d, body)
         fault = w.draw_fault(path) if d is not None else None
@@ -201,6 +220,8 @@ class World(Recording):
     faults_on: bool = True
     pull_offset_s: float = 0.0  # how far the pull clock has jumped (retention_passed)
     delayed: list[tuple[httpx.Request, bytes]] = field(default_factory=list)
+    shared: list[str] = field(default_factory=list)  # the shared scopes' ids
+    owner_of: dict[str, str] = field(default_factory=dict)  # shared scope id -> its creator
     verbose: bool = False
     tolerate: frozenset[str] = frozenset()  # known defects counted apart (tests/sim/known.py)
 
@@ -223,8 +244,25 @@ class World(Recording):
         if d is not None and path == "/v1/pull" and response.status_code == 200:
             for c in json.loads(response.content).get("changes", []):
                 if c.get("deleted"):
-                    self.history.pulled_deletes.add((d.name, c["collection"], c["key"]))
+                    pk = f"s#{c['scope']}" if c.get("scope") else f"u#{d.user}"
+                    self.history.pulled_deletes.add((d.name, pk, c["collection"], c["key"]))
         return response
+
+    def membership_answered(self, device: Device, request: httpx.Request, body: bytes,
+                            content: bytes) -> None:
+        """The server changed a membership (a 2xx answer to a member route): record it,
+        whether or not the answer then reaches the device."""
+        parts = request.url.path.split("/")  # ['', 'v1', 'scopes', id, 'members', user]
+        change: tuple[str, str, str | None]
+        if request.method == "POST" and len(parts) == 3:
+            change = (json.loads(content)["scope"], device.user, "owner")
+        elif request.method == "PUT" and len(parts) == 6:
+            change = (parts[3], parts[5], json.loads(body)["role"])
+        elif request.method == "DELETE" and len(parts) == 6:
+            change = (parts[3], parts[5], None)
+        else:
+            return
+        self.history.memberships.append((self.next_seq(), f"s#{change[0]}", *change[1:]))
 
     def draw_fault(self, path: str) -> str | None:
         if not self.faults_on or path == "/v1/dev/token":
@@ -247,6 +285,9 @@ class World(Recording):
         content = await response.aread()
         if request.url.path == "/v1/push" and response.status_code == 200:
             record_verdicts(self.history, self.next_seq, body, content)
+        elif request.url.path.startswith("/v1/scopes") and device is not None \
+                and 200 <= response.status_code < 300:
+            self.membership_answered(device, request, body, content)
         elif request.url.path == "/v1/pull" and response.status_code == 200 \
                 and device is not None and json.loads(content).get("reset"):
             self.note(f"    {device.name}: the pull answers reset")
@@ -350,17 +391,28 @@ class World(Recording):
 
     # ---- steps --------------------------------------------------------------------------
 
+    def draw_scope(self, d: Device) -> str | None:
+        """The shared scope a write goes to (None: the personal scope): mostly one the
+        user is a member of as far as the server has answered, sometimes any."""
+        if not self.shared or self.rng.random() >= SHARED_WRITES:
+            return None
+        mine = [s for s in self.shared if self.history.role_at(f"s#{s}", d.user, END)]
+        return self.rng.choice(mine if mine and self.rng.random() < 0.75 else self.shared)
+
     async def write(self, d: Device) -> None:
         assert d.db is not None
         c, key, op, value = draw_write(self.rng)
-        coll = d.db.collection(c)
-        row = next((r for r in d.storage.rows(d.db.name, "records") if r["k"] == [c, key]),
-                   None)
+        sid = self.draw_scope(d)
+        coll = d.db.collection(c, scope=sid)
+        row = next((r for r in d.storage.rows(d.db.name, "records")
+                    if r["k"] == [local_name(c, sid), key]), None)
         before = RecordRow.from_row(row) if row is not None else None
         if op == "patch" and (before is None or before.value is None) \
                 and self.rng.random() < 0.8:
             op = "put"  # mostly write what can be written; some patches of nothing stay
-        self.note(f"{d.name}: {op} {c}/{key} {json.dumps(value) if value else ''}")
+        where = f"{c}/{key}" if sid is None else f"{c}@{sid}/{key} (as " \
+            f"{self.history.role_at(f's#{sid}', d.user, END)})"
+        self.note(f"{d.name}: {op} {where} {json.dumps(value) if value else ''}")
         try:
             if op == "put":
                 assert value is not None
@@ -381,9 +433,11 @@ class World(Recording):
         local_only = op == "delete" and (before is None or before.value is None or (
             before.version is None and before.server_value is None and before.in_flight == 0))
         self.history.ops[op] += 1
+        if sid is not None:
+            self.history.ops["shared_write"] += 1
         self.history.local.append(LocalWrite(self.next_seq(), d.name, d.client_id, d.user, c,
                                              key, op, value, writer["v"]["clock"],
-                                             local_only))
+                                             local_only, "" if sid is None else f"s#{sid}"))
         await self.settle()  # an online device pushes at once
 
     def resolved(self, d: Device, event: ConflictEvent) -> None:
@@ -391,6 +445,13 @@ class World(Recording):
         device's, accounted as a local write with the stamp the store gave it (the writer
         clock now); local only when nothing is sent (the result is the server's copy)."""
         self.history.ops[f"conflict_{event.kind}"] += 1
+        scope = "" if event.scope is None else f"s#{event.scope}"
+        if event.kind == "rejected" and event.error == "forbidden":
+            self.note(f"    {d.name}: {event.collection}/{event.key} in {scope or 'personal'} "
+                      f"rejected, forbidden")
+            self.history.forbidden.append((self.next_seq(), d.name, scope or f"u#{d.user}",
+                                           event.collection, event.key))
+            return
         if event.kind != "conflict" or event.error is not None or d.db is None:
             return
         writer = next(r for r in d.storage.rows(d.db.name, "meta") if r["k"] == "writer")
@@ -401,11 +462,60 @@ class World(Recording):
                   f"{json.dumps(event.result)}")
         self.history.local.append(LocalWrite(self.next_seq(), d.name, d.client_id, d.user,
                                              event.collection, event.key, op, event.result,
-                                             writer["v"]["clock"], same))
+                                             writer["v"]["clock"], same, scope))
 
     def external(self) -> None:
-        external_write(self.rng, self.store, self.users, self.history, self.next_seq,
+        external_write(self.rng, self.store, [f"u#{u}" for u in self.users]
+                       + [f"s#{s}" for s in self.shared], self.history, self.next_seq,
                        self.note)
+
+    async def scope_step(self) -> None:
+        """One membership action through a device's SyncClient (docs/sharing.md)."""
+        rng, h = self.rng, self.history
+        action = rng.choices([a for a, _ in SCOPE_ACTIONS], [wt for _, wt in SCOPE_ACTIONS])[0]
+        sid = rng.choice(self.shared)
+        owner = self.owner_of[sid]
+        others = [u for u in self.users if u != owner]
+        # mostly remove (or have leave) a member, now and then someone who is not one
+        members = [u for u in others if h.role_at(f"s#{sid}", u, END)]
+        leaving = members if members and rng.random() < 0.8 else others
+        if action == "create":
+            await self.manage(self.device_of(owner), action, sid, "create_scope",
+                              f"list {sid}", scope_id=sid)
+        elif action == "share":
+            user, role = rng.choice(others), rng.choice(("editor", "viewer"))
+            await self.manage(self.device_of(owner), action, sid, "share", sid, user, role)
+        elif action == "unshare":
+            user = rng.choice(leaving)
+            await self.manage(self.device_of(owner), action, sid, "unshare", sid, user)
+        elif action == "leave":
+            user = rng.choice(leaving)
+            await self.manage(self.device_of(user), action, sid, "unshare", sid, user)
+        elif rng.random() < 0.5:
+            # a member (or not) raising itself to owner: refused (403, or 404 to a stranger)
+            user = rng.choice(others)
+            await self.manage(self.device_of(user), action, sid, "share", sid, user, "owner")
+        else:
+            # the owner leaving: the last owner, refused (409 last_owner)
+            await self.manage(self.device_of(owner), action, sid, "unshare", sid, owner)
+        h.ops[f"scope_{action}"] += 1
+
+    def device_of(self, user: str) -> Device:
+        return self.rng.choice([d for d in self.devices if d.user == user])
+
+    async def manage(self, d: Device, action: str, sid: str, call: str, *args: Any,
+                     **kwargs: Any) -> None:
+        assert d.client is not None
+        self.note(f"{d.name}: {action}: {call}{args[1:] if call != 'create_scope' else ''} "
+                  f"on {sid}")
+        try:
+            await getattr(d.client, call)(*args, **kwargs)
+        except SyncError as e:
+            # Refused by the server, or the network lost it (the server may have made the
+            # change anyway: the memberships' history is its answers, not this one).
+            self.note(f"    {e.code}")
+            self.history.ops[f"scope_{e.code}"] += 1
+        await self.settle()
 
     async def deliver_delayed(self) -> None:
         if self.delayed:
@@ -415,7 +525,8 @@ class World(Recording):
 
     async def step(self, i: int) -> None:
         self.sim_ms += self.rng.randint(1, 40)
-        kind = self.rng.choices([s for s, _ in STEPS], [wt for _, wt in STEPS])[0]
+        steps = STEPS if self.shared else tuple(s for s in STEPS if s[0] != "scope")
+        kind = self.rng.choices([s for s, _ in steps], [wt for _, wt in steps])[0]
         d = self.rng.choice(self.devices)
         self.history.ops[kind] += 1
         if kind == "write":
@@ -452,6 +563,8 @@ class World(Recording):
             self.pull_offset_s += self.store.ctx.settings.log_retention_s + 1
         elif kind == "deliver_delayed":
             await self.deliver_delayed()
+        elif kind == "scope":
+            await self.scope_step()
 
     # ---- a whole history ----------------------------------------------------------------
 
@@ -468,9 +581,25 @@ class World(Recording):
         self.note(f"seed {self.seed}: {n_users} users, {n_devices} devices "
                   + ", ".join(f"{d.name}={d.user}(skew {d.skew_ms // 1000:+d}s)"
                               for d in self.devices))
+        for i in range(rng.choice(SHARED_SCOPES) if n_users > 1 else 0):
+            sid = f"shared-{i}-{self.seed}"
+            self.shared.append(sid)
+            self.owner_of[sid] = rng.choice(self.users)
+        self.history.shared = self.shared
+        if self.shared:
+            self.note("shared scopes: " + ", ".join(f"{s} (owner {o})"
+                                                    for s, o in self.owner_of.items()))
         self.start_server()
         for d in self.devices:
             await self.open_device(d)
+        for sid, owner in self.owner_of.items():
+            # Created and shared once at the start (through the faulty network too); the
+            # `scope` steps change the memberships later.
+            await self.manage(self.device_of(owner), "create", sid, "create_scope",
+                              f"list {sid}", scope_id=sid)
+            others = [u for u in self.users if u != owner]
+            await self.manage(self.device_of(owner), "share", sid, "share", sid,
+                              rng.choice(others), rng.choice(("editor", "viewer")))
         for i in range(self.steps):
             await self.step(i)
         await self.quiesce()
@@ -499,29 +628,35 @@ class World(Recording):
             await self.sync(d)
 
     async def collect(self) -> Final:
-        views: dict[str, tuple[str, dict[str, Any]]] = {}
+        views: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {}
         pending: dict[str, int] = {}
-        stuck: dict[str, set[tuple[str, str]]] = {}
+        stuck: dict[str, set[tuple[str, str, str]]] = {}
+        held: dict[str, set[str]] = {}
         for d in self.devices:
             assert d.db is not None
-            views[d.name] = (d.user, await view(d.db))
+            views[d.name] = (d.user, await view(d.db, d.user, self.shared))
             pending[d.name] = await d.db.pending_count()
             for e in await Replica(d.db).outbox_entries():  # what is stuck, for the replay's reader
-                stuck.setdefault(d.name, set()).add((e.collection, e.key))
+                stuck.setdefault(d.name, set()).add((scope_of(e.collection, d.user),
+                                                     split_local_name(e.collection)[0], e.key))
                 row = next((r for r in d.storage.rows(d.db.name, "records")
                             if r["k"] == [e.collection, e.key]), None)
                 self.note(f"    {d.name} still holds {e} over the row {row}")
-        fresh: dict[str, dict[str, Any]] = {}
+            # Every scope the device keeps any row of (a record, a tombstone, a pending one)
+            held[d.name] = {scope_of(r["k"][0], d.user)
+                            for r in d.storage.rows(d.db.name, "records")}
+        fresh: dict[str, dict[str, dict[str, Any]]] = {}
         for user in self.users:
             d = Device(f"fresh-{user}", user, MemoryStorage(), 0, self)
             self.devices.append(d)
             await self.open_device(d)
             await self.sync(d)
             assert d.db is not None
-            fresh[user] = await view(d.db)
+            fresh[user] = await view(d.db, user, self.shared)
             await self.close_device(d)
             self.devices.remove(d)
-        return server_final(self.store, self.users, views, fresh, pending, stuck)
+        return server_final(self.store, self.users, self.shared, views, fresh, pending, stuck,
+                            held)
 
     async def close(self) -> None:
         for d in self.devices:
@@ -564,13 +699,13 @@ def draw_value(rng: random.Random) -> Any:
     return rng.choice((rng.randint(0, 99), f"s{rng.randint(0, 9)}", rng.random() < 0.5))
 
 
-def external_write(rng: random.Random, store: Store, users: list[str], history: History,
+def external_write(rng: random.Random, store: Store, scopes: list[str], history: History,
                    next_seq: Callable[[], int], note: Callable[[str], None]) -> None:
-    """Another program's boto3 put/update/delete of one field on the items table."""
-    user = rng.choice(users)
+    """Another program's boto3 put/update/delete of one field on the items table, in one of
+    `scopes` (DynamoDB pks: `u#<user>`, `s#<id>`)."""
+    scope = rng.choice(scopes)
     c, key = rng.choice(list(STRATEGIES)), rng.choice(KEYS)
     kind = rng.choice(("put", "update", "delete"))
-    scope = f"u#{user}"
     f = rng.choice(FIELDS)
     v = rng.randint(100, 199)  # outside the devices' range: visibly another program
     if kind == "put":
@@ -579,8 +714,8 @@ def external_write(rng: random.Random, store: Store, users: list[str], history: 
         store.update(scope, c, key, **{f: v})
     else:
         store.delete(scope, c, key)
-    note(f"other program: {kind} {user} {c}/{key} {f}={v if kind != 'delete' else ''}")
-    history.external.append(ExternalWrite(next_seq(), user, c, key, kind,
+    note(f"other program: {kind} {scope} {c}/{key} {f}={v if kind != 'delete' else ''}")
+    history.external.append(ExternalWrite(next_seq(), scope, c, key, kind,
                                           f if kind == "update" else None))
 
 
@@ -596,7 +731,7 @@ def record_sent(history: History, body: bytes, user: str) -> None:
         clamped = Stamp.parse(m["hlc"]).wall_ms > now_ms + MAX_CLOCK_SKEW_MS
         history.sent[key] = Sent(client_id, user, int(m["id"]), m["collection"], m["key"],
                                  m["op"], m.get("value"), m.get("base_version"), m["hlc"],
-                                 clamped)
+                                 clamped, f"s#{m['scope']}" if m.get("scope") else f"u#{user}")
 
 
 def record_verdicts(history: History, next_seq: Callable[[], int], body: bytes,
@@ -605,14 +740,25 @@ def record_verdicts(history: History, next_seq: Callable[[], int], body: bytes,
     client_id = json.loads(body)["client_id"]
     for r in json.loads(content)["results"]:
         history.verdicts.append(Verdict(next_seq(), client_id, int(r["id"]), r["status"],
-                                        r.get("version")))
+                                        r.get("version"), (r.get("error") or {}).get("code")))
 
 
-async def view(db: Database) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for c in SCHEMA:
-        for doc in await db.collection(c.name).query():
-            out[f"{c.name}/{doc.key}"] = doc.value
+def scope_of(name: str, user: str) -> str:
+    """The scope (DynamoDB pk) of a record the device keeps under local name `name`."""
+    scope = split_local_name(name)[1]
+    return f"u#{user}" if scope is None else f"s#{scope}"
+
+
+async def view(db: Database, user: str, shared: list[str]) -> dict[str, dict[str, Any]]:
+    """The device's live records of its personal scope and of each shared scope of the
+    history (member or not), by scope pk."""
+    out: dict[str, dict[str, Any]] = {}
+    for sid in [None, *shared]:
+        records: dict[str, Any] = {}
+        for c in SCHEMA:
+            for doc in await db.collection(c.name, scope=sid).query():
+                records[f"{c.name}/{doc.key}"] = doc.value
+        out[f"u#{user}" if sid is None else f"s#{sid}"] = records
     return out
 
 
@@ -640,14 +786,26 @@ def log_entry(e: dict[str, Any]) -> LogEntry:
                     e.get("h", {}).get("S", ""), e.get("w", {}).get("S", ""))
 
 
-def server_final(store: Store, users: list[str], views: dict[str, Any],
-                 fresh: dict[str, dict[str, Any]], pending: dict[str, int],
-                 stuck: dict[str, Any]) -> Final:
+def read_members(store: Store, user: str) -> set[str]:
+    """The scopes `user` belongs to as the scopes table says (its personal one included)."""
+    ctx = store.ctx
+    pages = ctx.dynamodb.get_paginator("query").paginate(
+        TableName=ctx.tables.scopes, ConsistentRead=True,
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":p": {"S": f"u#{user}"}, ":s": {"S": "s#"}})
+    return {f"u#{user}"} | {item["sk"]["S"] for page in pages for item in page["Items"]}
+
+
+def server_final(store: Store, users: list[str], shared: list[str], views: dict[str, Any],
+                 fresh: dict[str, Any], pending: dict[str, int], stuck: dict[str, Any],
+                 held: dict[str, set[str]]) -> Final:
     """The quiesced end of a history: what the devices showed, with the server's items and
-    log of each user read with boto3."""
-    items = {user: read_items(store, f"u#{user}") for user in users}
-    log = {user: [log_entry(e) for e in store.log(f"u#{user}")] for user in users}
-    return Final(items, log, views, fresh, pending, stuck)
+    log of each scope and each user's memberships read with boto3."""
+    scopes = [f"u#{user}" for user in users] + [f"s#{sid}" for sid in shared]
+    items = {scope: read_items(store, scope) for scope in scopes}
+    log = {scope: [log_entry(e) for e in store.log(scope)] for scope in scopes}
+    members = {user: read_members(store, user) for user in users}
+    return Final(items, log, views, fresh, pending, stuck, members, held)
 
 
 def drop_tables(store: Store) -> None:
@@ -684,6 +842,8 @@ def summary(history: History, outcome: Outcome) -> str:
             f"mutations={len(history.sent)} faults={sum(history.faults.values())} "
             f"divergent={c['divergent']} lost={c['lost']} duplicated={c['duplicated']} "
             f"resurrected={c['resurrected']} unverifiable={c['unverifiable']}"
+            + (f" shared={len(history.shared)}" if history.shared else "")
+            + "".join(f" {k}={c[k]}" for k in ("unauthorized", "forbidden") if c[k])
             + "".join(f" {k}={n}" for k, n in sorted(c.items()) if k.startswith("known:")))
 
 
@@ -695,8 +855,19 @@ def totals(runs: list[tuple[History, Outcome]]) -> dict[str, Any]:
         faults.update(h.faults)
         ops.update(h.ops)
         counts.update(o.counts)
+    shared = {(h.seed, k) for h, _ in runs for k, m in h.sent.items()
+              if m.scope.startswith("s#")}
     return {"histories": len(runs), "failed": sum(not o.ok for _, o in runs),
             "mutations": sum(len(h.sent) for h, _ in runs),
             "verdicts": Counter(v.status for h, _ in runs for v in h.verdicts),
+            "shared_scope_histories": sum(bool(h.shared) for h, _ in runs),
+            "shared_scopes": sum(len(h.shared) for h, _ in runs),
+            "shared_mutations": len(shared),
+            "shared_verdicts": Counter(
+                v.status + (f"/{v.error}" if v.error else "") for h, _ in runs
+                for v in h.verdicts if (h.seed, (v.client_id, v.id)) in shared),
+            "membership_changes": Counter(
+                "removed" if r is None else r for h, _ in runs for _, _, _, r in h.memberships),
+            "forbidden_events": sum(len(h.forbidden) for h, _ in runs),
             "faults": faults, "ops": ops, "counts": counts}
 
