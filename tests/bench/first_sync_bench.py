@@ -46,7 +46,6 @@ from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
 
-import server.http
 import server.pull_scopes
 from pysync.layout import UPGRADES
 from pysync.protocol import PullResponse
@@ -123,7 +122,7 @@ def _timed(owner, name, label, kind=None):
 # Wrappers on pysync's own objects, each counted once whatever calls it.
 _timed(_client_module, "loads", "client: JSON parse")
 _timed(PullResponse, "from_json", "client: PullResponse.from_json", "classmethod")
-for _name in ("apply_server_changes", "apply_snapshot_page"):
+for _name in ("prepare_page", "apply_server_changes", "apply_server_page"):
     if hasattr(Replica, _name):
         _timed_async(Replica, _name, "client: store the page (" + _name + ")")
 
@@ -285,7 +284,7 @@ class ServerProfile:
         self.wrap(ctx.puller.client, "query", "server:   of which DynamoDB Query")
         self.wrap(ctx.puller, "_count_live", "server:   of which counting what remains")
         self.wrap(PullResponse, "to_json", "server: the answer as JSON data")
-        self.wrap(server.http.JSONBody, "render", "server: JSON encoding")
+        self.wrap(server.pull_scopes, "json_answer", "server: JSON encoding (+ gzip)")
 
     def take(self) -> dict[str, float]:
         with self.lock:
