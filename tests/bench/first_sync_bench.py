@@ -267,7 +267,9 @@ class ServerProfile:
             self.ms[name] = self.ms.get(name, 0.0) + seconds * 1000
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
-        real = getattr(owner, name)
+        real = getattr(owner, name, None)
+        if real is None:  # (an older server, measured for comparison)
+            return
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
@@ -285,6 +287,8 @@ class ServerProfile:
         self.wrap(ctx.puller, "_count_live", "server:   of which counting what remains")
         self.wrap(PullResponse, "to_json", "server: the answer as JSON data")
         self.wrap(server.pull_scopes, "json_answer", "server: JSON encoding (+ gzip)")
+        if hasattr(server.pull_scopes, "JSONBody"):  # before the answer was gzipped
+            self.wrap(server.pull_scopes.JSONBody, "render", "server: JSON encoding")
 
     def take(self) -> dict[str, float]:
         with self.lock:
