@@ -306,13 +306,17 @@ class Transaction:
         self._exception: BaseException | None = None
         self._callbacks: list[Any] = []
 
-    def write(self, writes: Sequence[Write]) -> None:
-        """Issue puts / adds / deletes on several stores: one bridge crossing for all."""
+    def write(self, writes: Sequence[Write], *, sliced: bool = False) -> None:
+        """Issue puts / adds / deletes on several stores: one bridge crossing for all.
+        `sliced`: the helper issues more than 250 rows of one store a slice at a time, so
+        that the page's thread is never busy issuing thousands of puts at once (requests
+        asked for after it still come after it); a request that cannot be issued in a later
+        slice then aborts the transaction (`done()` raises) instead of raising here."""
         text = writes_json(writes)
         if text is None:
             return
         try:
-            self._js.write(text)
+            self._js.write(text, sliced)
         except Exception as e:
             if not _is_js_exception(e):
                 raise

@@ -27,7 +27,7 @@
   let onDone = null;
   const setDone = (callback) => { onDone = callback; };
 
-  // A write of more rows than this is issued a slice at a time (Tx.later): issuing a put
+  // A write asked to be sliced is issued this many rows at a time (Tx.later): issuing a put
   // costs the page's thread tens of microseconds (the row is cloned), so a page of a few
   // thousand rows issued at once is a long task.
   const SLICE = 250;
@@ -54,11 +54,12 @@
       this.tx.onabort = () => onDone(id, this.failure || failure(
         this.tx.error || { name: "AbortError", message: "the transaction was aborted" }));
     }
-    // [[store, "put" | "add" | "delete", [row or key, ...]], ...]
-    write(opsJson) {
+    // [[store, "put" | "add" | "delete", [row or key, ...]], ...]; `sliced`: a big write is
+    // issued a slice at a time (later), else all at once.
+    write(opsJson, sliced = false) {
       const steps = [];
       for (const [store, verb, items] of JSON.parse(opsJson)) {
-        if (items.length <= SLICE) {
+        if (!sliced || items.length <= SLICE) {
           steps.push([() => this.writeOps([[store, verb, items]]), false]);
           continue;
         }

@@ -309,8 +309,9 @@ class Transaction:
 
     # --- the surface of idb.Transaction
 
-    def write(self, writes: Sequence[idb.Write]) -> None:
-        """Issue puts / adds / deletes; a request that cannot be issued aborts it all."""
+    def write(self, writes: Sequence[idb.Write], *, sliced: bool = False) -> None:
+        """Issue puts / adds / deletes; a request that cannot be issued aborts it all.
+        (`sliced` changes only when the browser's helper issues them: here, at once.)"""
         text = idb.writes_json(writes)  # a TypeError escapes, as in idb.py
         if text is None:
             return

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pysync import idb
 from pysync.conflicts import same_record
 from pysync.errors import InvalidValue
+from pysync.indexkeys import key_range
 from pysync.layout import (
     META,
     NEXT_MUTATION_ID,
@@ -52,6 +53,7 @@ from pysync.rows import (
     server_change,
     unconfirmed,
 )
+from pysync.schema import local_name
 from pysync.session import UNKNOWN, RecordId, Session
 from pysync.storage import Transaction
 from pysync.values import Record
@@ -81,6 +83,15 @@ class Acked:
     base: Record | None
     server: Record | None
     refused: bool = False
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An outbox entry dropped with its scope's revocation (apply_server_changes), and the
+    record as local edits had made it (None: deleted or unknown)."""
+
+    entry: Entry
+    local: Record | None
 
 
 @dataclass(frozen=True)
@@ -348,16 +359,20 @@ class Replica:
 
     async def apply_server_changes(self, changes: Sequence[ServerRecord],
                                    extra_meta: Mapping[str, Any] | None = None, *,
-                                   complete: bool = False) -> None:
+                                   complete: bool = False,
+                                   revoked: Sequence[str] = ()) -> list[Dropped]:
         """Store a pull's records in one transaction (with `extra_meta`, e.g. the cursor).
 
         Idempotent (an older version than the one stored changes nothing) and pending local
         edits stay visible over the incoming values until the server acknowledges them.
         `complete`: this is the last page of a pull sequence; if a resync is in progress (see
         begin_resync) the records it did not confirm are dropped in this same transaction.
+        `revoked`: shared scopes the user can no longer read; their records, outbox entries
+        and waiting conflicts go in the same transaction (the server names a revoked scope
+        once, with the cursor stored here). Returns the outbox entries dropped so.
         """
         s = self._s
-        keyed = [([c.collection, c.key], c) for c in changes]
+        keyed = [([local_name(c.collection, c.scope), c.key], c) for c in changes]
         notes: list[Change] = []
         tx = s.tx([RECORDS, OUTBOX, META], "readwrite")
 
@@ -376,9 +391,9 @@ class Replica:
                 if new is None or new == row:
                     continue
                 current[record] = new
-                out[record] = new.to_row(declared(s.schema, change.collection))
+                out[record] = new.to_row(declared(s.schema, record[0]))
                 if row is None or new.value != row.value:
-                    notes.append(Change(change.collection, change.key, new.value, "server"))
+                    notes.append(Change(record[0], change.key, new.value, "server"))
             meta = [meta_row(k, v) for k, v in (extra_meta or {}).items()]
             meta.append(meta_row(WRITER, {**writer, "clock": str(s.clock.now())}))
             tx.write([(RECORDS, "put", list(out.values())), (META, "put", meta)])
@@ -386,6 +401,8 @@ class Replica:
             written_writer.append(meta[-1])
             if sweep:
                 tx.read([idb.get_all(RECORDS)], lambda r: self._sweep(tx, r[0], written, notes))
+            if revoked:
+                self._drop_scopes(tx, revoked, written, notes, dropped)
 
         def with_rows(results: list[Any]) -> None:
             writer = meta_value(results[0]) or {}
@@ -407,12 +424,39 @@ class Replica:
 
         written: dict[RecordId, StoredRecordRow | None] = {}
         written_writer: list[StoredMetaRow] = []
+        dropped: list[Dropped] = []
         tx.read([idb.get(META, WRITER), idb.get(META, RESYNC),
                  *(idb.get(RECORDS, k) for k, _ in keyed)], with_rows)
         await tx.done()
         s.cache.writer_row = written_writer[0]
         s.cache.remember(written)
         s.publish(notes)
+        return dropped
+
+    def _drop_scopes(self, tx: Transaction, scopes: Sequence[str],
+                     written: dict[RecordId, StoredRecordRow | None], notes: list[Change],
+                     dropped: list[Dropped]) -> None:
+        """Inside a pull page's transaction: remove every record of `scopes` (of the schema's
+        collections), their outbox entries and their conflicts waiting for a resolver."""
+        names = sorted({local_name(c.name, scope) for scope in scopes for c in self._s.schema})
+
+        def drop(found: list[Any]) -> None:
+            rows = [RecordRow.from_row(r) for found_rows in found[2:] for r in found_rows]
+            values = {(r.collection, r.key): r.value for r in rows}
+            entries = [Entry.from_row(e) for e in found[0] if e["r"][0] in names]
+            dropped.extend(Dropped(e, values.get((e.collection, e.key))) for e in entries)
+            waiting = list(meta_value(found[1]) or [])
+            left = [u for u in waiting if u[0] not in names]
+            for r in rows:
+                written[(r.collection, r.key)] = None
+                if r.value is not None:
+                    notes.append(Change(r.collection, r.key, None, "server"))
+            tx.write([(RECORDS, "delete", [[r.collection, r.key] for r in rows]),
+                      (OUTBOX, "delete", [e.order for e in entries]),
+                      (META, "put", [meta_row(UNRESOLVED, left)] if left != waiting else [])])
+
+        tx.read([idb.get_all(OUTBOX), idb.get(META, UNRESOLVED),
+                 *(idb.get_all(RECORDS, None, *key_range(n)) for n in names)], drop)
 
     async def prepare_page(self, changes: Sequence[ServerRecord]) -> PreparedPage | None:
         """The work apply_server_page's bulk path does before its transaction, done ahead
@@ -440,8 +484,8 @@ class Replica:
 
     async def apply_server_page(self, changes: Sequence[ServerRecord],
                                 extra_meta: Mapping[str, Any] | None = None, *,
-                                complete: bool = False,
-                                prepared: PreparedPage | None = None) -> None:
+                                complete: bool = False, revoked: Sequence[str] = (),
+                                prepared: PreparedPage | None = None) -> list[Dropped]:
         """apply_server_changes for one page of a pull, with the same outcome; a big page (a
         snapshot's, or a long run of the log) takes the bulk path, built for a first sync:
 
@@ -458,24 +502,27 @@ class Replica:
         if prepared is None or prepared.changes is not changes:
             prepared = await self.prepare_page(changes)
         if prepared is None:
-            await self.apply_server_changes(changes, extra_meta, complete=complete)
-            return
+            return await self.apply_server_changes(changes, extra_meta, complete=complete,
+                                                   revoked=revoked)
         s = self._s
         fresh, notes, stored = prepared.fresh, dict(prepared.notes), dict(prepared.stored)
         encoded = prepared.encoded
         tx = s.tx([RECORDS, OUTBOX, META], "readwrite")
-        swept: dict[RecordId, StoredRecordRow | None] = {}
+        swept: dict[RecordId, StoredRecordRow | None] = {}  # by the sweep, or a revocation
         sweep_notes: list[Change] = []
         written_writer: list[StoredMetaRow] = []
+        dropped: list[Dropped] = []
 
         def finish(writer: dict[str, Any], rows: idb.Encoded, sweep: bool) -> None:
             meta = [meta_row(k, v) for k, v in (extra_meta or {}).items()]
             meta.append(meta_row(WRITER, {**writer, "clock": str(s.clock.now())}))
-            tx.write([(RECORDS, "put", rows), (META, "put", meta)])
+            tx.write([(RECORDS, "put", rows), (META, "put", meta)], sliced=True)
             written_writer.append(meta[-1])
             if sweep:
                 tx.read([idb.get_all(RECORDS)],
                         lambda r: self._sweep(tx, r[0], swept, sweep_notes))
+            if revoked:
+                self._drop_scopes(tx, revoked, swept, sweep_notes, dropped)
 
         def recompute(writer: dict[str, Any], sweep: bool, present: list[RecordId],
                       found: list[Any]) -> None:
@@ -516,6 +563,7 @@ class Replica:
         s.cache.forget(fresh)
         s.cache.remember(swept)
         s.publish([n for ns in notes.values() for n in ns] + sweep_notes, stored)
+        return dropped
 
     def _sweep(self, tx: Transaction, rows: list[StoredRecordRow],
                written: dict[RecordId, StoredRecordRow | None], notes: list[Change]) -> None:
@@ -643,7 +691,7 @@ def _as_if_absent(s: Session, changes: Sequence[ServerRecord], fresh: dict[Recor
     outbox entry). Returns the records whose row changed."""
     touched: list[RecordId] = []
     for change in changes:
-        record = (change.collection, change.key)
+        record = (local_name(change.collection, change.scope), change.key)
         if change.hlc:
             s.observe(change.hlc)
         before = fresh.get(record)
@@ -654,7 +702,7 @@ def _as_if_absent(s: Session, changes: Sequence[ServerRecord], fresh: dict[Recor
         touched.append(record)
         if before is None or new.value != before.value:
             notes.setdefault(record, []).append(
-                Change(change.collection, change.key, new.value, "server"))
+                Change(record[0], change.key, new.value, "server"))
     return touched
 
 
@@ -670,7 +718,7 @@ def _over_stored(s: Session, changes: Sequence[ServerRecord], rows: dict[RecordI
         notes.pop(rec, None)
     current: dict[RecordId, RecordRow | None] = dict(rows)
     for change in changes:
-        rec = (change.collection, change.key)
+        rec = (local_name(change.collection, change.scope), change.key)
         if rec not in rows:
             continue
         row = current[rec]
@@ -678,10 +726,9 @@ def _over_stored(s: Session, changes: Sequence[ServerRecord], rows: dict[RecordI
         if new is None or new == row:
             continue
         current[rec] = new
-        stored[rec] = new.to_row(declared(s.schema, change.collection))
+        stored[rec] = new.to_row(declared(s.schema, rec[0]))
         if row is None or new.value != row.value:
-            notes.setdefault(rec, []).append(
-                Change(change.collection, change.key, new.value, "server"))
+            notes.setdefault(rec, []).append(Change(rec[0], change.key, new.value, "server"))
 
 
 def _spans(records: Mapping[RecordId, Any]) -> dict[str, tuple[str, str]]:

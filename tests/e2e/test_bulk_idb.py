@@ -1,5 +1,5 @@
-"""A big write on the browser's real IndexedDB: the helper issues it a slice at a time
-(pysync/idb_helper.js), and the transaction still behaves as one: requests in the order
+"""A big sliced write on the browser's real IndexedDB: the helper issues it a slice at a
+time (pysync/idb_helper.js), and the transaction still behaves as one: requests in the order
 Python issued them, all or nothing. Driven from Python in the page through pysync.idb."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def after(results):
     tx.write([("records", "delete", [["c", "k00000"]])])  # after the rest of the slices
     tx.read([idb.count("records")], lambda r: seen.append(r[0]))
 tx.write([("records", "put", rows[:600]), ("meta", "put", [{"k": "x", "v": 1}]),
-          ("records", "put", idb.encode_rows(rows[600:]))])
+          ("records", "put", idb.encode_rows(rows[600:]))], sliced=True)
 tx.read([idb.count("records"), idb.get("records", ["c", "k00999"])], after)
 await tx.done()
 check = conn.transaction(["records"], "readonly")
@@ -45,7 +45,7 @@ def test_a_big_write_that_fails_in_a_later_slice_writes_nothing(app_page: Page) 
     out = run_py(app_page, OPEN % {"name": "bulk-abort"} + """
 bad = [dict(r, ux=[["c", "u", 1]]) for r in rows[900:902]]  # one unique key, twice
 tx = conn.transaction(["records"], "readwrite")
-tx.write([("records", "put", rows[:900] + bad)])
+tx.write([("records", "put", rows[:900] + bad)], sliced=True)
 try:
     await tx.done()
     error = None

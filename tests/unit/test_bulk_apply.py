@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -50,6 +51,7 @@ class Side:
         self.storage, self.db = storage, db
         self.replica = Replica(db)
         self.heard: list[Change] = []
+        self.dropped: list[tuple[str, str, str]] = []  # outbox entries a revocation dropped
         db.watch(self.heard.extend)
 
     def rows(self, store: str) -> list[Any]:
@@ -81,10 +83,12 @@ def both(*steps: Step) -> tuple[Side, Side]:
     return asyncio.run(main())
 
 
-def pull(changes: list[ServerRecord], cursor: str = "c1", complete: bool = False) -> Step:
+def pull(changes: list[ServerRecord], cursor: str = "c1", complete: bool = False,
+         revoked: tuple[str, ...] = ()) -> Step:
     async def step(s: Side, bulk: bool) -> None:
         apply = s.replica.apply_server_page if bulk else s.replica.apply_server_changes
-        await apply(changes, {"cursor": cursor}, complete=complete)
+        dropped = await apply(changes, {"cursor": cursor}, complete=complete, revoked=revoked)
+        s.dropped += sorted((d.entry.collection, d.entry.key, repr(d.local)) for d in dropped)
     return step
 
 
@@ -92,6 +96,7 @@ def assert_same(plain: Side, bulk: Side) -> None:
     assert bulk.rows(RECORDS) == plain.rows(RECORDS)
     assert bulk.rows(OUTBOX) == plain.rows(OUTBOX)
     assert sorted(map(repr, bulk.heard)) == sorted(map(repr, plain.heard))
+    assert bulk.dropped == plain.dropped
 
 
 def test_a_big_page_into_an_empty_store_stores_what_the_per_record_path_stores() -> None:
@@ -186,3 +191,38 @@ def test_other_tabs_hear_of_a_big_page_with_the_values_it_stored() -> None:
         assert all(c.origin == "server" for c in heard)
 
     asyncio.run(main())
+
+
+TRIP = "trip-2026"
+
+
+def shared(changes: list[ServerRecord], scope: str) -> list[ServerRecord]:
+    return [replace(c, scope=scope) for c in changes]
+
+
+def test_a_big_page_keeps_each_scopes_records_apart() -> None:
+    """The same keys in the personal scope and a shared scope are two records each."""
+    mixed = page(30) + shared(page(30, version=3), TRIP)
+    plain, bulk = both(pull(mixed))
+    assert_same(plain, bulk)
+    names = {r["k"][0] for r in bulk.rows(RECORDS)}
+    assert names == {"todos", "accounts", f"todos@{TRIP}", f"accounts@{TRIP}"}
+
+    async def read() -> tuple[Any, Any]:
+        trip, mine = bulk.db.collection("todos", scope=TRIP), bulk.db.collection("todos")
+        return await trip.get("t001"), await mine.get("t001")
+
+    assert asyncio.run(read()) == ({"title": "item 1", "done": False, "rank": 1},
+                                   {"title": "item 1", "done": False, "rank": 1})
+
+
+def test_a_big_page_with_a_revoked_scope_drops_it_as_the_per_record_path_does() -> None:
+    async def edit(s: Side, bulk: bool) -> None:
+        await s.db.collection("todos", scope=TRIP).patch("t004", {"done": "mine"})
+
+    plain, bulk = both(pull(shared(page(), TRIP)), edit,
+                       pull(page(40), "c2", revoked=(TRIP,)))
+    assert_same(plain, bulk)
+    assert {r["k"][0] for r in bulk.rows(RECORDS)} == {"todos", "accounts"}
+    assert bulk.rows(OUTBOX) == []
+    assert [d[:2] for d in bulk.dropped] == [(f"todos@{TRIP}", "t004")]
