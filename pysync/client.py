@@ -48,7 +48,7 @@ from pysync.protocol import (
     float_if_exact,
     loads,
 )
-from pysync.replica import Acked, Replica
+from pysync.replica import Acked, PreparedPage, Replica
 from pysync.schema import Strategy, split_local_name
 from pysync.sharing import Member, Role, ScopeInfo
 from pysync.store import Change, Database
@@ -123,7 +123,7 @@ class SyncClient:
     def __init__(self, db: Database, base_url: str, token_provider: TokenProvider, *,
                  on_status: StatusCallback | None = None, http: httpx.AsyncClient | None = None,
                  use_lock: bool = True, push_limit: int = MAX_MUTATIONS_PER_PUSH,
-                 pull_limit: int = 500, backoff: Backoff | None = None,
+                 pull_limit: int = 1000, backoff: Backoff | None = None,
                  platform: Platform | None = None,
                  on_conflict: ConflictCallback | None = None) -> None:
         self.db = db
@@ -433,15 +433,36 @@ class SyncClient:
             await self._refresh_pending()
 
     async def _pull_all(self) -> int:
+        ahead: list[asyncio.Future[tuple[PullResponse, PreparedPage | None]]] = []
+        try:
+            return await self._pull_pages(ahead)
+        finally:
+            for fetch in ahead:  # a page fetched ahead that will not be stored now
+                fetch.cancel()
+                fetch.add_done_callback(_retrieve)
+
+    async def _pull_page(self, cursor: str | None) -> tuple[PullResponse, PreparedPage | None]:
+        """One page, and the work of storing it that needs no transaction (done here, so a
+        page fetched ahead is prepared while the one before it commits)."""
+        # Every scope the user belongs to (design.md section 10).
+        params = {"client_id": self.db.client_id, "limit": str(self.pull_limit)}
+        if cursor:
+            params["cursor"] = cursor
+        page = PullResponse.from_json(await self._request("GET", "/v1/pull", params=params))
+        return page, await self._replica.prepare_page(page.changes)
+
+    async def _pull_pages(
+            self, ahead: list[asyncio.Future[tuple[PullResponse, PreparedPage | None]]]) -> int:
         cursor = await self._replica.get_meta(CURSOR)
         applied = 0
         reset = False
         while True:
-            # Every scope the user belongs to (design.md section 10).
-            params = {"client_id": self.db.client_id, "limit": str(self.pull_limit)}
-            if cursor:
-                params["cursor"] = cursor
-            page = PullResponse.from_json(await self._request("GET", "/v1/pull", params=params))
+            page, prepared = await (ahead.pop() if ahead else self._pull_page(cursor))
+            if page.has_more and not page.reset:
+                # The next page is fetched while this one is stored. It is stored only once
+                # this one has committed (with its cursor), so no change is ever skipped;
+                # if storing this one fails, it is dropped (`_pull_all`).
+                ahead.append(asyncio.ensure_future(self._pull_page(page.cursor)))
             if page.reset:
                 if cursor is None or reset:
                     raise SyncError("reset_loop", "the server reset a pull without a cursor",
@@ -455,9 +476,9 @@ class SyncClient:
                 continue
             # The cursor is stored in the same transaction as the changes it covers; the
             # last page also ends a resync in progress (the same transaction again).
-            dropped = await self._replica.apply_server_changes(
+            dropped = await self._replica.apply_server_page(
                 page.changes, {CURSOR: page.cursor}, complete=not page.has_more,
-                revoked=page.revoked)
+                revoked=page.revoked, prepared=prepared)
             for d in dropped:  # writes into a scope the user was removed from
                 self._emit(ConflictEvent(d.entry.collection, d.entry.key,
                                          self._strategy(d.entry.collection), "rejected",
@@ -494,7 +515,11 @@ class SyncClient:
                                              timeout=REQUEST_TIMEOUT)
             except httpx.TransportError as e:
                 raise SyncError("unreachable", f"the server could not be reached: {e}") from None
-            answer = classify(r.status_code, _parse(r.content), r.headers.get("retry-after"))
+            # An error's body is parsed for its code and message; a success's only once,
+            # below (a pull page is parsed once: the one JSON parse per page).
+            ok = 200 <= r.status_code < 300
+            answer = classify(r.status_code, None if ok else _parse(r.content),
+                              r.headers.get("retry-after"))
             if answer.verdict == "ok" and r.status_code == 204:
                 return None  # done, and nothing to say (DELETE of a member)
             if answer.verdict == "ok":
@@ -833,6 +858,12 @@ class SyncClient:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("sync task failed", exc_info=task.exception())
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a dropped future's outcome as seen (no "exception never retrieved" warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _parse(content: bytes) -> Any:

@@ -261,7 +261,40 @@ def count(store: str, index: str | None = None, lower: Bound | None = None,
     return Read("count", store, index, None, lower, upper)
 
 
-Write = tuple[str, Literal["put", "add", "delete"], Sequence[Any]]
+@dataclass(frozen=True)
+class Encoded:
+    """Rows already encoded as one JSON array text (`count` of them), for a write that was
+    prepared before its transaction: the transaction writes them without encoding them again
+    (see encode_rows and pysync.replica's bulk apply)."""
+
+    text: str
+    count: int
+
+
+def encode_rows(rows: Sequence[Any]) -> Encoded:
+    return Encoded(json.dumps(list(rows), separators=(",", ":")), len(rows))
+
+
+def join_encoded(parts: Sequence[Encoded]) -> Encoded:
+    """Encoded rows, one after the other, as one Encoded (rows encoded a slice at a time)."""
+    return Encoded(f"[{','.join(p.text[1:-1] for p in parts if p.count)}]",
+                   sum(p.count for p in parts))
+
+
+Write = tuple[str, Literal["put", "add", "delete"], Sequence[Any] | Encoded]
+
+
+def writes_json(writes: Sequence[Write]) -> str | None:
+    """A batch of writes as the helper takes it, [[store, verb, [row or key, ...]], ...], in
+    one JSON text (Encoded rows pasted in as they are); None if nothing is to be written."""
+    parts = []
+    for store, verb, items in writes:
+        if isinstance(items, Encoded):
+            if items.count:
+                parts.append(f"[{json.dumps(store)},{json.dumps(verb)},{items.text}]")
+        elif items:
+            parts.append(json.dumps([store, verb, list(items)], separators=(",", ":")))
+    return f"[{','.join(parts)}]" if parts else None
 
 
 class Transaction:
@@ -273,13 +306,17 @@ class Transaction:
         self._exception: BaseException | None = None
         self._callbacks: list[Any] = []
 
-    def write(self, writes: Sequence[Write]) -> None:
-        """Issue puts / adds / deletes on several stores: one bridge crossing for all."""
-        batch = [[store, verb, list(items)] for store, verb, items in writes if items]
-        if not batch:
+    def write(self, writes: Sequence[Write], *, sliced: bool = False) -> None:
+        """Issue puts / adds / deletes on several stores: one bridge crossing for all.
+        `sliced`: the helper issues more than 250 rows of one store a slice at a time, so
+        that the page's thread is never busy issuing thousands of puts at once (requests
+        asked for after it still come after it); a request that cannot be issued in a later
+        slice then aborts the transaction (`done()` raises) instead of raising here."""
+        text = writes_json(writes)
+        if text is None:
             return
         try:
-            self._js.write(json.dumps(batch, separators=(",", ":")))
+            self._js.write(text, sliced)
         except Exception as e:
             if not _is_js_exception(e):
                 raise
@@ -392,8 +429,8 @@ class Connection:
             raise DatabaseClosed(f"database {self.name!r} is closed")
         helper = _js()
         tx_id, completion = _completion()
-        batch = [[store, verb, list(items)] for store, verb, items in writes if items]
-        text = json.dumps([[list(c) for c in expect], batch], separators=(",", ":"))
+        batch = writes_json(writes) or "[]"
+        text = f"[{json.dumps([list(c) for c in expect], separators=(',', ':'))},{batch}]"
         channel, message = announce if announce is not None else (None, "")
         failure = helper.checkedWrite(self._js, ",".join(stores), tx_id, text,
                                       None if channel is None else channel._js, message)

@@ -27,10 +27,17 @@
   let onDone = null;
   const setDone = (callback) => { onDone = callback; };
 
+  // A write asked to be sliced is issued this many rows at a time (Tx.later): issuing a put
+  // costs the page's thread tens of microseconds (the row is cloned), so a page of a few
+  // thousand rows issued at once is a long task.
+  const SLICE = 250;
+
   class Tx {
     constructor(db, stores, mode, id) {
       this.tx = db.transaction(stores.split(","), mode);
       this.failure = "";
+      this.backlog = [];  // steps waiting for the slice before them (later)
+      this.waiting = false;  // a slice's first request will issue the backlog
       this.announce = null;  // [BroadcastChannel, message] to post once committed
       this.tx.oncomplete = () => {
         // The database (and with it the channel) may have closed while this committed:
@@ -47,21 +54,67 @@
       this.tx.onabort = () => onDone(id, this.failure || failure(
         this.tx.error || { name: "AbortError", message: "the transaction was aborted" }));
     }
-    // [[store, "put" | "add" | "delete", [row or key, ...]], ...]
-    write(opsJson) { this.writeOps(JSON.parse(opsJson)); }
+    // [[store, "put" | "add" | "delete", [row or key, ...]], ...]; `sliced`: a big write is
+    // issued a slice at a time (later), else all at once.
+    write(opsJson, sliced = false) {
+      const steps = [];
+      for (const [store, verb, items] of JSON.parse(opsJson)) {
+        if (!sliced || items.length <= SLICE) {
+          steps.push([() => this.writeOps([[store, verb, items]]), false]);
+          continue;
+        }
+        for (let i = 0; i < items.length; i += SLICE) {
+          steps.push([() => this.writeOps([[store, verb, items.slice(i, i + SLICE)]]), true]);
+        }
+      }
+      this.later(steps);
+    }
+    // Issues the requests and returns the first one (null if none).
     writeOps(ops) {
+      let first = null;
       for (const [store, verb, items] of ops) {
         const os = this.tx.objectStore(store);
-        if (verb === "put") for (const r of items) os.put(r);
-        else if (verb === "add") for (const r of items) os.add(r);
-        else if (verb === "delete") for (const k of items) os.delete(k);
-        else throw new Error(`unknown write ${verb}`);
+        for (const item of items) {
+          let r;
+          if (verb === "put") r = os.put(item);
+          else if (verb === "add") r = os.add(item);
+          else if (verb === "delete") r = os.delete(item);
+          else throw new Error(`unknown write ${verb}`);
+          if (first === null) first = r;
+        }
+      }
+      return first;
+    }
+    // Issue steps ([step, slice]: a function that issues requests and returns the first one)
+    // now, or after the steps waiting before them: requests keep the order they were asked
+    // for in. A `slice` step lets the page's other tasks run before the step after it: that
+    // one is issued from the slice's first request's success event (the transaction is
+    // active there, and IndexedDB works through the slice meanwhile).
+    later(steps) {
+      this.backlog.push(...steps);
+      if (!this.waiting) this.drain();
+    }
+    drain() {
+      while (this.backlog.length) {
+        const [step, slice] = this.backlog.shift();
+        const first = step();
+        if (slice && first !== null && this.backlog.length) {
+          this.waiting = true;
+          first.addEventListener("success", () => {
+            this.waiting = false;
+            try { this.drain(); } catch (e) { this.abort(e); }
+          });
+          return;
+        }
       }
     }
     // [[kind, store, index, query, limit, reverse], ...]; kind: get | all | keys | count.
     // Calls back once, with every result, inside the last request's success event.
     read(requestsJson, callback) {
       const reqs = JSON.parse(requestsJson);
+      this.later([[() => { this.readNow(reqs, callback); return null; }, false]]);
+    }
+    readNow(reqs, callback) {
       const out = new Array(reqs.length);
       let left = reqs.length + 1;
       const settle = (i, v) => {

@@ -309,12 +309,12 @@ class Transaction:
 
     # --- the surface of idb.Transaction
 
-    def write(self, writes: Sequence[idb.Write]) -> None:
-        """Issue puts / adds / deletes; a request that cannot be issued aborts it all."""
-        batch = [[store, verb, list(items)] for store, verb, items in writes if items]
-        if not batch:
+    def write(self, writes: Sequence[idb.Write], *, sliced: bool = False) -> None:
+        """Issue puts / adds / deletes; a request that cannot be issued aborts it all.
+        (`sliced` changes only when the browser's helper issues them: here, at once.)"""
+        text = idb.writes_json(writes)  # a TypeError escapes, as in idb.py
+        if text is None:
             return
-        text = json.dumps(batch, separators=(",", ":"))  # a TypeError escapes, as in idb.py
         try:
             self._issue_writes(_parse(text))
         except _Failure as e:
@@ -640,8 +640,8 @@ class Connection:
         once in one readwrite transaction; Stale (nothing written) if a check fails."""
         if self.closed:
             raise DatabaseClosed(f"database {self.name!r} is closed")
-        batch = [[store, verb, list(items)] for store, verb, items in writes if items]
-        text = json.dumps([[list(c) for c in expect], batch], separators=(",", ":"))
+        batch = idb.writes_json(writes) or "[]"
+        text = f"[{json.dumps([list(c) for c in expect], separators=(',', ':'))},{batch}]"
         tx: Transaction | None = None
         try:
             checks, ops = _parse(text)

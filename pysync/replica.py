@@ -14,6 +14,7 @@ docs/local-store.md ("The outbox", "Server changes") describes each.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -57,9 +58,13 @@ from pysync.session import UNKNOWN, RecordId, Session
 from pysync.storage import Transaction
 from pysync.values import Record
 from pysync.watch import Change
+from pysync.writes import PROBE_ABOVE, utf16_order
 
 if TYPE_CHECKING:
     from pysync.store import Database
+
+# prepare_page yields to the event loop after each slice of this many records.
+PREPARE_SLICE = 250
 
 
 @dataclass(frozen=True)
@@ -453,6 +458,113 @@ class Replica:
         tx.read([idb.get_all(OUTBOX), idb.get(META, UNRESOLVED),
                  *(idb.get_all(RECORDS, None, *key_range(n)) for n in names)], drop)
 
+    async def prepare_page(self, changes: Sequence[ServerRecord]) -> PreparedPage | None:
+        """The work apply_server_page's bulk path does before its transaction, done ahead
+        (the sync client does it while the previous page commits); None for a page that
+        does not take the bulk path. No I/O. Yields to the event loop every PREPARE_SLICE
+        records, so that the page stays responsive and a transaction under way goes on."""
+        if len(changes) <= PROBE_ABOVE:
+            return None
+        s = self._s
+        fresh: dict[RecordId, RecordRow] = {}
+        notes: dict[RecordId, list[Change]] = {}
+        stored: dict[RecordId, StoredRecordRow] = {}
+        for start in range(0, len(changes), PREPARE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            touched = _as_if_absent(s, changes[start:start + PREPARE_SLICE], fresh, notes)
+            for rec in dict.fromkeys(touched):
+                stored[rec] = fresh[rec].to_row(declared(s.schema, rec[0]))
+        rows = list(stored.values())
+        parts = []
+        for start in range(0, len(rows), PREPARE_SLICE):
+            await asyncio.sleep(0)
+            parts.append(idb.encode_rows(rows[start:start + PREPARE_SLICE]))
+        return PreparedPage(changes, fresh, notes, stored, idb.join_encoded(parts))
+
+    async def apply_server_page(self, changes: Sequence[ServerRecord],
+                                extra_meta: Mapping[str, Any] | None = None, *,
+                                complete: bool = False, revoked: Sequence[str] = (),
+                                prepared: PreparedPage | None = None) -> list[Dropped]:
+        """apply_server_changes for one page of a pull, with the same outcome; a big page (a
+        snapshot's, or a long run of the log) takes the bulk path, built for a first sync:
+
+        - Before the transaction, each record of the page is computed and encoded as if
+          nothing of it were stored (on a first sync nothing is): no Python work and no
+          request per record inside the transaction for those.
+        - In the transaction, one keys-only read per collection over the page's key span
+          tells which records are stored. Only those are read (with their outbox entries
+          when they have any) and computed again from what is stored, exactly as
+          apply_server_changes does. A record with no row has no outbox entry (a row stays
+          while entries touch it), so for it the row computed beforehand is the one
+          apply_server_changes would store.
+        """
+        if prepared is None or prepared.changes is not changes:
+            prepared = await self.prepare_page(changes)
+        if prepared is None:
+            return await self.apply_server_changes(changes, extra_meta, complete=complete,
+                                                   revoked=revoked)
+        s = self._s
+        fresh, notes, stored = prepared.fresh, dict(prepared.notes), dict(prepared.stored)
+        encoded = prepared.encoded
+        tx = s.tx([RECORDS, OUTBOX, META], "readwrite")
+        swept: dict[RecordId, StoredRecordRow | None] = {}  # by the sweep, or a revocation
+        sweep_notes: list[Change] = []
+        written_writer: list[StoredMetaRow] = []
+        dropped: list[Dropped] = []
+
+        def finish(writer: dict[str, Any], rows: idb.Encoded, sweep: bool) -> None:
+            meta = [meta_row(k, v) for k, v in (extra_meta or {}).items()]
+            meta.append(meta_row(WRITER, {**writer, "clock": str(s.clock.now())}))
+            tx.write([(RECORDS, "put", rows), (META, "put", meta)], sliced=True)
+            written_writer.append(meta[-1])
+            if sweep:
+                tx.read([idb.get_all(RECORDS)],
+                        lambda r: self._sweep(tx, r[0], swept, sweep_notes))
+            if revoked:
+                self._drop_scopes(tx, revoked, swept, sweep_notes, dropped)
+
+        def recompute(writer: dict[str, Any], sweep: bool, present: list[RecordId],
+                      found: list[Any]) -> None:
+            rows = {rec: RecordRow.from_row(r) for rec, r in zip(present, found, strict=True)}
+            busy = [rec for rec, r in rows.items() if r.entries]
+
+            def with_entries(outbox: list[Any]) -> None:
+                entries = {rec: [Entry.from_row(e) for e in es]
+                           for rec, es in zip(busy, outbox, strict=True)}
+                _over_stored(s, changes, rows, entries, stored, notes)
+                finish(writer, idb.encode_rows(list(stored.values())), sweep)
+
+            if not busy:
+                with_entries([])
+                return
+            tx.read([idb.get_all(OUTBOX, "record", (list(rec), False), (list(rec), False))
+                     for rec in busy], with_entries)
+
+        def probed(results: list[Any]) -> None:
+            writer = meta_value(results[0]) or {}
+            sweep = complete and bool(meta_value(results[1]))
+            s.observe(writer.get("clock"))
+            present = [rec for keys in results[2:] for k in keys
+                       if (rec := (k[0], k[1])) in fresh]
+            if not present:
+                finish(writer, encoded, sweep)
+                return
+            tx.read([idb.get(RECORDS, list(rec)) for rec in present],
+                    lambda found: recompute(writer, sweep, present, found))
+
+        tx.read([idb.get(META, WRITER), idb.get(META, RESYNC),
+                 *(idb.get_keys(RECORDS, None, ([c, lo], False), ([c, hi], False))
+                   for c, (lo, hi) in _spans(fresh).items())], probed)
+        await tx.done()
+        s.cache.writer_row = written_writer[0]
+        # Not worth remembering a page's worth of rows (the cache keeps a few thousand):
+        # forgotten instead, so no earlier guess about them stays.
+        s.cache.forget(fresh)
+        s.cache.remember(swept)
+        s.publish([n for ns in notes.values() for n in ns] + sweep_notes, stored)
+        return dropped
+
     def _sweep(self, tx: Transaction, rows: list[StoredRecordRow],
                written: dict[RecordId, StoredRecordRow | None], notes: list[Change]) -> None:
         """The end of a resync, inside the last page's transaction: every record still marked
@@ -557,6 +669,75 @@ class Replica:
         tx.read([idb.get(META, key)], box.append)
         await tx.done()
         return meta_value(box[0][0])
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page of changes computed as if none of its records were stored (Replica.
+    prepare_page): by record, the row it leaves, the changes the app is told of and the row
+    as stored; and those stored rows encoded for the write."""
+
+    changes: Sequence[ServerRecord]
+    fresh: dict[RecordId, RecordRow]
+    notes: dict[RecordId, list[Change]]
+    stored: dict[RecordId, StoredRecordRow]
+    encoded: idb.Encoded
+
+
+def _as_if_absent(s: Session, changes: Sequence[ServerRecord], fresh: dict[RecordId, RecordRow],
+                  notes: dict[RecordId, list[Change]]) -> list[RecordId]:
+    """Add to `fresh` and `notes` the rows `changes` leave and the changes the app is told
+    of, by record, as apply_server_changes computes them for records with no row (and so no
+    outbox entry). Returns the records whose row changed."""
+    touched: list[RecordId] = []
+    for change in changes:
+        record = (local_name(change.collection, change.scope), change.key)
+        if change.hlc:
+            s.observe(change.hlc)
+        before = fresh.get(record)
+        new = server_change(before, change, [])
+        if new is None or new == before:
+            continue
+        fresh[record] = new
+        touched.append(record)
+        if before is None or new.value != before.value:
+            notes.setdefault(record, []).append(
+                Change(record[0], change.key, new.value, "server"))
+    return touched
+
+
+def _over_stored(s: Session, changes: Sequence[ServerRecord], rows: dict[RecordId, RecordRow],
+                 entries: dict[RecordId, list[Entry]],
+                 stored: dict[RecordId, StoredRecordRow],
+                 notes: dict[RecordId, list[Change]]) -> None:
+    """The records of a page that are stored (`rows`, with their outbox `entries`) computed
+    again from what is stored, as apply_server_changes does: their rows to store and their
+    notes replace the ones _as_if_absent gave."""
+    for rec in rows:
+        stored.pop(rec, None)
+        notes.pop(rec, None)
+    current: dict[RecordId, RecordRow | None] = dict(rows)
+    for change in changes:
+        rec = (local_name(change.collection, change.scope), change.key)
+        if rec not in rows:
+            continue
+        row = current[rec]
+        new = server_change(row, change, entries.get(rec, []))
+        if new is None or new == row:
+            continue
+        current[rec] = new
+        stored[rec] = new.to_row(declared(s.schema, rec[0]))
+        if row is None or new.value != row.value:
+            notes.setdefault(rec, []).append(Change(rec[0], change.key, new.value, "server"))
+
+
+def _spans(records: Mapping[RecordId, Any]) -> dict[str, tuple[str, str]]:
+    """Per collection, the lowest and highest of `records`' keys in IndexedDB's order."""
+    spans: dict[str, tuple[str, str]] = {}
+    for collection, key in records:
+        lo, hi = spans.get(collection, (key, key))
+        spans[collection] = (min(lo, key, key=utf16_order), max(hi, key, key=utf16_order))
+    return spans
 
 
 def _acked(entry: Entry, result: MutationResult, row: RecordRow) -> Acked:

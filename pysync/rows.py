@@ -267,6 +267,12 @@ def server_change(row: RecordRow | None, change: ServerRecord,
     if row is not None and row.version is not None and change.version < row.version \
             and not row.resync:
         return row
+    if row is None and not entries:
+        # A record this device has not stored (every record of a first sync): the row the
+        # general case below builds, without its intermediate copies.
+        value = None if change.deleted else change.value
+        return RecordRow(local_name(change.collection, change.scope), change.key, value,
+                         _server_stamps(value, change.hlc), change.version, value, change.hlc)
     if row is None:
         row = RecordRow(local_name(change.collection, change.scope), change.key, None, {})
     value = None if change.deleted else change.value

@@ -107,21 +107,32 @@ class Session:
 
     # --- telling watchers and other tabs -------------------------------------------------
 
-    def publish(self, changes: list[Change]) -> None:
-        """After a commit: this tab's watchers now, the other tabs soon."""
+    def publish(self, changes: list[Change],
+                stored: Mapping[RecordId, StoredRecordRow] | None = None) -> None:
+        """After a commit: this tab's watchers now, the other tabs soon. `stored`: the rows
+        the commit wrote, whose value text the message reuses for each record's last change
+        (the value that row holds) instead of encoding the value again."""
         if not changes:
             return
         self.watchers.notify(changes)
         # Other tabs learn of it after this write returns: neither building the message nor
         # posting it is on the write's latency.
-        asyncio.get_event_loop().call_soon(self._post, changes)
+        asyncio.get_event_loop().call_soon(self._post, changes, stored or {})
 
-    def _post(self, changes: list[Change]) -> None:
+    def _post(self, changes: list[Change], stored: Mapping[RecordId, StoredRecordRow]) -> None:
         if self.connection.closed:
             return
+        texts: list[str | None] = []
+        last: set[RecordId] = set()
+        for c in reversed(changes):
+            record = (c.collection, c.key)
+            row = stored.get(record) if record not in last else None
+            last.add(record)
+            texts.append(row["v"] if row is not None
+                         else None if c.value is None else dump_value(c.value))
+        texts.reverse()
         message = {"hlc": str(self.clock.now()), "changes": [
-            [c.collection, c.key, None if c.value is None else dump_value(c.value), c.origin]
-            for c in changes]}
+            [c.collection, c.key, text, c.origin] for c, text in zip(changes, texts, strict=True)]}
         self.channel.post(json.dumps(message))
 
     def post_sync(self, data: dict[str, Any]) -> None:

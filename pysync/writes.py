@@ -62,8 +62,9 @@ def _stored_text(row: StoredRecordRow | None) -> str | None:
     return None if row is None else row.get("v")
 
 
-def _utf16(key: str) -> bytes:
-    return key.encode("utf-16-be")  # IndexedDB's string order
+def utf16_order(key: str) -> bytes:
+    """A sort key for strings in IndexedDB's order (UTF-16 code units)."""
+    return key.encode("utf-16-be")
 
 
 def plan(session: Session, collection: Collection, ops: list[LocalOp], keys: list[str],
@@ -199,8 +200,8 @@ async def _write_read_first(session: Session, collection: Collection, ops: list[
     else:
         # A big batch: one keys-only read over the batch's key span, then rows only for
         # the keys that exist (none, for a bulk insert).
-        lo = min(keys, key=_utf16)
-        hi = max(keys, key=_utf16)
+        lo = min(keys, key=utf16_order)
+        hi = max(keys, key=utf16_order)
         wanted = set(keys)
         tx.read([*meta_reads, idb.get_keys(RECORDS, None, ([c, lo], False), ([c, hi], False))],
                 lambda r: read_rows(r[:1], [k[1] for k in r[1] if k[1] in wanted]))

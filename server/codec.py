@@ -132,6 +132,16 @@ def record_value(av: Mapping[str, Any]) -> Any:
 def protocol_json(av: Mapping[str, Any]) -> Any:
     """A typed value as protocol JSON, as pysync.protocol renders a record's value: bytes as
     {"$bytes": base64}, sets as sorted lists, integral numbers as ints, others as Decimal."""
+    if len(av) == 1:  # pull renders every attribute it serves: the commonest kinds directly
+        if "S" in av:
+            return av["S"]
+        if "BOOL" in av:
+            return av["BOOL"]
+        number = av.get("N")
+        if type(number) is str and len(number) < 16:
+            digits = number[1:] if number[:1] == "-" else number
+            if digits.isascii() and digits.isdigit():
+                return int(number)  # an integer: what to_json makes of an integral Decimal
     return to_json(record_value(av))
 
 

@@ -43,7 +43,7 @@ from pysync.schema import SCOPE_ID
 from server.auth import sign_in
 from server.clients import bind_client_sync
 from server.context import context_of
-from server.http import JSONBody
+from server.http import JSON_MEDIA_TYPE, accepts_gzip, json_answer
 from server.pull import (
     MAX_CURSOR_CHARS,
     MAX_CURSOR_TIME,
@@ -264,6 +264,13 @@ async def pull(request: Request) -> Response:
     check = ClientCheck(client_id, principal.user,
                         lambda: bind_client_sync(ctx, client_id, principal.user))
     puller = ScopedPuller(ctx.puller, ctx.scopes)
-    page = await run_in_threadpool(puller.page, principal.user, principal.scope, cursor,
-                                   limit, check, only)
-    return JSONBody(page.to_json())
+    gzip_ok = accepts_gzip(request)
+
+    def answer() -> tuple[bytes, dict[str, str]]:
+        # The page and its encoding (a snapshot page is up to MAX_LIMIT records) both off
+        # the event loop.
+        page = puller.page(principal.user, principal.scope, cursor, limit, check, only)
+        return json_answer(page.to_json(), gzip_ok)
+
+    body, headers = await run_in_threadpool(answer)
+    return Response(body, headers=headers, media_type=JSON_MEDIA_TYPE)

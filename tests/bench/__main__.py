@@ -10,7 +10,7 @@ import runpy
 import sys
 
 BENCHMARKS = ("idb_bench", "codec_bench", "push_bench", "feed_bench", "latency_bench", "load_bench",
-              "cost_bench", "dynamo_ops_bench", "boot_bench")
+              "cost_bench", "dynamo_ops_bench", "boot_bench", "first_sync_bench")
 
 
 def main(names: list[str]) -> None:

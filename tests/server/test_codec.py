@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pysync.merge import RecordState
-from server.codec import from_event, from_wire, protocol_json, to_native, to_wire
+from pysync.values import to_json
+from server.codec import from_event, from_wire, protocol_json, record_value, to_native, to_wire
 from server.records import encode_item, item_size
 
 BOTO = TypeSerializer()
@@ -155,3 +156,20 @@ def _utf8_size(av: dict[str, Any]) -> int:
         return 3 + sum(1 + _utf8_size(x) for x in v)
     assert kind == "M"
     return 3 + sum(1 + len(k.encode("utf-8")) + _utf8_size(x) for k, x in v.items())
+
+
+@given(values)
+def test_protocol_json_of_a_field_is_the_general_rendering(value: Any) -> None:
+    """protocol_json renders strings, booleans and short integers directly (pull renders
+    every attribute it serves): the same value, of the same type, as the general path."""
+    try:
+        av = to_wire(to_native(value))
+    except (ValueError, ArithmeticError, TypeError):
+        return  # not a value DynamoDB can hold
+    assert repr(protocol_json(av)) == repr(to_json(record_value(av)))
+
+
+@pytest.mark.parametrize("text", ["0", "-12", "007", "-0", "999999999999999", "1E+2", "0.5",
+                                  "123456789012345678901234567890"])
+def test_protocol_json_of_a_number_keeps_its_type(text: str) -> None:
+    assert repr(protocol_json({"N": text})) == repr(to_json(record_value({"N": text})))

@@ -295,8 +295,12 @@ class World(Recording):
         elif response.status_code >= 500:
             self.note(f"    server answered {response.status_code}: {content[:300]!r}")
             self.history.faults["server_5xx"] += 1
-        return httpx.Response(response.status_code, headers=response.headers,
-                              content=content, request=request)
+        # `content` is decoded already (aread undoes a gzipped pull answer): the headers
+        # that described the encoded body go, or the device's httpx would decode it again.
+        headers = [(k, v) for k, v in response.headers.items()
+                   if k.lower() not in ("content-encoding", "content-length")]
+        return httpx.Response(response.status_code, headers=headers, content=content,
+                              request=request)
 
     # ---- the server ---------------------------------------------------------------------
 
