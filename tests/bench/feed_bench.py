@@ -23,7 +23,6 @@ import random
 import statistics
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -33,6 +32,7 @@ from server.config import Settings
 from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from server.tables import ensure_tables
+from tests.bench.items import fill, raw_query
 from tests.server.test_events import Events
 from tests.support import serve
 
@@ -119,34 +119,9 @@ def change_to_pull_latency(local: DynamoDBLocal, samples: int, poll: float | Non
     return out
 
 
-def fill(ctx: ServerContext, scope: str, records: int) -> None:
-    def batch(start: int) -> None:
-        requests = [{"PutRequest": {"Item": {
-            "pk": {"S": scope}, "sk": {"S": f"todos#{n:07d}"}, "title": {"S": f"item {n}"},
-            "n": {"N": str(n)}, "done": {"BOOL": n % 2 == 0}, "_v": {"N": "1"},
-            "_hlc": {"S": "001700000000000:000000:bench"}}}}
-            for n in range(start, min(start + 25, records))]
-        todo: dict[str, Any] = {ctx.tables.items: requests}
-        while todo:
-            todo = dict(ctx.dynamodb.batch_write_item(RequestItems=todo)
-                        .get("UnprocessedItems") or {})
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(batch, range(0, records, 25)))
-
-
-def raw_query(ctx: ServerContext, scope: str) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    count = 0
-    kwargs: dict[str, Any] = {"TableName": ctx.tables.items, "ConsistentRead": True,
-                              "Limit": 1000, "KeyConditionExpression": "pk = :p",
-                              "ExpressionAttributeValues": {":p": {"S": scope}}}
-    while True:
-        page = ctx.dynamodb.query(**kwargs)
-        count += len(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return time.perf_counter() - t0, count
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+def item(n: int) -> dict[str, Any]:
+    return {"title": {"S": f"item {n}"}, "n": {"N": str(n)}, "done": {"BOOL": n % 2 == 0},
+            "_v": {"N": "1"}, "_hlc": {"S": "001700000000000:000000:bench"}}
 
 
 def snapshot_pull(http: httpx.Client, headers: dict[str, str]) -> tuple[float, int]:
@@ -168,7 +143,7 @@ def snapshot(local: DynamoDBLocal, records: int, rounds: int) -> None:
     ctx = ServerContext.from_settings(settings)
     ensure_tables(ctx.dynamodb, settings.table_prefix)
     t0 = time.perf_counter()
-    fill(ctx, "u#snap", records)
+    fill(ctx, "u#snap", records, "todos", item)
     print(f"  (filled {records} items in {time.perf_counter() - t0:.1f} s)")
     with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
         token = http.post("/v1/dev/token", json={"user": "snap"}).json()["token"]
@@ -176,7 +151,7 @@ def snapshot(local: DynamoDBLocal, records: int, rounds: int) -> None:
         snapshot_pull(http, headers)  # warm-up (JIT of DynamoDB Local, connections)
         ratios = []
         for r in range(rounds):  # alternated, so a burst of load elsewhere hits both alike
-            raw_s, raw_n = raw_query(ctx, "u#snap")
+            raw_s, raw_n = raw_query(ctx, "u#snap", limit=1000)
             pull_s, pull_n = snapshot_pull(http, headers)
             assert raw_n == pull_n == records, (raw_n, pull_n)
             ratios.append(raw_s / pull_s)

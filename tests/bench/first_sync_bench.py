@@ -40,7 +40,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -55,6 +54,7 @@ from server.config import Settings
 from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from server.tables import ensure_tables
+from tests.bench.items import fill, raw_query
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, open_test_page, run_py
 from tests.support import serve
 
@@ -222,37 +222,6 @@ def value(n: int) -> dict[str, Any]:
             "notes": {"S": "x" * 40}}
 
 
-def fill(ctx: ServerContext, scope: str, records: int) -> None:
-    """`records` items in `scope`, with boto3 BatchWriteItem (8 threads), no pysync meta."""
-    def batch(start: int) -> None:
-        requests = [{"PutRequest": {"Item": {"pk": {"S": scope},
-                                             "sk": {"S": f"{COLLECTION}#{n:07d}"}, **value(n)}}}
-                    for n in range(start, min(start + 25, records))]
-        todo: dict[str, Any] = {ctx.tables.items: requests}
-        while todo:
-            todo = dict(ctx.dynamodb.batch_write_item(RequestItems=todo)
-                        .get("UnprocessedItems") or {})
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(batch, range(0, records, 25)))
-
-
-def raw_query(ctx: ServerContext, scope: str) -> tuple[float, int]:
-    """A boto3 Query of the scope, strongly consistent like the snapshot's, in DynamoDB's
-    own pages (1 MB); (seconds, items)."""
-    t0 = time.perf_counter()
-    count = 0
-    kwargs: dict[str, Any] = {"TableName": ctx.tables.items, "ConsistentRead": True,
-                              "KeyConditionExpression": "pk = :p",
-                              "ExpressionAttributeValues": {":p": {"S": scope}}}
-    while True:
-        page = ctx.dynamodb.query(**kwargs)
-        count += len(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return time.perf_counter() - t0, count
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 class ServerProfile:
     """Time spent in the server's stages of the pull route, summed (wrappers around the
     app's own objects and classes; nothing in the server's code knows of them)."""
@@ -389,7 +358,7 @@ def main() -> None:
     with DynamoDBLocal() as local, bench_server(local) as (url, ctx, profile), \
             sync_playwright() as pw:
         t0 = time.perf_counter()
-        fill(ctx, scope, args.records)
+        fill(ctx, scope, args.records, COLLECTION, value)
         print(f"(filled {args.records:,} items with boto3 in {time.perf_counter() - t0:.1f} s)",
               flush=True)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
