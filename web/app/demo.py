@@ -294,7 +294,8 @@ class App:
         self.filter = "all"
         self.shown = PAGE
         self.editing: str | None = None  # the todo whose title is being edited
-        self.order: list[tuple[str, object]] = []  # the current list, as shown, unfiltered
+        self.edit_drawn = False  # its field is drawn
+        self.writing = asyncio.Lock()
         self.titles: dict[str, str] = {}
         self.conflicts: list[ConflictEvent] = []
         self.focus_next: str | None = None  # data-focus of what to focus after a redraw
@@ -334,17 +335,15 @@ class App:
         if document.activeElement != name:
             name.value = lists[key]
         by_id("delete-list").hidden = key == INBOX
-        docs = await self.todos.query("by_list", equals=(key,))
-        if key == INBOX:  # and the todos written without a list (e.g. by boto3)
-            docs = await self.todos.query("by_list", upper=("",), upper_open=True) + docs
-        self.order = [(d.key, d.value.get("position")) for d in docs]
+        docs = await self.list_todos(key)
         self.titles = {d.key: str(d.value.get("title", "")) for d in docs}
         left = sum(1 for d in docs if not d.value.get("done"))
         by_id("count").textContent = f"{left} of {len(docs)} left"
-        shown = [d for d in docs if self.filter == "all"
-                 or bool(d.value.get("done")) == (self.filter == "done")]
-        if self.editing is None:  # never under the user's typing: drawn when the edit ends
+        shown = [d for d in docs if self.passes(d)]
+        # Never under the user's typing: drawn as the edit starts, then when it ends.
+        if self.editing is None or not self.edit_drawn:
             self.draw_todos(shown[:self.shown])
+            self.edit_drawn = True
         more = by_id("show-more")
         more.hidden = len(shown) <= self.shown
         more.textContent = f"Show more ({len(shown) - self.shown:,} hidden)"
@@ -442,26 +441,43 @@ class App:
 
     # --- todos --------------------------------------------------------------------------
 
+    async def list_todos(self, key: str) -> list[pysync.Doc]:
+        """The list's todos in order (the inbox's first: those written without a list)."""
+        docs = await self.todos.query("by_list", equals=(key,))
+        if key == INBOX:
+            docs = await self.todos.query("by_list", upper=("",), upper_open=True) + docs
+        return docs
+
+    def passes(self, doc: pysync.Doc) -> bool:
+        return self.filter == "all" or bool(doc.value.get("done")) == (self.filter == "done")
+
     async def add(self, title: str) -> None:
         title = title.strip()
         if not title:
             return
-        await self.todos.put(uuid.uuid4().hex, {
-            "title": title, "done": False, "list": self.list_key,
-            "position": position_after([p for _, p in self.order]),
-            "created": int(js.Date.now())})
+        # One add or move at a time, each planned from the database as it is then (not from
+        # the last drawing): todos typed quickly one after another each go last.
+        async with self.writing:
+            last = await self.todos.query("by_list", equals=(self.list_key,), reverse=True,
+                                          limit=20)
+            await self.todos.put(uuid.uuid4().hex, {
+                "title": title, "done": False, "list": self.list_key,
+                "position": position_after([d.value.get("position") for d in last]),
+                "created": int(js.Date.now())})
 
     async def move(self, key: str, step: int) -> None:
         """Move a todo up (-1) or down (+1) past the next todo shown (the filter's)."""
-        shown = [li.dataset.key for li in by_id("list").querySelectorAll("li.todo")]
-        at = shown.index(key)
-        if not 0 <= at + step < len(shown):
-            return
-        rest = [k for k, _ in self.order if k != key]
-        # Up: just before the todo shown above; down: just after the one shown below.
-        index = rest.index(shown[at + step]) + (1 if step > 0 else 0)
-        for todo_key, position in plan_move(self.order, key, index).items():
-            await self.todos.patch(todo_key, {"position": position})
+        async with self.writing:
+            docs = await self.list_todos(self.list_key)
+            shown = [d.key for d in docs if self.passes(d)]
+            if key not in shown or not 0 <= shown.index(key) + step < len(shown):
+                return
+            order = [(d.key, d.value.get("position")) for d in docs]
+            rest = [k for k, _ in order if k != key]
+            # Up: just before the todo shown above; down: just after the one shown below.
+            index = rest.index(shown[shown.index(key) + step]) + (1 if step > 0 else 0)
+            for todo_key, position in plan_move(order, key, index).items():
+                await self.todos.patch(todo_key, {"position": position})
 
     async def save_title(self, key: str, text: str) -> None:
         self.editing = None
@@ -624,8 +640,8 @@ def on_list_event(event: Any) -> None:
 
 def start_edit(key: str) -> None:
     app.focus_next = f"{key}:edit"
-    app.editing = key
-    spawn(app.draw())
+    app.editing, app.edit_drawn = key, False
+    app.redraw()
 
 
 def on_todo_key(event: Any, key: str) -> None:
