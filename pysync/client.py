@@ -39,6 +39,7 @@ from pysync.conflicts import ConflictEvent, MergeWatch, decide
 from pysync.engine import Answer, Backoff, SSEDecoder, classify
 from pysync.errors import ProtocolError, SchemaError, SyncError
 from pysync.protocol import (
+    FORBIDDEN,
     MAX_MUTATIONS_PER_PUSH,
     EventsTicket,
     PullResponse,
@@ -48,6 +49,7 @@ from pysync.protocol import (
     loads,
 )
 from pysync.replica import Acked, Replica
+from pysync.schema import Strategy, split_local_name
 from pysync.sharing import Member, Role, ScopeInfo
 from pysync.store import Change, Database
 
@@ -435,10 +437,8 @@ class SyncClient:
         applied = 0
         reset = False
         while True:
-            # The personal scope only: the local store keeps no shared scope yet
-            # (docs/sharing.md), so their records must not reach it.
-            params = {"client_id": self.db.client_id, "limit": str(self.pull_limit),
-                      "scopes": "personal"}
+            # Every scope the user belongs to (design.md section 10).
+            params = {"client_id": self.db.client_id, "limit": str(self.pull_limit)}
             if cursor:
                 params["cursor"] = cursor
             page = PullResponse.from_json(await self._request("GET", "/v1/pull", params=params))
@@ -455,8 +455,13 @@ class SyncClient:
                 continue
             # The cursor is stored in the same transaction as the changes it covers; the
             # last page also ends a resync in progress (the same transaction again).
-            await self._replica.apply_server_changes(page.changes, {CURSOR: page.cursor},
-                                                     complete=not page.has_more)
+            dropped = await self._replica.apply_server_changes(
+                page.changes, {CURSOR: page.cursor}, complete=not page.has_more,
+                revoked=page.revoked)
+            for d in dropped:  # writes into a scope the user was removed from
+                self._emit(ConflictEvent(d.entry.collection, d.entry.key,
+                                         self._strategy(d.entry.collection), "rejected",
+                                         d.local, None, None, FORBIDDEN))
             applied += len(page.changes)
             cursor = page.cursor
             if len(self._merge_watch):
@@ -519,6 +524,13 @@ class SyncClient:
 
     # ---- conflicts ----------------------------------------------------------------------
 
+    def _strategy(self, name: str) -> Strategy:
+        """The strategy of the collection stored under local name `name` (schema.local_name);
+        "merge" for data of a collection the schema no longer declares."""
+        collection = split_local_name(name)[0]
+        return self.db.schema.get(collection).strategy if collection in self.db.schema \
+            else "merge"
+
     async def _settle(self, acked: list[Acked]) -> None:
         """A push answer's conflicts and rejections: events for the app, a `version`
         collection's resolver asked what to push next; `merge` edits applied are watched
@@ -528,7 +540,7 @@ class SyncClient:
             if status not in ("conflict", "rejected", "applied") and not a.refused:
                 continue
             try:
-                decl = self.db.schema.get(e.collection)
+                decl = self.db.schema.get(split_local_name(e.collection)[0])
             except SchemaError:
                 continue
             if status == "rejected":
@@ -556,7 +568,7 @@ class SyncClient:
         stored = False
         for conflict in await self._replica.unresolved():
             try:
-                resolve = self.db.schema.get(conflict.collection).resolve
+                resolve = self.db.schema.get(split_local_name(conflict.collection)[0]).resolve
             except SchemaError:
                 resolve = None
             result, error = await decide(resolve, conflict.local, conflict.server,
@@ -574,6 +586,7 @@ class SyncClient:
 
     def _emit(self, event: ConflictEvent) -> None:
         """To this tab's on_conflict, and to the other tabs' (the syncing tab forwards)."""
+        event = event.public()
         self._replica.post({"op": "event", "event": event.to_message()})
         self._deliver(event)
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal
 
 from pysync.errors import InvalidValue
 from pysync.outbox import dump_value, load_value
 from pysync.protocol import ServerRecord
-from pysync.schema import Resolver, Strategy
+from pysync.schema import Resolver, Strategy, local_name, split_local_name
 from pysync.values import Record, check_record
 
 log = logging.getLogger("pysync.client")
@@ -42,7 +42,11 @@ class ConflictEvent:
     absent or deleted, and for a rejection, which carries no copy); `result`: what the
     record is now on the server or about to be (a resolver's result, pushed next), None for
     deleted (and for a rejection); `error`: a rejection's code, or the resolver's exception
-    ("TypeName: message") when it raised and the server's copy was kept.
+    ("TypeName: message") when it raised and the server's copy was kept; `scope`: the
+    record's shared scope, None for the personal scope.
+
+    Inside the sync client `collection` may be a local name (schema.local_name) until
+    `public()` splits it.
     """
 
     collection: str
@@ -53,17 +57,23 @@ class ConflictEvent:
     server: Record | None
     result: Record | None
     error: str | None = None
+    scope: str | None = None
+
+    def public(self) -> ConflictEvent:
+        """The event as the app sees it: the collection's name and the scope apart."""
+        collection, scope = split_local_name(self.collection)
+        return self if scope is None else replace(self, collection=collection, scope=scope)
 
     def to_message(self) -> dict[str, Any]:
         """The event as JSON data for the other tabs (values as stored JSON text)."""
         return {"c": self.collection, "k": self.key, "s": self.strategy, "kind": self.kind,
                 "l": _text(self.local), "sv": _text(self.server), "r": _text(self.result),
-                "e": self.error}
+                "e": self.error, "sc": self.scope}
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> ConflictEvent:
         return cls(data["c"], data["k"], data["s"], data["kind"], _value(data["l"]),
-                   _value(data["sv"]), _value(data["r"]), data["e"])
+                   _value(data["sv"]), _value(data["r"]), data["e"], data.get("sc"))
 
 
 def _text(value: Record | None) -> str | None:
@@ -119,6 +129,7 @@ class MergeWatch:
 
     def watch(self, collection: str, key: str, version: int, fields: Record,
               local: Record | None) -> None:
+        """Watch an applied edit; `collection` is the local name (schema.local_name)."""
         self._watched[(collection, key)] = _Watched(version, dict(fields), local)
 
     def forget(self) -> None:
@@ -128,7 +139,7 @@ class MergeWatch:
         """The event if `change` shows a watched edit overwritten; a change at or past the
         watched version ends the watch (a later one: the edit's own version was not seen,
         e.g. a snapshot, so nothing can be said)."""
-        record = (change.collection, change.key)
+        record = (local_name(change.collection, change.scope), change.key)
         w = self._watched.get(record)
         if w is None or change.version < w.version:
             return None
@@ -140,7 +151,7 @@ class MergeWatch:
         if not lost:
             return None
         return ConflictEvent(change.collection, change.key, "merge", "overwritten", w.local,
-                             value, value)
+                             value, value, scope=change.scope)
 
 
 def _same(a: Any, b: Any) -> bool:

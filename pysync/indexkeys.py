@@ -6,6 +6,8 @@ computed key per declared index:
 
     [collection, index_name, tag1, v1, tag2, v2, ..., record_key]
 
+(`collection` is the local name: a shared scope's records are indexed apart, schema.local_name.)
+
 Each field becomes a (tag, native) pair whose native part is a valid IndexedDB key. Tags order
 types first, then values within a type:
 
@@ -78,7 +80,8 @@ def projection(index: Index, value: Record) -> list[Any]:
 
 def index_keys(collection: Collection, key: str, value: Record) -> list[IndexKey]:
     """The multiEntry `ix` keys of a live record: one per declared index."""
-    return [[collection.name, i.name, *projection(i, value), key] for i in collection.indexes]
+    return [[collection.local_name, i.name, *projection(i, value), key]
+            for i in collection.indexes]
 
 
 def unique_keys(collection: Collection, value: Record) -> list[IndexKey]:
@@ -86,7 +89,7 @@ def unique_keys(collection: Collection, value: Record) -> list[IndexKey]:
 
     Like SQL's NULL, a missing or null field takes no part in a unique constraint.
     """
-    return [[collection.name, i.name, *projection(i, value)]
+    return [[collection.local_name, i.name, *projection(i, value)]
             for i in collection.indexes
             if i.unique and all(value.get(f) is not None for f in i.fields)]
 
@@ -112,7 +115,7 @@ def index_range(collection: Collection, index: Index, *, equals: object = UNSET,
     `equals`, `lower` and `upper` take a value (one-field index) or a tuple that is a prefix
     of the index's fields; a prefix matches every record that starts with it.
     """
-    base: list[Any] = [collection.name, index.name]
+    base: list[Any] = [collection.local_name, index.name]
     if equals is not UNSET:
         lower = upper = equals
         lower_open = upper_open = False

@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 from pysync import idb
 from pysync.rows import RecordRow
-from pysync.schema import Collection, Schema
+from pysync.schema import Collection, Schema, split_local_name
 from pysync.storage import Connection, Storage
 
 LAYOUT_VERSION = 1
@@ -79,8 +79,11 @@ def meta_value(row: Any, default: Any = None) -> Any:
 
 
 def declared(schema: Schema, name: str) -> Collection:
-    """The declaration of a collection, or a bare one for data a newer schema dropped."""
-    return schema.get(name) if name in schema else Collection(name)
+    """The declaration of the records stored under a local name (schema.local_name), or a
+    bare one for data a newer schema dropped."""
+    collection, scope = split_local_name(name)
+    decl = schema.get(collection) if collection in schema else Collection(collection)
+    return decl.in_scope(scope)
 
 
 def _fingerprint(schema: Schema) -> str:

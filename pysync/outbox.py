@@ -37,6 +37,7 @@ from typing import Any, Required, TypedDict
 
 from pysync.errors import NotFound
 from pysync.protocol import Mutation, Op, dumps
+from pysync.schema import split_local_name
 from pysync.values import BYTES_TAG, Record, from_json
 
 
@@ -117,8 +118,10 @@ class Entry:
     def to_mutation(self) -> Mutation:
         if self.wire_id is None:
             raise ValueError("an entry gets its wire id when it is taken for sending")
-        return Mutation(self.wire_id, self.collection, self.key, self.op, self.value,
-                        self.base_version, self.hlc)
+        # A shared scope's entries are stored under the local name (schema.local_name).
+        collection, scope = split_local_name(self.collection)
+        return Mutation(self.wire_id, collection, self.key, self.op, self.value,
+                        self.base_version, self.hlc, scope)
 
     def to_row(self, text: str | None = None) -> StoredOutboxRow:
         """The stored form; `text` is the value already dumped, if the caller has it."""

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pysync.errors import InvalidValue, ProtocolError
 from pysync.hlc import ClockError, Stamp
-from pysync.schema import COLLECTION_NAME
+from pysync.schema import COLLECTION_NAME, SCOPE_ID
 from pysync.values import Record, check_key, check_record, from_json, to_json
 
 PROTOCOL_VERSION = 1
@@ -40,13 +40,14 @@ MAX_MESSAGE_CHARS = 300
 Op = Literal["put", "patch", "delete"]
 OPS: tuple[Op, ...] = ("put", "patch", "delete")
 Status = Literal["applied", "conflict", "rejected", "duplicate"]
+# The rejection of a mutation into a scope the user may not write (design.md section 10);
+# the client reports its writes into a scope it was removed from the same way.
+FORBIDDEN = "forbidden"
 STATUSES: tuple[Status, ...] = ("applied", "conflict", "rejected", "duplicate")
 
 _PUSH_FIELDS = frozenset({"protocol", "client_id", "mutations"})
 _MUTATION_FIELDS = frozenset({"id", "collection", "key", "op", "value", "base_version", "hlc",
                               "scope"})
-# A shared scope's id (design.md section 10); on the wire the personal scope is null.
-SCOPE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 # DynamoDB's attribute-value type descriptors, with the JSON shape each one holds.
 _DYNAMODB_TYPES: dict[str, type | tuple[type, ...]] = {
     "S": str, "N": str, "B": str, "BOOL": bool, "NULL": bool, "M": dict, "L": list,

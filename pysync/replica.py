@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pysync import idb
 from pysync.conflicts import same_record
 from pysync.errors import InvalidValue
+from pysync.indexkeys import key_range
 from pysync.layout import (
     META,
     NEXT_MUTATION_ID,
@@ -51,6 +52,7 @@ from pysync.rows import (
     server_change,
     unconfirmed,
 )
+from pysync.schema import local_name
 from pysync.session import UNKNOWN, RecordId, Session
 from pysync.storage import Transaction
 from pysync.values import Record
@@ -76,6 +78,15 @@ class Acked:
     base: Record | None
     server: Record | None
     refused: bool = False
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An outbox entry dropped with its scope's revocation (apply_server_changes), and the
+    record as local edits had made it (None: deleted or unknown)."""
+
+    entry: Entry
+    local: Record | None
 
 
 @dataclass(frozen=True)
@@ -343,16 +354,20 @@ class Replica:
 
     async def apply_server_changes(self, changes: Sequence[ServerRecord],
                                    extra_meta: Mapping[str, Any] | None = None, *,
-                                   complete: bool = False) -> None:
+                                   complete: bool = False,
+                                   revoked: Sequence[str] = ()) -> list[Dropped]:
         """Store a pull's records in one transaction (with `extra_meta`, e.g. the cursor).
 
         Idempotent (an older version than the one stored changes nothing) and pending local
         edits stay visible over the incoming values until the server acknowledges them.
         `complete`: this is the last page of a pull sequence; if a resync is in progress (see
         begin_resync) the records it did not confirm are dropped in this same transaction.
+        `revoked`: shared scopes the user can no longer read; their records, outbox entries
+        and waiting conflicts go in the same transaction (the server names a revoked scope
+        once, with the cursor stored here). Returns the outbox entries dropped so.
         """
         s = self._s
-        keyed = [([c.collection, c.key], c) for c in changes]
+        keyed = [([local_name(c.collection, c.scope), c.key], c) for c in changes]
         notes: list[Change] = []
         tx = s.tx([RECORDS, OUTBOX, META], "readwrite")
 
@@ -371,9 +386,9 @@ class Replica:
                 if new is None or new == row:
                     continue
                 current[record] = new
-                out[record] = new.to_row(declared(s.schema, change.collection))
+                out[record] = new.to_row(declared(s.schema, record[0]))
                 if row is None or new.value != row.value:
-                    notes.append(Change(change.collection, change.key, new.value, "server"))
+                    notes.append(Change(record[0], change.key, new.value, "server"))
             meta = [meta_row(k, v) for k, v in (extra_meta or {}).items()]
             meta.append(meta_row(WRITER, {**writer, "clock": str(s.clock.now())}))
             tx.write([(RECORDS, "put", list(out.values())), (META, "put", meta)])
@@ -381,6 +396,8 @@ class Replica:
             written_writer.append(meta[-1])
             if sweep:
                 tx.read([idb.get_all(RECORDS)], lambda r: self._sweep(tx, r[0], written, notes))
+            if revoked:
+                self._drop_scopes(tx, revoked, written, notes, dropped)
 
         def with_rows(results: list[Any]) -> None:
             writer = meta_value(results[0]) or {}
@@ -402,12 +419,39 @@ class Replica:
 
         written: dict[RecordId, StoredRecordRow | None] = {}
         written_writer: list[StoredMetaRow] = []
+        dropped: list[Dropped] = []
         tx.read([idb.get(META, WRITER), idb.get(META, RESYNC),
                  *(idb.get(RECORDS, k) for k, _ in keyed)], with_rows)
         await tx.done()
         s.cache.writer_row = written_writer[0]
         s.cache.remember(written)
         s.publish(notes)
+        return dropped
+
+    def _drop_scopes(self, tx: Transaction, scopes: Sequence[str],
+                     written: dict[RecordId, StoredRecordRow | None], notes: list[Change],
+                     dropped: list[Dropped]) -> None:
+        """Inside a pull page's transaction: remove every record of `scopes` (of the schema's
+        collections), their outbox entries and their conflicts waiting for a resolver."""
+        names = sorted({local_name(c.name, scope) for scope in scopes for c in self._s.schema})
+
+        def drop(found: list[Any]) -> None:
+            rows = [RecordRow.from_row(r) for found_rows in found[2:] for r in found_rows]
+            values = {(r.collection, r.key): r.value for r in rows}
+            entries = [Entry.from_row(e) for e in found[0] if e["r"][0] in names]
+            dropped.extend(Dropped(e, values.get((e.collection, e.key))) for e in entries)
+            waiting = list(meta_value(found[1]) or [])
+            left = [u for u in waiting if u[0] not in names]
+            for r in rows:
+                written[(r.collection, r.key)] = None
+                if r.value is not None:
+                    notes.append(Change(r.collection, r.key, None, "server"))
+            tx.write([(RECORDS, "delete", [[r.collection, r.key] for r in rows]),
+                      (OUTBOX, "delete", [e.order for e in entries]),
+                      (META, "put", [meta_row(UNRESOLVED, left)] if left != waiting else [])])
+
+        tx.read([idb.get_all(OUTBOX), idb.get(META, UNRESOLVED),
+                 *(idb.get_all(RECORDS, None, *key_range(n)) for n in names)], drop)
 
     def _sweep(self, tx: Transaction, rows: list[StoredRecordRow],
                written: dict[RecordId, StoredRecordRow | None], notes: list[Change]) -> None:

@@ -18,7 +18,7 @@ from pysync.errors import NotFound
 from pysync.indexkeys import IndexKey, index_keys, unique_keys
 from pysync.outbox import Entry, apply_op, coalesce, dump_value, load_value, rebase
 from pysync.protocol import MutationResult, Op, ServerRecord
-from pysync.schema import Collection
+from pysync.schema import Collection, local_name
 from pysync.values import Record
 
 RESYNC_MARK: Final = "rs"  # a record row's `resync` flag, as stored
@@ -268,7 +268,7 @@ def server_change(row: RecordRow | None, change: ServerRecord,
             and not row.resync:
         return row
     if row is None:
-        row = RecordRow(change.collection, change.key, None, {})
+        row = RecordRow(local_name(change.collection, change.scope), change.key, None, {})
     value = None if change.deleted else change.value
     row = replace(row, version=change.version, server_value=value, server_hlc=change.hlc,
                   stale=False, resync=False)

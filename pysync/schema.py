@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pysync.errors import SchemaError
@@ -27,6 +27,24 @@ STRATEGIES: tuple[Strategy, ...] = ("merge", "lww", "version")
 COLLECTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 INDEX_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 FIELD_NAME = re.compile(r"^[^_][^.]*$")
+# A shared scope's id (design.md section 10); on the wire the personal scope is null.
+SCOPE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+# Locally a shared scope's records live under "<collection>@<scope>" (neither a collection
+# name nor a scope id has an "@"), so the store keeps scopes apart with no other change: its
+# keys, indexes and outbox entries all start with that name. The personal scope's name is the
+# collection's own.
+SCOPE_MARK = "@"
+
+
+def local_name(collection: str, scope: str | None) -> str:
+    """The name the local store keeps a scope's records of `collection` under."""
+    return collection if scope is None else f"{collection}{SCOPE_MARK}{scope}"
+
+
+def split_local_name(name: str) -> tuple[str, str | None]:
+    """(collection, scope) of a local name; scope None for the personal scope."""
+    collection, mark, scope = name.partition(SCOPE_MARK)
+    return (collection, scope) if mark else (collection, None)
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,9 @@ class Collection:
     strategy: Strategy = "merge"
     indexes: tuple[Index, ...] = ()
     resolve: Resolver | None = field(default=None, compare=False, repr=False)
+    # The shared scope whose records this declaration stands for locally (in_scope); a
+    # schema declares collections without one.
+    scope: str | None = None
 
     def __post_init__(self) -> None:
         if not COLLECTION_NAME.match(self.name):
@@ -76,6 +97,17 @@ class Collection:
         names = [i.name for i in self.indexes]
         if len(set(names)) != len(names):
             raise SchemaError(f"collection {self.name!r}: duplicate index names")
+        if self.scope is not None and not SCOPE_ID.fullmatch(self.scope):
+            raise SchemaError(f"scope {self.scope!r} is no scope id ([A-Za-z0-9_-]{{8,64}})")
+
+    @property
+    def local_name(self) -> str:
+        """The name the local store keeps this collection's records under (local_name())."""
+        return local_name(self.name, self.scope)
+
+    def in_scope(self, scope: str | None) -> Collection:
+        """This collection's declaration for the records of `scope` (None: personal)."""
+        return self if scope == self.scope else replace(self, scope=scope)
 
     def index(self, name: str) -> Index:
         for i in self.indexes:
@@ -92,6 +124,9 @@ class Schema:
         names = [c.name for c in collections]
         if len(set(names)) != len(names):
             raise SchemaError("duplicate collection names")
+        if any(c.scope is not None for c in collections):
+            raise SchemaError("a schema declares collections without a scope; a scope is "
+                              "chosen per use: db.collection(name, scope=...)")
         object.__setattr__(self, "collections", tuple(collections))
 
     def __iter__(self) -> Iterator[Collection]:

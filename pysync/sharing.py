@@ -15,7 +15,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from pysync.errors import InvalidValue, ProtocolError
-from pysync.protocol import SCOPE_ID
+from pysync.schema import SCOPE_ID
 
 Role = Literal["owner", "editor", "viewer"]
 ROLES: tuple[Role, ...] = ("owner", "editor", "viewer")

@@ -29,11 +29,11 @@ from pysync.hlc import HybridClock, Stamp, wall_clock_ms
 from pysync.indexkeys import UNSET, index_range, key_range
 from pysync.layout import OUTBOX, RECORDS, open_layout
 from pysync.rows import RecordRow, StoredRecordRow
-from pysync.schema import Collection, Schema
+from pysync.schema import SCOPE_ID, Collection, Schema
 from pysync.session import Session
 from pysync.storage import Storage, default_storage
 from pysync.values import Record, check_key, check_record
-from pysync.watch import Change, Origin, Watcher
+from pysync.watch import ANY_SCOPE, Change, Origin, Watcher
 from pysync.writes import LocalOp, write
 
 __all__ = ["Change", "Database", "Doc", "LocalCollection", "Origin", "Watcher",
@@ -114,17 +114,23 @@ class Database:
         """Where the database lives (pysync.storage)."""
         return self._session.storage
 
-    def collection(self, name: str) -> LocalCollection:
-        return LocalCollection(self, self.schema.get(name))
+    def collection(self, name: str, scope: str | None = None) -> LocalCollection:
+        """The records of collection `name` in `scope`: a shared scope's id
+        (docs/sharing.md), or None for the user's personal scope. Each scope's records are
+        kept apart: a query of one never returns another's."""
+        if scope is not None and (not isinstance(scope, str) or not SCOPE_ID.fullmatch(scope)):
+            raise InvalidValue(f"scope {scope!r} is no scope id ([A-Za-z0-9_-]{{8,64}})")
+        return LocalCollection(self, self.schema.get(name).in_scope(scope))
 
     __getitem__ = collection
 
     def watch(self, callback: Watcher, collection: str | None = None) -> Callable[[], None]:
         """Call `callback(changes)` after every committed change: local writes, writes from
-        another tab of this origin, and server changes. Returns a function that unsubscribes."""
+        another tab of this origin, and server changes, of every scope (`Change.scope` says
+        which). Returns a function that unsubscribes."""
         if collection is not None:
             self.schema.get(collection)
-        return self._session.watchers.add(callback, collection)
+        return self._session.watchers.add(callback, collection, ANY_SCOPE)
 
     async def pending_count(self) -> int:
         """How many local changes the server has not acknowledged yet (outbox entries)."""
@@ -143,13 +149,15 @@ class Database:
 
 
 class LocalCollection:
-    """The records of one collection. Get one with `db.collection(name)`."""
+    """The records of one collection in one scope. Get one with `db.collection(name)`."""
 
     def __init__(self, db: Database, decl: Collection) -> None:
         self.db = db
         self._session = db._session
         self.decl = decl
         self.name = decl.name
+        self.scope = decl.scope  # a shared scope's id; None: the personal scope
+        self._local = decl.local_name  # what the store keys these records by
 
     # --- writes --------------------------------------------------------------------------
 
@@ -197,8 +205,8 @@ class LocalCollection:
             check_key(k)
         if not keys:
             return []
-        rows = await self._session.read([idb.get(RECORDS, [self.name, k]) for k in keys])
-        self._session.cache.remember({(self.name, k): r
+        rows = await self._session.read([idb.get(RECORDS, [self._local, k]) for k in keys])
+        self._session.cache.remember({(self._local, k): r
                                       for k, r in zip(keys, rows, strict=True)})
         return [RecordRow.from_row(r).value if r else None for r in rows]
 
@@ -211,7 +219,7 @@ class LocalCollection:
             if equals is not UNSET:
                 lower = upper = equals
                 lower_open = upper_open = False
-            lo, hi = key_range(self.name, lower=None if lower is UNSET else lower,
+            lo, hi = key_range(self._local, lower=None if lower is UNSET else lower,
                                upper=None if upper is UNSET else upper,
                                lower_open=lower_open, upper_open=upper_open)
             return "live", lo, hi
@@ -274,14 +282,16 @@ class LocalCollection:
             if ix == "live":
                 position = last["l"]
             else:
-                position = next(k for k in last["ix"] if k[:2] == [self.name, index])
+                position = next(k for k in last["ix"] if k[:2] == [self._local, index])
             if reverse:
                 hi = (position, True)
             else:
                 lo = (position, True)
 
     def watch(self, callback: Watcher) -> Callable[[], None]:
-        return self.db.watch(callback, self.name)
+        """Call `callback(changes)` after every committed change of this collection's records
+        in this scope (see Database.watch)."""
+        return self._session.watchers.add(callback, self.name, self.scope)
 
 
 async def open_database(name: str, schema: Schema,

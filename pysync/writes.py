@@ -26,11 +26,16 @@ from pysync.protocol import Op
 from pysync.rows import RecordRow, StoredRecordRow, local_write
 from pysync.schema import Collection
 from pysync.session import UNKNOWN, RecordId, Session
+from pysync.storage import Transaction
 from pysync.values import MAX_RECORD_BYTES, Record, record_size
 from pysync.watch import Change
 
 # Batches larger than this probe which keys exist with one keys-only read.
 PROBE_ABOVE = 32
+# Batches of distinct keys larger than this are planned and issued in chunks of
+# PIPELINE_CHUNK records, so that IndexedDB works on one while Python plans the next.
+PIPELINE_ABOVE = 2000
+PIPELINE_CHUNK = 1000
 
 LocalOp = tuple[Op, str, Record | None]  # (op, key, value or a patch's fields)
 
@@ -65,7 +70,7 @@ def plan(session: Session, collection: Collection, ops: list[LocalOp], keys: lis
          writer_row: Any, found: dict[str, StoredRecordRow]) -> Plan:
     """What a local write stores, given the writer meta row and the batch's stored record
     rows (absent from `found`: no row). No I/O."""
-    c = collection.name
+    c = collection.local_name
     writer = meta_value(writer_row) or {}
     session.observe(writer.get("clock"))
     first_order = order = writer.get("next_order", 1)
@@ -134,7 +139,7 @@ async def write(session: Session, collection: Collection, ops: list[LocalOp]) ->
                     (session.channel, planned.message()))
             except idb.Stale:
                 cache.writer_row = UNKNOWN
-                cache.forget((collection.name, k) for k in keys)
+                cache.forget((collection.local_name, k) for k in keys)
             else:
                 _committed(session, planned)
                 session.watchers.notify(planned.changes)
@@ -146,7 +151,7 @@ def _speculate(session: Session, collection: Collection, ops: list[LocalOp],
                keys: list[str]) -> Plan | None:
     """A plan from the cached rows (a record never seen: assumed absent), or None if the
     cached state cannot produce one (e.g. a patch of a record believed absent)."""
-    c = collection.name
+    c = collection.local_name
     cache = session.cache
     found = {}
     for k in keys:
@@ -167,10 +172,13 @@ async def _write_read_first(session: Session, collection: Collection, ops: list[
     """Read the rows (and the writer row), then in the read's callback plan and write.
     One transaction, no await inside it."""
     tx = session.tx([RECORDS, OUTBOX, META], "readwrite")
-    c = collection.name
+    c = collection.local_name
     box: list[Plan] = []
 
     def compute(meta: list[Any], found: dict[str, Any]) -> None:
+        if len(keys) > PIPELINE_ABOVE and len(keys) == len(ops):
+            box.append(_plan_and_issue_in_chunks(session, collection, ops, meta[0], found, tx))
+            return
         planned = plan(session, collection, ops, keys, meta[0], found)
         tx.write(planned.writes)
         box.append(planned)
@@ -203,6 +211,26 @@ async def _write_read_first(session: Session, collection: Collection, ops: list[
         planned.rows = {}
     _committed(session, planned)
     session.publish(planned.changes)
+
+
+def _plan_and_issue_in_chunks(session: Session, collection: Collection, ops: list[LocalOp],
+                              writer_row: Any, found: dict[str, StoredRecordRow],
+                              tx: Transaction) -> Plan:
+    """A big batch of distinct keys, planned and issued PIPELINE_CHUNK records at a time, in
+    one transaction: IndexedDB stores a chunk while Python plans the next (the transaction
+    stays active, as nothing awaits). Each chunk continues the previous one's writer row
+    (order, clock); a failure in any chunk aborts the whole transaction."""
+    merged = Plan([], [], writer_row, {})
+    for start in range(0, len(ops), PIPELINE_CHUNK):
+        chunk = ops[start:start + PIPELINE_CHUNK]
+        keys = [key for _, key, _ in chunk]
+        planned = plan(session, collection, chunk, keys, merged.writer_row,
+                       {k: found[k] for k in keys if k in found})
+        tx.write(planned.writes)
+        merged.changes += planned.changes
+        merged.rows.update(planned.rows)
+        merged.writer_row = planned.writer_row
+    return merged
 
 
 def _committed(session: Session, planned: Plan) -> None:

@@ -458,28 +458,33 @@ def _poke(head: int, scope: str | None = None) -> str:
 
 class PageScopes:
     """The scopes one page is poked for: its user's personal scope and every shared scope
-    the user is a member of, re-read at each heartbeat (a scope joined meanwhile pokes at
-    once, so the page pulls its snapshot; one left stops poking)."""
+    the user is a member of, re-read at each heartbeat. A scope joined meanwhile pokes at
+    once, so the page pulls its snapshot; one left pokes a last time, so the page pulls and
+    learns it was revoked (and drops its records), then stops poking."""
 
     def __init__(self, ctx: ServerContext, principal: Principal) -> None:
         self.ctx, self.principal = ctx, principal
         self.moved = asyncio.Event()
         self.subs: dict[str, Subscription] = {}  # pk -> subscription
         self.sent: dict[str, int] = {}  # pk -> the head last poked
+        self.left: dict[str, int] = {}  # pk -> its head: scopes left, to poke a last time
 
     async def refresh(self) -> None:
         mine = await run_in_threadpool(self.ctx.scopes.mine, self.principal.user)
         wanted = [self.principal.scope, *(scope_pk(m.scope) for m in mine)]
         for pk in [pk for pk in self.subs if pk not in wanted]:
-            self.ctx.hub.unsubscribe(self.subs.pop(pk))
+            sub = self.subs.pop(pk)
+            self.ctx.hub.unsubscribe(sub)
             self.sent.pop(pk, None)
+            self.left[pk] = sub.head
         for pk in wanted:
             if pk not in self.subs:
                 self.subs[pk] = await self.ctx.hub.subscribe(pk, self.moved)
 
     def pokes(self) -> str:
         """A poke for every scope whose head moved since its last poke."""
-        out = ""
+        out = "".join(_poke(head, pk[2:]) for pk, head in self.left.items())
+        self.left.clear()
         for pk, sub in self.subs.items():
             if self.sent.get(pk) != sub.head:
                 self.sent[pk] = sub.head

@@ -34,7 +34,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pysync.errors import ProtocolError
-from pysync.protocol import SCOPE_ID, PullResponse
+from pysync.protocol import PullResponse
+from pysync.schema import SCOPE_ID
 from server.auth import sign_in
 from server.clients import bind_client_sync
 from server.context import context_of

@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from pysync.hlc import ClockError, Stamp
 from pysync.merge import ABSENT, Applied, Conflict, Edit, RecordState, Rejected, apply_change
-from pysync.protocol import Mutation, MutationResult, PushRequest, PushResponse
+from pysync.protocol import FORBIDDEN, Mutation, MutationResult, PushRequest, PushResponse
 from pysync.schema import Schema, Strategy
 from server.changelog import birth_item, birth_key, marked_hlc, marker_key, unloggable
 from server.changes import LogEntry
@@ -150,7 +150,7 @@ def _authorized(ctx: ServerContext, user: str, mutations: Sequence[Mutation]
                 if (membership := ctx.scopes.membership(user, sid)) is not None
                 and membership.role in WRITERS}
     return tuple(
-        Mutation.rejected(m.id, "forbidden", f"you may not write to scope {m.scope!r}")
+        Mutation.rejected(m.id, FORBIDDEN, f"you may not write to scope {m.scope!r}")
         if m.scope is not None and m.rejection is None and m.scope not in writable else m
         for m in mutations)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from botocore.exceptions import ClientError
 
-from pysync.protocol import SCOPE_ID
+from pysync.schema import SCOPE_ID
 from pysync.sharing import MAX_TITLE_CHARS, ROLES, Role
 from server.errors import ServerError
 from server.retry import cancellation_codes, error_code, with_retries

@@ -13,13 +13,18 @@ from typing import Any
 import pytest
 
 from pysync.schema import Collection, Schema
+from server.app import create_app
 from server.config import Settings
 from server.context import ServerContext
 from server.dynamo_local import DynamoDBLocal
 from server.tables import ensure_tables
 from tests.server.fault_support import private_dynamodb_local
 from tests.server.feed_support import Store
-from tests.support import wait_until
+from tests.support import serve, wait_until
+
+# The schema of the SyncClient-on-the-twin tests (twin_store): one collection per strategy.
+TWIN_SCHEMA = Schema(Collection("todos"), Collection("accounts", strategy="version"),
+                     Collection("docs", strategy="lww"))
 
 TEST_SCHEMA = Schema(
     Collection("notes"),  # merge
@@ -108,3 +113,17 @@ def local() -> Iterator[DynamoDBLocal]:
     session's `dynamodb_local` is shared by every other test)."""
     with private_dynamodb_local() as local:
         yield local
+
+
+@pytest.fixture(scope="module")
+def twin_store(dynamodb_local: DynamoDBLocal) -> Store:
+    """Tables for the real SyncClient on the IndexedDB twin (tests/server/test_client_*.py):
+    TWIN_SCHEMA, the change feed on; one set per module."""
+    return Store.create(dynamodb_local, feed_enabled=True, schema=TWIN_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def twin_url(twin_store: Store) -> Iterator[str]:
+    """The real server (uvicorn on a real socket) over `twin_store`."""
+    with serve(create_app(twin_store.ctx.settings)) as base:
+        yield base

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,23 +24,11 @@ from pysync.client import SyncClient, SyncStatus, dev_token_provider
 from pysync.memdb import MemoryStorage
 from pysync.schema import Collection, Resolver, Schema
 from pysync.store import Database
-from server.app import create_app
 from tests.server.feed_support import Store
 from tests.server.test_client_twin import SCHEMA, eventually, new_user
-from tests.support import serve
 
 pytestmark = pytest.mark.dynamodb
 
-
-@pytest.fixture(scope="module")
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local, feed_enabled=True, schema=SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def url(store: Store) -> Iterator[str]:
-    with serve(create_app(store.ctx.settings)) as base:
-        yield base
 
 
 def schema_with(resolve: Resolver | None) -> Schema:
@@ -114,7 +102,7 @@ async def concurrent(a: Device, b: Device, collection: str, key: str,
 # ---- version: the resolver -------------------------------------------------------------------
 
 def test_the_resolver_gets_local_server_and_base_and_its_result_reaches_both_devices(
-        url: str, store: Store) -> None:
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
     calls: list[tuple[Any, Any, Any]] = []
 
@@ -124,13 +112,13 @@ def test_the_resolver_gets_local_server_and_base_and_its_result_reaches_both_dev
 
     async def main() -> None:
         schema = schema_with(add_both)
-        async with device(url, user, schema=schema) as a, \
-                device(url, user, schema=schema) as b:
+        async with device(twin_url, user, schema=schema) as a, \
+                device(twin_url, user, schema=schema) as b:
             await shared(a, b, "accounts", "acc", {"balance": 10, "owner": "ann"})
             await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
             assert calls == [({"balance": 15, "owner": "ann"}, {"balance": 12, "owner": "ann"},
                               {"balance": 10, "owner": "ann"})]
-            item = store.item(f"u#{user}", "accounts", "acc")
+            item = twin_store.item(f"u#{user}", "accounts", "acc")
             assert number(item, "balance") == 17  # in DynamoDB when synced() returns
 
             async def converged() -> bool:
@@ -149,7 +137,7 @@ def test_the_resolver_gets_local_server_and_base_and_its_result_reaches_both_dev
     asyncio.run(main())
 
 
-def test_a_coroutine_resolver_is_awaited_and_none_deletes(url: str, store: Store) -> None:
+def test_a_coroutine_resolver_is_awaited_and_none_deletes(twin_url: str, twin_store: Store) -> None:
     user = new_user()
 
     async def drop(local: Any, server: Any, base: Any) -> None:
@@ -158,11 +146,11 @@ def test_a_coroutine_resolver_is_awaited_and_none_deletes(url: str, store: Store
 
     async def main() -> None:
         schema = schema_with(drop)
-        async with device(url, user, schema=schema) as a, \
-                device(url, user, schema=schema) as b:
+        async with device(twin_url, user, schema=schema) as a, \
+                device(twin_url, user, schema=schema) as b:
             await shared(a, b, "accounts", "acc", {"balance": 10})
             await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
-            item = store.item(f"u#{user}", "accounts", "acc")
+            item = twin_store.item(f"u#{user}", "accounts", "acc")
             assert item is not None
             assert item.get("_del", {}).get("BOOL") is True
             assert await a.db.collection("accounts").get("acc") is None
@@ -171,8 +159,8 @@ def test_a_coroutine_resolver_is_awaited_and_none_deletes(url: str, store: Store
     asyncio.run(main())
 
 
-def test_a_raising_resolver_keeps_the_server_copy_and_reports_it(url: str,
-                                                                  store: Store) -> None:
+def test_a_raising_resolver_keeps_the_server_copy_and_reports_it(twin_url: str,
+                                                                  twin_store: Store) -> None:
     user = new_user()
 
     def broken(local: Any, server: Any, base: Any) -> dict[str, Any]:
@@ -180,13 +168,13 @@ def test_a_raising_resolver_keeps_the_server_copy_and_reports_it(url: str,
 
     async def main() -> None:
         schema = schema_with(broken)
-        async with device(url, user, schema=schema) as a, \
-                device(url, user, schema=schema) as b:
+        async with device(twin_url, user, schema=schema) as a, \
+                device(twin_url, user, schema=schema) as b:
             await shared(a, b, "accounts", "acc", {"balance": 10})
             await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
             assert await a.db.collection("accounts").get("acc") == {"balance": 12}
             assert await a.db.pending_count() == 0
-            assert number(store.item(f"u#{user}", "accounts", "acc"), "balance") == 12
+            assert number(twin_store.item(f"u#{user}", "accounts", "acc"), "balance") == 12
             assert [(e.kind, e.local, e.server, e.result, e.error) for e in a.events] == [
                 ("conflict", {"balance": 15}, {"balance": 12}, {"balance": 12},
                  "ValueError: cannot decide")]
@@ -194,11 +182,11 @@ def test_a_raising_resolver_keeps_the_server_copy_and_reports_it(url: str,
     asyncio.run(main())
 
 
-def test_without_a_resolver_the_server_copy_is_kept_and_reported(url: str) -> None:
+def test_without_a_resolver_the_server_copy_is_kept_and_reported(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
-        async with device(url, user) as a, device(url, user) as b:
+        async with device(twin_url, user) as a, device(twin_url, user) as b:
             await shared(a, b, "accounts", "acc", {"balance": 10})
             await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
             assert await a.db.collection("accounts").get("acc") == {"balance": 12}
@@ -208,7 +196,8 @@ def test_without_a_resolver_the_server_copy_is_kept_and_reported(url: str) -> No
     asyncio.run(main())
 
 
-def test_a_resolution_goes_before_a_later_edit_of_the_record(url: str, store: Store) -> None:
+def test_a_resolution_goes_before_a_later_edit_of_the_record(
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
 
     def keep_local(local: Any, server: Any, base: Any) -> Any:
@@ -216,8 +205,8 @@ def test_a_resolution_goes_before_a_later_edit_of_the_record(url: str, store: St
 
     async def main() -> None:
         schema = schema_with(keep_local)
-        async with device(url, user, schema=schema) as a, \
-                device(url, user, schema=schema) as b:
+        async with device(twin_url, user, schema=schema) as a, \
+                device(twin_url, user, schema=schema) as b:
             await shared(a, b, "accounts", "acc", {"balance": 10, "note": ""})
             a.client.pause()
             await a.db.collection("accounts").patch("acc", {"balance": 15})
@@ -228,7 +217,7 @@ def test_a_resolution_goes_before_a_later_edit_of_the_record(url: str, store: St
             await a.client.synced(timeout=30)
             await a.db.collection("accounts").patch("acc", {"note": "later"})
             await a.client.synced(timeout=30)
-            item = store.item(f"u#{user}", "accounts", "acc")
+            item = twin_store.item(f"u#{user}", "accounts", "acc")
             assert (number(item, "balance"), item and item["note"]["S"]) == (15, "later")
 
     asyncio.run(main())
@@ -236,11 +225,11 @@ def test_a_resolution_goes_before_a_later_edit_of_the_record(url: str, store: St
 
 # ---- merge, lww, rejected ---------------------------------------------------------------------
 
-def test_an_lww_edit_that_lost_to_a_newer_stamp_is_reported_once(url: str) -> None:
+def test_an_lww_edit_that_lost_to_a_newer_stamp_is_reported_once(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
-        async with device(url, user) as a, device(url, user) as b:
+        async with device(twin_url, user) as a, device(twin_url, user) as b:
             await shared(a, b, "docs", "d1", {"body": "first"})
             await concurrent(a, b, "docs", "d1", {"body": "from a"}, {"body": "from b"},
                              b_patches=False)
@@ -254,11 +243,11 @@ def test_an_lww_edit_that_lost_to_a_newer_stamp_is_reported_once(url: str) -> No
     asyncio.run(main())
 
 
-def test_a_merge_edit_whose_every_field_lost_is_reported_once(url: str) -> None:
+def test_a_merge_edit_whose_every_field_lost_is_reported_once(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
-        async with device(url, user) as a, device(url, user) as b:
+        async with device(twin_url, user) as a, device(twin_url, user) as b:
             await shared(a, b, "todos", "t1", {"title": "Milk", "done": False})
             await concurrent(a, b, "todos", "t1", {"title": "Oat milk"}, {"title": "Soy milk"})
             await a.client.sync_now()
@@ -271,11 +260,11 @@ def test_a_merge_edit_whose_every_field_lost_is_reported_once(url: str) -> None:
 
 
 def test_a_merge_field_overwritten_by_a_newer_stamp_is_reported_when_the_rest_applied(
-        url: str) -> None:
+        twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
-        async with device(url, user) as a, device(url, user) as b:
+        async with device(twin_url, user) as a, device(twin_url, user) as b:
             await shared(a, b, "todos", "t1", {"title": "Milk", "done": False})
             await concurrent(a, b, "todos", "t1", {"title": "Oat milk", "done": True},
                              {"title": "Soy milk"})
@@ -298,11 +287,11 @@ async def _settled(d: Device) -> bool:
     return await d.db.pending_count() == 0
 
 
-def test_a_rejected_mutation_is_reported_with_its_code(url: str) -> None:
+def test_a_rejected_mutation_is_reported_with_its_code(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
-        async with device(url, user) as a, device(url, user) as b:
+        async with device(twin_url, user) as a, device(twin_url, user) as b:
             await shared(a, b, "todos", "t1", {"title": "Milk"})
             a.client.pause()
             await a.db.collection("todos").patch("t1", {"done": True})
@@ -316,13 +305,13 @@ def test_a_rejected_mutation_is_reported_with_its_code(url: str) -> None:
     asyncio.run(main())
 
 
-def test_every_tab_of_the_database_gets_the_events(url: str) -> None:
+def test_every_tab_of_the_database_gets_the_events(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
         storage = MemoryStorage()
-        async with device(url, user, storage) as a, device(url, user, storage) as tab2, \
-                device(url, user) as b:
+        async with device(twin_url, user, storage) as a, device(twin_url, user, storage) as tab2, \
+                device(twin_url, user) as b:
             assert a.client.status.leader
             assert not tab2.client.status.leader
             await shared(a, b, "docs", "d1", {"body": "first"})
@@ -342,15 +331,15 @@ def test_every_tab_of_the_database_gets_the_events(url: str) -> None:
 
 # ---- progress, synced(), sync_now(), pause() ---------------------------------------------------
 
-def test_progress_counts_up_to_the_total_during_a_first_sync(url: str) -> None:
+def test_progress_counts_up_to_the_total_during_a_first_sync(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
-        async with device(url, user) as a:
+        async with device(twin_url, user) as a:
             await a.db.collection("todos").put_many({f"t{i:02}": {"n": i} for i in range(30)})
             await a.client.synced(timeout=30)
         before = int(time.time() * 1000)
-        async with device(url, user, pull_limit=7) as fresh:
+        async with device(twin_url, user, pull_limit=7) as fresh:
             await fresh.client.synced(timeout=30)
             progress = [s.progress for s in fresh.statuses if s.progress is not None]
             received = [p[0] for p in progress]
@@ -365,29 +354,29 @@ def test_progress_counts_up_to_the_total_during_a_first_sync(url: str) -> None:
 
 
 def test_synced_in_a_tab_that_does_not_sync_returns_once_dynamodb_holds_its_write(
-        url: str, store: Store) -> None:
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
 
     async def main() -> None:
         storage = MemoryStorage()
-        async with device(url, user, storage) as leader, \
-                device(url, user, storage) as tab2:
+        async with device(twin_url, user, storage) as leader, \
+                device(twin_url, user, storage) as tab2:
             assert leader.client.status.leader
             assert not tab2.client.status.leader
             await tab2.db.collection("accounts").put("acc", {"balance": 3})
             await tab2.client.synced(timeout=30)
-            assert number(store.item(f"u#{user}", "accounts", "acc"), "balance") == 3
+            assert number(twin_store.item(f"u#{user}", "accounts", "acc"), "balance") == 3
 
     asyncio.run(main())
 
 
-def test_sync_now_in_a_tab_that_does_not_sync_waits_for_the_leaders_round(url: str) -> None:
+def test_sync_now_in_a_tab_that_does_not_sync_waits_for_the_leaders_round(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
         storage = MemoryStorage()
-        async with device(url, user, storage) as leader, \
-                device(url, user, storage) as tab2:
+        async with device(twin_url, user, storage) as leader, \
+                device(twin_url, user, storage) as tab2:
             await leader.client.synced(timeout=30)
             before = int(time.time() * 1000)
             await tab2.client.sync_now()
@@ -398,11 +387,11 @@ def test_sync_now_in_a_tab_that_does_not_sync_waits_for_the_leaders_round(url: s
     asyncio.run(main())
 
 
-def test_synced_raises_sync_error_on_timeout(url: str) -> None:
+def test_synced_raises_sync_error_on_timeout(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
-        async with device(url, user) as a:
+        async with device(twin_url, user) as a:
             a.client.pause()
             await a.db.collection("todos").put("t1", {"title": "waits"})
             with pytest.raises(SyncError) as e:
@@ -412,7 +401,8 @@ def test_synced_raises_sync_error_on_timeout(url: str) -> None:
     asyncio.run(main())
 
 
-def test_pause_makes_no_request_and_resume_pushes_what_waited(url: str, store: Store) -> None:
+def test_pause_makes_no_request_and_resume_pushes_what_waited(
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
     requests: list[str] = []
 
@@ -421,7 +411,7 @@ def test_pause_makes_no_request_and_resume_pushes_what_waited(url: str, store: S
 
     async def main() -> None:
         async with httpx.AsyncClient(event_hooks={"request": [count]}) as http, \
-                device(url, user, http=http) as a:
+                device(twin_url, user, http=http) as a:
             await a.client.synced(timeout=30)
             a.client.pause()
             assert a.client.status.paused
@@ -436,13 +426,13 @@ def test_pause_makes_no_request_and_resume_pushes_what_waited(url: str, store: S
             a.client.resume()
             await a.client.synced(timeout=30)
             assert "POST /v1/push" in requests[seen:]
-            assert store.item(f"u#{user}", "todos", "t1") is not None
+            assert twin_store.item(f"u#{user}", "todos", "t1") is not None
 
     asyncio.run(main())
 
 
 def test_a_tab_closed_while_the_resolver_runs_asks_it_again_after_the_reopen(
-        url: str, store: Store) -> None:
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
     calls: list[tuple[Any, Any, Any]] = []
     storage = MemoryStorage()
@@ -455,8 +445,8 @@ def test_a_tab_closed_while_the_resolver_runs_asks_it_again_after_the_reopen(
 
     async def main() -> None:
         schema = schema_with(add_both)
-        async with device(url, user, schema=schema) as b:
-            async with device(url, user, storage, schema=schema) as a:
+        async with device(twin_url, user, schema=schema) as b:
+            async with device(twin_url, user, storage, schema=schema) as a:
                 await shared(a, b, "accounts", "acc", {"balance": 10})
                 a.client.pause()
                 await a.db.collection("accounts").patch("acc", {"balance": 15})
@@ -469,9 +459,9 @@ def test_a_tab_closed_while_the_resolver_runs_asks_it_again_after_the_reopen(
                     return bool(calls)
 
                 await eventually(asked)
-            async with device(url, user, storage, schema=schema) as reopened:
+            async with device(twin_url, user, storage, schema=schema) as reopened:
                 await reopened.client.synced(timeout=30)
-                assert number(store.item(f"u#{user}", "accounts", "acc"), "balance") == 17
+                assert number(twin_store.item(f"u#{user}", "accounts", "acc"), "balance") == 17
                 assert calls == [({"balance": 15}, {"balance": 12}, {"balance": 10})] * 2
                 assert [(e.kind, e.result) for e in reopened.events] == \
                     [("conflict", {"balance": 17})]
@@ -479,11 +469,11 @@ def test_a_tab_closed_while_the_resolver_runs_asks_it_again_after_the_reopen(
     asyncio.run(main())
 
 
-def test_synced_raises_when_the_client_stops_meanwhile(url: str) -> None:
+def test_synced_raises_when_the_client_stops_meanwhile(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
-        async with device(url, user) as a:
+        async with device(twin_url, user) as a:
             a.client.pause()
             await a.db.collection("todos").put("t1", {"title": "waits"})
             waiting = asyncio.ensure_future(a.client.synced(timeout=30))
@@ -520,7 +510,7 @@ class LoseFirstPushAnswer(httpx.AsyncBaseTransport):
 
 
 def test_a_conflict_whose_answer_was_lost_is_resolved_after_the_duplicate_answer(
-        url: str, store: Store) -> None:
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
     calls: list[tuple[Any, Any, Any]] = []
 
@@ -532,31 +522,32 @@ def test_a_conflict_whose_answer_was_lost_is_resolved_after_the_duplicate_answer
         schema = schema_with(add_both)
         fault = LoseFirstPushAnswer("conflict")
         async with httpx.AsyncClient(transport=fault) as http, \
-                device(url, user, schema=schema, http=http) as a, \
-                device(url, user, schema=schema) as b:
+                device(twin_url, user, schema=schema, http=http) as a, \
+                device(twin_url, user, schema=schema) as b:
             await shared(a, b, "accounts", "acc", {"balance": 10})
             await concurrent(a, b, "accounts", "acc", {"balance": 15}, {"balance": 12})
             assert fault.lost
             assert calls == [({"balance": 15}, {"balance": 12}, {"balance": 10})]
-            assert number(store.item(f"u#{user}", "accounts", "acc"), "balance") == 17
+            assert number(twin_store.item(f"u#{user}", "accounts", "acc"), "balance") == 17
             assert [(e.kind, e.result) for e in a.events] == [("conflict", {"balance": 17})]
 
     asyncio.run(main())
 
 
-def test_an_applied_write_whose_answer_was_lost_is_no_conflict(url: str, store: Store) -> None:
+def test_an_applied_write_whose_answer_was_lost_is_no_conflict(
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
 
     async def main() -> None:
         fault = LoseFirstPushAnswer("applied")
         async with httpx.AsyncClient(transport=fault) as http, \
-                device(url, user, http=http) as a:
+                device(twin_url, user, http=http) as a:
             await a.db.collection("accounts").put("acc", {"balance": 1.5, "n": 2})
             await a.client.synced(timeout=30)
             await a.db.collection("accounts").patch("acc", {"balance": 2.25})
             await a.client.synced(timeout=30)
             assert fault.lost
-            assert number(store.item(f"u#{user}", "accounts", "acc"), "n") == 2
+            assert number(twin_store.item(f"u#{user}", "accounts", "acc"), "n") == 2
             assert a.events == []
 
     asyncio.run(main())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,29 +23,16 @@ from pysync.client import SyncClient, dev_token_provider
 from pysync.errors import SyncError
 from pysync.memdb import MemoryStorage
 from pysync.replica import Replica
-from pysync.schema import Collection, Schema
 from pysync.store import Database
-from server.app import create_app
+from tests.server.conftest import TWIN_SCHEMA
 from tests.server.feed_support import Store
-from tests.support import serve
 
 pytestmark = pytest.mark.dynamodb
 
-SCHEMA = Schema(Collection("todos"), Collection("accounts", strategy="version"),
-                Collection("docs", strategy="lww"))
+SCHEMA = TWIN_SCHEMA  # the server's (the twin_store fixture)
 # How long the clients may take to converge (the feed reaches a pull asynchronously).
 CONVERGE_S = 30.0
 
-
-@pytest.fixture(scope="module")
-def store(dynamodb_local: Any) -> Store:
-    return Store.create(dynamodb_local, feed_enabled=True, schema=SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def url(store: Store) -> Iterator[str]:
-    with serve(create_app(store.ctx.settings)) as base:
-        yield base
 
 
 def new_user() -> str:
@@ -92,11 +79,11 @@ async def view(db: Database) -> dict[str, dict[str, Any]]:
     return out
 
 
-def test_two_devices_of_one_user_converge(url: str) -> None:
+def test_two_devices_of_one_user_converge(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
-        async with device(url, user) as (a, ca), device(url, user) as (b, cb):
+        async with device(twin_url, user) as (a, ca), device(twin_url, user) as (b, cb):
             await a.collection("todos").put("t1", {"title": "Milk", "done": False})
             await a.collection("accounts").put("acc", {"balance": 10})
             await b.collection("docs").put("d1", {"body": "hello"})
@@ -122,13 +109,13 @@ def test_two_devices_of_one_user_converge(url: str) -> None:
     asyncio.run(main())
 
 
-def test_two_clients_on_one_storage_elect_one_leader(url: str) -> None:
+def test_two_clients_on_one_storage_elect_one_leader(twin_url: str) -> None:
     user = new_user()
 
     async def main() -> None:
         storage = MemoryStorage()
-        async with device(url, user, storage) as (_, first), \
-                device(url, user, storage) as (tab2, second):
+        async with device(twin_url, user, storage) as (_, first), \
+                device(twin_url, user, storage) as (tab2, second):
             assert first.status.leader
             assert not second.status.leader
             await tab2.collection("todos").put("t1", {"title": "from the second tab"})
@@ -165,7 +152,7 @@ class CrashAfterServerCommit(httpx.AsyncBaseTransport):
 
 
 def test_a_write_whose_push_response_was_lost_in_a_crash_is_applied_once(
-        url: str, store: Store) -> None:
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
 
     async def main() -> None:
@@ -174,28 +161,29 @@ def test_a_write_whose_push_response_was_lost_in_a_crash_is_applied_once(
         await db.collection("todos").put("t1", {"title": "Milk"})
         fault = CrashAfterServerCommit(httpx.AsyncHTTPTransport(), storage)
         async with httpx.AsyncClient(transport=fault) as http:
-            doomed = SyncClient(db, url, dev_token_provider(url, user), http=http)
+            doomed = SyncClient(db, twin_url, dev_token_provider(twin_url, user), http=http)
             await doomed.start()
             await asyncio.wait_for(fault.crashed.wait(), 30)
             await doomed.stop()
-        item = store.item(f"u#{user}", "todos", "t1")
+        item = twin_store.item(f"u#{user}", "todos", "t1")
         assert item is not None
         assert item["_v"] == {"N": "1"}  # the server committed it
 
-        async with device(url, user, storage) as (reopened, client):
+        async with device(twin_url, user, storage) as (reopened, client):
             [entry] = await Replica(reopened).outbox_entries()
             assert entry.wire_id == 1  # taken before the crash: resent with the same id
             await eventually(lambda: _no_pending(reopened), client)
             [doc] = await reopened.collection("todos").query()
             assert (doc.value, doc.version, doc.pending) == ({"title": "Milk"}, 1, False)
-        item = store.item(f"u#{user}", "todos", "t1")
+        item = twin_store.item(f"u#{user}", "todos", "t1")
         assert item is not None
         assert item["_v"] == {"N": "1"}  # applied once, not twice
 
     asyncio.run(main())
 
 
-def test_a_write_made_before_a_crash_is_pushed_after_the_reopen(url: str, store: Store) -> None:
+def test_a_write_made_before_a_crash_is_pushed_after_the_reopen(
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
 
     async def main() -> None:
@@ -203,9 +191,9 @@ def test_a_write_made_before_a_crash_is_pushed_after_the_reopen(url: str, store:
         db = await pysync.open_database(f"app:{user}", SCHEMA, storage=storage)
         await db.collection("todos").put("t1", {"title": "Milk"})
         storage.crash()  # before any sync
-        async with device(url, user, storage) as (reopened, client):
+        async with device(twin_url, user, storage) as (reopened, client):
             await eventually(lambda: _no_pending(reopened), client)
-        item = store.item(f"u#{user}", "todos", "t1")
+        item = twin_store.item(f"u#{user}", "todos", "t1")
         assert item is not None
         assert item["_v"] == {"N": "1"}
 
@@ -213,12 +201,12 @@ def test_a_write_made_before_a_crash_is_pushed_after_the_reopen(url: str, store:
 
 
 def test_an_offline_client_keeps_its_writes_until_it_is_online_again(
-        url: str, store: Store) -> None:
+        twin_url: str, twin_store: Store) -> None:
     user = new_user()
 
     async def main() -> None:
         storage = MemoryStorage()
-        async with device(url, user, storage) as (db, client):
+        async with device(twin_url, user, storage) as (db, client):
             storage.local_platform.set_online(False)
             await db.collection("todos").put("t1", {"title": "Milk"})
             with pytest.raises(SyncError, match="offline"):
@@ -226,6 +214,6 @@ def test_an_offline_client_keeps_its_writes_until_it_is_online_again(
             assert await db.pending_count() == 1
             storage.local_platform.set_online(True)  # the online event starts a round
             await eventually(lambda: _no_pending(db))
-        assert store.item(f"u#{user}", "todos", "t1") is not None
+        assert twin_store.item(f"u#{user}", "todos", "t1") is not None
 
     asyncio.run(main())

@@ -484,8 +484,10 @@ def test_a_scope_joined_while_connected_pokes_at_the_next_heartbeat(http: httpx.
         assert poke_within(events, 20) == json.dumps({"scope": scope, "head": 0})
 
 
-def test_a_removed_member_is_no_longer_poked_for_the_scope(store: Store, http: httpx.Client
-                                                           ) -> None:
+@contextmanager
+def removed_while_listening(http: httpx.Client) -> Iterator[tuple[Events, str, str]]:
+    """A member's events stream, open (its opening pokes read) when the owner removes the
+    member: (the stream's events, the scope, the member)."""
     owner, member, scope = owner_and_signed_in_user(http)
     share(http, owner, scope, member, "editor")
     with http.stream("GET", "/v1/events", params={"ticket": ticket(http, member)}) as r:
@@ -494,7 +496,20 @@ def test_a_removed_member_is_no_longer_poked_for_the_scope(store: Store, http: h
         events.next_poke()
         http.delete(f"/v1/scopes/{scope}/members/{member}",
                     headers=token(http, owner)).raise_for_status()
-        for _ in range(3):  # heartbeats: the memberships are read again
+        yield events, scope, member
+
+
+def test_a_removed_member_is_poked_once_so_the_page_pulls_its_revocation(
+        http: httpx.Client) -> None:
+    with removed_while_listening(http) as (events, scope, _):
+        assert poke_within(events, 20) == json.dumps({"scope": scope, "head": 0})
+
+
+def test_a_removed_member_is_no_longer_poked_for_the_scope(store: Store, http: httpx.Client
+                                                           ) -> None:
+    with removed_while_listening(http) as (events, scope, member):
+        poke_within(events, 20)  # the last one, at the heartbeat that reads the memberships
+        for _ in range(3):
             assert events.next() == ("comment", "heartbeat")
         store.put(f"s#{scope}", "todos", "t1", title="not for the removed member")
         store.put(f"u#{member}", "todos", "t1", title="for the member")

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from pysync.protocol import SCOPE_ID
+from pysync.schema import SCOPE_ID
 from server.dynamo_local import DynamoDBLocal
 from tests.server.api_support import Api, running_api
 from tests.server.scope_support import owned_scope, scopes_table, signed_in
