@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -235,12 +236,30 @@ import js  # noqa: E402
 from pyodide.ffi import create_proxy  # noqa: E402
 
 from pysync.client import SyncClient, SyncStatus, dev_token_provider  # noqa: E402
+from pysync.errors import PysyncError  # noqa: E402
 from pysync.protocol import MAX_MUTATIONS_PER_PUSH, PROTOCOL_VERSION  # noqa: E402
+from pysync.sharing import Role  # noqa: E402
 from pysync.transport import FetchTransport  # noqa: E402
 
 document = js.document
 USER_KEY = "pysync-demo-user"
 LIST_KEY = "pysync-demo-list"  # + the database name: the list shown last
+SCOPES_KEY = "pysync-demo-scopes"  # + the database name: the shared lists last seen
+# A shared list is a shared scope (docs/sharing.md) holding the list's records: its id here
+# is "@" + the scope id; in the scope, its todos' "list" is the scope id and its record in
+# "lists" has the scope id as key. So sharing, roles and revocation are the server's rules.
+SHARED = "@"
+ROLES = {"owner": "owner", "editor": "can edit", "viewer": "can view"}
+SHARE_ROLES: dict[str, Role] = {"editor": "editor", "viewer": "viewer"}  # the form's choices
+
+
+def scope_of(list_id: str) -> str | None:
+    return list_id[len(SHARED):] if list_id.startswith(SHARED) else None
+
+
+def list_field(list_id: str) -> str:
+    """The value of a todo's "list" field for the list `list_id`."""
+    return scope_of(list_id) or list_id
 PAGE = 200  # todos drawn at once ("Show more" adds as many again)
 SAMPLE_COUNT = 5000
 FILTERS = ("all", "active", "done")
@@ -288,7 +307,7 @@ class App:
 
     def __init__(self, db: pysync.Database, user: str | None) -> None:
         self.db, self.user = db, user
-        self.lists, self.todos = db.collection("lists"), db.collection("todos")
+        self.lists = db.collection("lists")
         self.client: SyncClient | None = None
         self.list_key = js.localStorage.getItem(f"{LIST_KEY}:{db.name}") or INBOX
         self.filter = "all"
@@ -301,8 +320,26 @@ class App:
         self.focus_next: str | None = None  # data-focus of what to focus after a redraw
         self._drawing = False
         self._again = False
-        self._status: SyncStatus | None = None
         self._shown_pending: int | None = None
+        # The shared lists: scope -> {"title", "role"}, from client.scopes(), kept in
+        # localStorage so that they show offline too; the members of the one shown.
+        self.scopes: dict[str, dict[str, str]] = json.loads(
+            js.localStorage.getItem(f"{SCOPES_KEY}:{db.name}") or "{}")
+        self.members: dict[str, list[tuple[str, str]]] = {}
+        self._scopes_synced_at: int | None = None
+        self._refreshing = False
+
+    def todos_of(self, list_id: str) -> pysync.LocalCollection:
+        return self.db.collection("todos", scope=scope_of(list_id))
+
+    @property
+    def todos(self) -> pysync.LocalCollection:
+        """The todos of the list shown."""
+        return self.todos_of(self.list_key)
+
+    def role(self, list_id: str) -> str:
+        scope = scope_of(list_id)
+        return "owner" if scope is None else self.scopes.get(scope, {}).get("role", "viewer")
 
     # --- drawing ------------------------------------------------------------------------
 
@@ -328,13 +365,22 @@ class App:
         if self.list_key not in lists:
             self.list_key = INBOX
         key = self.list_key  # (a click may switch lists meanwhile: that redraws again)
-        counts = {k: await self.todos.count("by_list", equals=(k,)) for k in lists}
-        counts[INBOX] += await self.todos.count("by_list", upper=("",), upper_open=True)
+        counts = {k: await self.todos_of(k).count("by_list", equals=(list_field(k),))
+                  for k in lists}
+        counts[INBOX] += await self.todos_of(INBOX).count("by_list", upper=("",),
+                                                          upper_open=True)
         self.draw_lists(lists, counts, key)
         name = by_id("list-name")
         if document.activeElement != name:
             name.value = lists[key]
-        by_id("delete-list").hidden = key == INBOX
+        read_only = self.role(key) == "viewer"
+        name.readOnly = read_only
+        by_id("delete-list").hidden = key == INBOX or scope_of(key) is not None
+        for field in ("title", "add-button"):
+            by_id(field).disabled = read_only
+        by_id("title").placeholder = ("You can view this list, not change it" if read_only
+                                      else "What needs doing?")
+        self.draw_sharing(key, lists[key])
         docs = await self.list_todos(key)
         self.titles = {d.key: str(d.value.get("title", "")) for d in docs}
         left = sum(1 for d in docs if not d.value.get("done"))
@@ -357,17 +403,26 @@ class App:
         self.draw_conflicts()
 
     async def list_records(self) -> dict[str, str]:
-        """key -> title, in creation order, the inbox first."""
+        """list id -> title: the inbox, the personal lists in creation order, then the
+        shared ones (a shared list's own record holds its title once renamed)."""
         found = {d.key: str(d.value.get("title") or "Untitled")
                  for d in await self.lists.query("by_created")}
-        return {INBOX: found.pop(INBOX, "Inbox"), **found}
+        shared = {}
+        for scope, info in self.scopes.items():
+            record = await self.db.collection("lists", scope=scope).get(scope)
+            shared[SHARED + scope] = str((record or {}).get("title") or info["title"])
+        return {INBOX: found.pop(INBOX, "Inbox"), **found,
+                **dict(sorted(shared.items(), key=lambda kv: kv[1].lower()))}
 
     def draw_lists(self, lists: dict[str, str], counts: dict[str, int], current: str) -> None:
         items = []
         for key, title in lists.items():
             button = make("button", None, "list-link", type="button", data_list=key,
                           data_focus=f"list:{key}")
-            button.append(make("span", title, "list-title"),
+            button.append(make("span", title, "list-title"))
+            if scope_of(key) is not None:
+                button.append(make("span", "shared", "list-shared"))
+            button.append(
                           make("span", f"{counts.get(key, 0):,}", "list-count",
                                aria_label=f"{counts.get(key, 0)} todos"))
             if key == current:
@@ -377,7 +432,7 @@ class App:
             items.append(li)
         self.keep_focus(by_id("lists"), items)
 
-    def todo_item(self, doc: pysync.Doc) -> Any:
+    def todo_item(self, doc: pysync.Doc, read_only: bool = False) -> Any:
         key, title = doc.key, str(doc.value.get("title", ""))
         li = make("li", None, "todo", data_key=key)
         done = bool(doc.value.get("done"))
@@ -385,6 +440,7 @@ class App:
         box = make("input", None, "toggle", type="checkbox", id=f"done-{key}",
                    data_focus=f"{key}:toggle")
         box.checked = done
+        box.disabled = read_only
         label = make("label", f"Done: {title}", "visually-hidden")
         label.htmlFor = f"done-{key}"
         li.append(box, label)
@@ -398,16 +454,44 @@ class App:
         if doc.pending:
             li.append(make("span", "local", "pending",
                            title="saved on this device, not yet on the server"))
-        for role, text, tip in (("edit-button", "✎", f"Edit {title}"),
-                                ("up", "↑", f"Move {title} up"),
-                                ("down", "↓", f"Move {title} down"),
-                                ("delete", "✕", f"Delete {title}")):
+        for role, text, tip in () if read_only else (
+                ("edit-button", "✎", f"Edit {title}"), ("up", "↑", f"Move {title} up"),
+                ("down", "↓", f"Move {title} down"), ("delete", "✕", f"Delete {title}")):
             li.append(make("button", text, f"icon {role}", type="button", aria_label=tip,
                            title=tip, data_focus=f"{key}:{role}"))
         return li
 
     def draw_todos(self, docs: list[pysync.Doc]) -> None:
-        self.keep_focus(by_id("list"), [self.todo_item(d) for d in docs])
+        read_only = self.role(self.list_key) == "viewer"
+        self.keep_focus(by_id("list"), [self.todo_item(d, read_only) for d in docs])
+
+    def draw_sharing(self, key: str, title: str) -> None:
+        """Who can see the list: only you (a personal list, with a button to share it), or
+        the shared list's members, with their roles (owners add, change and remove them)."""
+        by_id("sharing").hidden = self.client is None
+        scope = scope_of(key)
+        state = by_id("sharing-state")
+        by_id("share-list").hidden = scope is not None or key == INBOX
+        by_id("share-form").hidden = scope is None or self.role(key) != "owner"
+        members = by_id("members")
+        members.hidden = scope is None
+        if scope is None:
+            state.textContent = ("Only you can see your Inbox." if key == INBOX else
+                                 "Only you can see this list.")
+            return
+        known = self.members.get(scope)
+        state.textContent = (f"A shared list (you: {ROLES[self.role(key)]})." if known is None
+                             else "A shared list. Who can see it:")
+        items = []
+        for user, role in known or []:
+            li = make("li", None, "member")
+            li.append(make("span", user, "member-name"), make("span", ROLES[role], "role"))
+            if self.role(key) == "owner" and user != self.user:
+                li.append(make("button", "Remove", "secondary small remove-member",
+                               type="button", aria_label=f"Remove {user} from {title}",
+                               data_user=user, data_focus=f"member:{user}"))
+            items.append(li)
+        self.keep_focus(members, items)
 
     def keep_focus(self, parent: Any, children: list[Any]) -> None:
         """Replace `parent`'s children, keeping keyboard focus on the same control (a
@@ -443,9 +527,10 @@ class App:
 
     async def list_todos(self, key: str) -> list[pysync.Doc]:
         """The list's todos in order (the inbox's first: those written without a list)."""
-        docs = await self.todos.query("by_list", equals=(key,))
+        todos = self.todos_of(key)
+        docs = await todos.query("by_list", equals=(list_field(key),))
         if key == INBOX:
-            docs = await self.todos.query("by_list", upper=("",), upper_open=True) + docs
+            docs = await todos.query("by_list", upper=("",), upper_open=True) + docs
         return docs
 
     def passes(self, doc: pysync.Doc) -> bool:
@@ -458,10 +543,10 @@ class App:
         # One add or move at a time, each planned from the database as it is then (not from
         # the last drawing): todos typed quickly one after another each go last.
         async with self.writing:
-            last = await self.todos.query("by_list", equals=(self.list_key,), reverse=True,
-                                          limit=20)
+            last = await self.todos.query("by_list", equals=(list_field(self.list_key),),
+                                          reverse=True, limit=20)
             await self.todos.put(uuid.uuid4().hex, {
-                "title": title, "done": False, "list": self.list_key,
+                "title": title, "done": False, "list": list_field(self.list_key),
                 "position": position_after([d.value.get("position") for d in last]),
                 "created": int(js.Date.now())})
 
@@ -502,7 +587,10 @@ class App:
     def show_list(self, key: str) -> None:
         self.list_key, self.shown, self.editing = key, PAGE, None
         js.localStorage.setItem(f"{LIST_KEY}:{self.db.name}", key)
+        by_id("share-status").textContent = ""
         self.redraw()
+        if scope_of(key) is not None:
+            spawn(self.refresh_scopes())  # its members
 
     async def add_list(self, title: str) -> None:
         title = title.strip()
@@ -515,13 +603,105 @@ class App:
 
     async def rename_list(self, title: str) -> None:
         title = title.strip()
-        if not title:
+        if not title or self.role(self.list_key) == "viewer":
             self.redraw()
             return
-        if await self.lists.get(self.list_key) is None:  # the inbox, never renamed before
-            await self.lists.put(self.list_key, {"title": title, "created": 0})
+        scope = scope_of(self.list_key)
+        lists = self.db.collection("lists", scope=scope)
+        key = scope or self.list_key
+        if await lists.get(key) is None:  # the inbox or a shared list, never renamed
+            await lists.put(key, {"title": title, "created": int(js.Date.now())})
         else:
-            await self.lists.patch(self.list_key, {"title": title})
+            await lists.patch(key, {"title": title})
+
+    # --- sharing ------------------------------------------------------------------------
+
+    def save_scopes(self) -> None:
+        js.localStorage.setItem(f"{SCOPES_KEY}:{self.db.name}", json.dumps(self.scopes))
+
+    async def refresh_scopes(self) -> None:
+        """The user's shared lists and the members of the one shown, from the server: after
+        the start and after sync rounds (a list shared with this user arrives as a scope;
+        a revoked one goes, and the client drops its records)."""
+        if self.client is None or self._refreshing:
+            return
+        self._refreshing = True
+        try:
+            infos = await self.client.scopes()
+            self.scopes = {i.scope: {"title": i.title or "Shared list", "role": i.role}
+                           for i in infos}
+            self.save_scopes()
+            scope = scope_of(self.list_key)
+            if scope in self.scopes:
+                self.members[scope] = [(m.user, m.role)
+                                       for m in await self.client.members(scope)]
+        except PysyncError as e:  # offline, paused: the lists last seen stay
+            js.console.info(f"demo: shared lists not refreshed: {e}")
+        finally:
+            self._refreshing = False
+        self.redraw()
+
+    def share_failed(self, e: PysyncError) -> None:
+        code = getattr(e, "code", "")
+        by_id("share-status").textContent = {
+            "unknown_user": "No one of that name has signed in to this server yet.",
+            "offline": "Sharing needs the network.", "paused": "Sharing needs the network: "
+            "turn Work offline off.", "forbidden": "Only the list's owners can do that.",
+            "last_owner": "A list keeps at least one owner.",
+        }.get(code, f"Sharing failed: {e}")
+
+    async def share_current(self) -> None:
+        """Make the list shown a shared list: a new shared scope gets its todos (moved: the
+        personal copies are deleted), which its members' devices then sync."""
+        assert self.client is not None
+        key = self.list_key
+        title = (await self.list_records())[key]
+        try:
+            scope = await self.client.create_scope(title)
+        except PysyncError as e:
+            self.share_failed(e)
+            return
+        docs = await self.list_todos(key)
+        await self.db.collection("lists", scope=scope).put(
+            scope, {"title": title, "created": int(js.Date.now())})
+        await self.db.collection("todos", scope=scope).put_many(
+            {d.key: {**d.value, "list": scope} for d in docs})
+        await self.todos_of(key).delete_many([d.key for d in docs])
+        await self.lists.delete(key)
+        self.scopes[scope] = {"title": title, "role": "owner"}
+        self.members[scope] = [(self.user or "", "owner")]
+        self.save_scopes()
+        by_id("share-status").textContent = "Shared: now add who may see it."
+        self.focus_next = None
+        self.show_list(SHARED + scope)
+        by_id("share-form").hidden = False  # (drawn so by the redraw too: an owner's list)
+        by_id("share-user").focus()
+
+    async def share_with(self, user: str, role: str) -> None:
+        scope = scope_of(self.list_key)
+        user = user.strip()
+        if self.client is None or scope is None or not user or role not in SHARE_ROLES:
+            return
+        try:
+            await self.client.share(scope, user, SHARE_ROLES[role])
+            by_id("share-status").textContent = f"{user} {ROLES[role]} this list now."
+            by_id("share-user").value = ""
+        except PysyncError as e:
+            self.share_failed(e)
+        await self.refresh_scopes()
+
+    async def remove_member(self, user: str) -> None:
+        scope = scope_of(self.list_key)
+        if self.client is None or scope is None:
+            return
+        try:
+            await self.client.unshare(scope, user)
+            by_id("share-status").textContent = f"{user} can no longer see this list."
+        except PysyncError as e:
+            self.share_failed(e)
+        self.focus_next = None
+        by_id("share-user").focus()
+        await self.refresh_scopes()
 
     async def delete_list(self) -> None:
         key = self.list_key
@@ -541,7 +721,9 @@ class App:
         self.draw_conflicts()
 
     def show_sync(self, s: SyncStatus) -> None:
-        self._status = s
+        if s.last_synced_at != self._scopes_synced_at:  # a round reached the head
+            self._scopes_synced_at = s.last_synced_at
+            spawn(self.refresh_scopes())
         # An acknowledgement changes no value (no watch callback) but ends "local" marks.
         if s.pending != self._shown_pending:
             self._shown_pending = s.pending
@@ -699,6 +881,21 @@ def on_filter(event: Any) -> None:
     app.redraw()
 
 
+def on_share_list(event: Any) -> None:
+    spawn(app.share_current())
+
+
+def on_share_form(event: Any) -> None:
+    event.preventDefault()
+    spawn(app.share_with(by_id("share-user").value, by_id("share-role").value))
+
+
+def on_members_click(event: Any) -> None:
+    button = event.target.closest("button.remove-member")
+    if button:
+        spawn(app.remove_member(button.dataset.user))
+
+
 def on_show_more(event: Any) -> None:
     app.shown += PAGE
     app.redraw()
@@ -746,6 +943,8 @@ _handlers = {
     ("filters", "click"): on_filter, ("show-more", "click"): on_show_more,
     ("account", "submit"): on_account, ("work-offline", "change"): on_work_offline,
     ("clear-conflicts", "click"): on_clear_conflicts,
+    ("share-list", "click"): on_share_list, ("share-form", "submit"): on_share_form,
+    ("members", "click"): on_members_click,
     ("delete-list", "click"): lambda e: spawn(app.delete_list()),
     ("sample-button", "click"): lambda e: spawn(app.add_samples()),
     **{("list", kind): on_list_event for kind in ("change", "click", "dblclick", "keydown",
@@ -771,6 +970,7 @@ if user:
                             on_status=app.show_sync, on_conflict=app.on_conflict)
     await app.client.start()
     app.show_sync(app.client.status)
+    app.redraw()  # the sharing section, now that there is a client
     # Only a dev-mode server gives the dev tokens this page signs in with.
     by_id("dev-tools").hidden = False
     by_id("work-offline").disabled = False
