@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
 
 from tests.e2e.conftest import BOOT_TIMEOUT_MS, SyncServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("PYSYNC_ARTIFACTS", ROOT / "artifacts")) / "demo"
-LAPTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 390, "height": 844}
+LAPTOP: ViewportSize = {"width": 1280, "height": 860}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 def shot(page: Page, name: str, full_page: bool = False) -> None:
@@ -52,7 +52,7 @@ def sign_in(context: BrowserContext, url: str, user: str) -> Page:
     return page
 
 
-def todo(page: Page, title: str) -> object:
+def todo(page: Page, title: str) -> Locator:
     return page.locator("li.todo").filter(has=page.locator(".title", has_text=title))
 
 
