@@ -46,7 +46,7 @@ def test_a_fresh_window_shows_the_progress_bar_up_to_the_total_while_5000_todos_
         page.goto(f"{sync_server.url}/")
         page.wait_for_selector("body[data-ready=true]", timeout=BOOT_TIMEOUT_MS)
         page.get_by_role("button", name="Add 5,000 sample todos").click()
-        expect(page.locator("#status")).to_have_text(
+        expect(page.locator("#sample-status")).to_have_text(
             "5,000 sample todos written on the server; they arrive by sync", timeout=240_000)
         sample = page.locator("button.list-link", has_text="5,000 sample todos")
         expect(sample.locator(".list-count")).to_have_text("5,000", timeout=240_000)

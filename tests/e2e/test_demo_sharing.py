@@ -1,7 +1,8 @@
 """Sharing a list in the demo (issue 11): two users, each in their own browser context,
 on the real server with the feed and the real DynamoDB Local. Alice shares a list with Bob
 as an editor: it appears in Bob's lists, both see who can see it, and edits flow both ways;
-made a viewer, Bob can no longer add to it. Screenshots in artifacts/demo/."""
+made a viewer, Bob can no longer add to it; removed, he no longer sees it. Screenshots in
+artifacts/demo/."""
 
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ def test_a_list_shared_with_another_user_as_editor_then_viewer(
     alice.keyboard.type(name_of(bob))
     alice.get_by_label("Role").select_option("editor")
     alice.get_by_role("button", name="Share", exact=True).click()
+    expect(alice.locator("#share-status")).to_have_text(f"{name_of(bob)} can edit this list now.")
     members = alice.get_by_role("list", name="Who can see this list").locator("li")
     expect(members).to_have_count(2)
     expect(members.filter(has_text=name_of(bob))).to_contain_text("can edit")
@@ -92,3 +94,10 @@ def test_a_list_shared_with_another_user_as_editor_then_viewer(
     expect(bob.locator("li.todo .title")).to_have_text(["Milk", "Eggs", "Bread"])
     expect(bob.get_by_label("New todo")).to_be_disabled(timeout=SHARE_WAIT_MS)
     expect(bob.get_by_role("button", name="Delete Milk")).to_have_count(0)
+
+    # Removed, Bob no longer sees the list: it leaves his lists (and his device).
+    alice.get_by_role("button", name=f"Remove {name_of(bob)} from Groceries").click()
+    expect(members).to_have_count(1)
+    expect(bob.locator("button.list-link", has_text="Groceries")).to_have_count(
+        0, timeout=SHARE_WAIT_MS)
+    expect(bob.get_by_role("textbox", name="List name", exact=True)).to_have_value("Inbox")

@@ -249,6 +249,7 @@ SCOPES_KEY = "pysync-demo-scopes"  # + the database name: the shared lists last 
 # is "@" + the scope id; in the scope, its todos' "list" is the scope id and its record in
 # "lists" has the scope id as key. So sharing, roles and revocation are the server's rules.
 SHARED = "@"
+SCOPES_EVERY_MS = 3000
 ROLES = {"owner": "owner", "editor": "can edit", "viewer": "can view"}
 SHARE_ROLES: dict[str, Role] = {"editor": "editor", "viewer": "viewer"}  # the form's choices
 
@@ -327,6 +328,8 @@ class App:
             js.localStorage.getItem(f"{SCOPES_KEY}:{db.name}") or "{}")
         self.members: dict[str, list[tuple[str, str]]] = {}
         self._scopes_synced_at: int | None = None
+        self._scopes_asked_at = 0.0
+        self._scopes_wanted = False
         self._refreshing = False
 
     def todos_of(self, list_id: str) -> pysync.LocalCollection:
@@ -490,6 +493,10 @@ class App:
                 li.append(make("button", "Remove", "secondary small remove-member",
                                type="button", aria_label=f"Remove {user} from {title}",
                                data_user=user, data_focus=f"member:{user}"))
+            elif user == self.user and role != "owner":
+                li.append(make("button", "Leave", "secondary small remove-member",
+                               type="button", aria_label=f"Leave {title}",
+                               data_user=user, data_focus=f"member:{user}"))
             items.append(li)
         self.keep_focus(members, items)
 
@@ -619,13 +626,31 @@ class App:
     def save_scopes(self) -> None:
         js.localStorage.setItem(f"{SCOPES_KEY}:{self.db.name}", json.dumps(self.scopes))
 
+    def want_scopes(self) -> None:
+        """Ask for the shared lists again after a sync round (a list shared with this user
+        arrives as a scope; a revoked one goes, and the client drops its records): at most
+        every SCOPES_EVERY_MS, rounds being as frequent as writes."""
+        self._scopes_wanted = True
+        if not self._refreshing:
+            self._refreshing = True
+            spawn(self._refresh_loop())
+
+    async def _refresh_loop(self) -> None:
+        try:
+            while self._scopes_wanted:
+                wait = self._scopes_asked_at + SCOPES_EVERY_MS - float(js.Date.now())
+                if wait > 0:
+                    await asyncio.sleep(wait / 1000)
+                self._scopes_wanted = False
+                self._scopes_asked_at = float(js.Date.now())
+                await self.refresh_scopes()
+        finally:
+            self._refreshing = False
+
     async def refresh_scopes(self) -> None:
-        """The user's shared lists and the members of the one shown, from the server: after
-        the start and after sync rounds (a list shared with this user arrives as a scope;
-        a revoked one goes, and the client drops its records)."""
-        if self.client is None or self._refreshing:
+        """The user's shared lists and the members of the one shown, from the server."""
+        if self.client is None:
             return
-        self._refreshing = True
         try:
             infos = await self.client.scopes()
             self.scopes = {i.scope: {"title": i.title or "Shared list", "role": i.role}
@@ -637,8 +662,6 @@ class App:
                                        for m in await self.client.members(scope)]
         except PysyncError as e:  # offline, paused: the lists last seen stay
             js.console.info(f"demo: shared lists not refreshed: {e}")
-        finally:
-            self._refreshing = False
         self.redraw()
 
     def share_failed(self, e: PysyncError) -> None:
@@ -668,12 +691,10 @@ class App:
             {d.key: {**d.value, "list": scope} for d in docs})
         await self.todos_of(key).delete_many([d.key for d in docs])
         await self.lists.delete(key)
-        self.scopes[scope] = {"title": title, "role": "owner"}
-        self.members[scope] = [(self.user or "", "owner")]
-        self.save_scopes()
-        by_id("share-status").textContent = "Shared: now add who may see it."
+        await self.refresh_scopes()  # (after any older answer: it lacks the new scope)
         self.focus_next = None
         self.show_list(SHARED + scope)
+        by_id("share-status").textContent = "Shared: now add who may see it."
         by_id("share-form").hidden = False  # (drawn so by the redraw too: an owner's list)
         by_id("share-user").focus()
 
@@ -696,12 +717,19 @@ class App:
             return
         try:
             await self.client.unshare(scope, user)
-            by_id("share-status").textContent = f"{user} can no longer see this list."
+            by_id("share-status").textContent = (
+                "You left the list." if user == self.user
+                else f"{user} can no longer see this list.")
         except PysyncError as e:
             self.share_failed(e)
-        self.focus_next = None
-        by_id("share-user").focus()
+            return
         await self.refresh_scopes()
+        if user == self.user:  # the next pull drops the list's records from this device
+            self.focus_next = f"list:{INBOX}"
+            self.show_list(INBOX)
+            by_id("share-status").textContent = "You left the list."
+        else:
+            by_id("share-user").focus()
 
     async def delete_list(self) -> None:
         key = self.list_key
@@ -723,7 +751,7 @@ class App:
     def show_sync(self, s: SyncStatus) -> None:
         if s.last_synced_at != self._scopes_synced_at:  # a round reached the head
             self._scopes_synced_at = s.last_synced_at
-            spawn(self.refresh_scopes())
+            self.want_scopes()
         # An acknowledgement changes no value (no watch callback) but ends "local" marks.
         if s.pending != self._shown_pending:
             self._shown_pending = s.pending
@@ -763,7 +791,7 @@ class App:
         push API, with its own client id), so that they arrive here, and in any fresh
         window, through a pull: a first sync of a big account, with its progress bar."""
         assert self.user is not None
-        button = by_id("sample-button")
+        button, done = by_id("sample-button"), by_id("sample-status")
         button.disabled = True
         try:
             base = js.location.origin
@@ -782,7 +810,8 @@ class App:
             async with httpx.AsyncClient(transport=FetchTransport()) as http:
                 for start in range(0, len(mutations), MAX_MUTATIONS_PER_PUSH):
                     chunk = mutations[start:start + MAX_MUTATIONS_PER_PUSH]
-                    say(f"writing sample todos on the server: {start:,} of {len(mutations):,}")
+                    done.textContent = (f"Writing them on the server: {start:,} of "
+                                        f"{len(mutations):,}")
                     r = await http.post(f"{base}/v1/push", timeout=60, json={
                         "protocol": PROTOCOL_VERSION, "client_id": client_id,
                         "mutations": [{**m, "id": start + i + 1, "base_version": None,
@@ -790,7 +819,8 @@ class App:
                         headers={"Authorization": f"Bearer {token}"})
                     if r.status_code != 200:
                         raise RuntimeError(f"push: HTTP {r.status_code} {r.text[:200]}")
-            say(f"{SAMPLE_COUNT:,} sample todos written on the server; they arrive by sync")
+            done.textContent = (f"{SAMPLE_COUNT:,} sample todos written on the server; "
+                                "they arrive by sync")
         finally:
             button.disabled = False
 
