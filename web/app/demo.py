@@ -249,6 +249,8 @@ SCOPES_KEY = "pysync-demo-scopes"  # + the database name: the shared lists last 
 # is "@" + the scope id; in the scope, its todos' "list" is the scope id and its record in
 # "lists" has the scope id as key. So sharing, roles and revocation are the server's rules.
 SHARED = "@"
+PAGE = 200  # todos drawn at once ("Show more" adds as many again)
+SAMPLE_COUNT = 5000
 SCOPES_EVERY_MS = 3000
 ROLES = {"owner": "owner", "editor": "can edit", "viewer": "can view"}
 SHARE_ROLES: dict[str, Role] = {"editor": "editor", "viewer": "viewer"}  # the form's choices
@@ -261,9 +263,6 @@ def scope_of(list_id: str) -> str | None:
 def list_field(list_id: str) -> str:
     """The value of a todo's "list" field for the list `list_id`."""
     return scope_of(list_id) or list_id
-PAGE = 200  # todos drawn at once ("Show more" adds as many again)
-SAMPLE_COUNT = 5000
-FILTERS = ("all", "active", "done")
 
 
 def by_id(name: str) -> Any:
