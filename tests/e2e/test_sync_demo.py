@@ -29,7 +29,8 @@ def test_the_demo_signed_in_pushes_its_todos_and_shows_outside_writes(
         todo = page.locator("li", has_text="Buy milk")
         expect(todo).to_have_count(1)
         expect(todo.locator(".pending")).to_have_count(0)
-        expect(page.locator("#sync")).to_have_text(f"synced as {user}")
+        expect(page.locator("#badge")).to_have_text("Synced")
+        expect(page.locator("#user")).to_have_value(user)
         expect(page.locator("#status")).to_have_text("all changes saved")
         items = sync_server.dynamodb.query(
             TableName=sync_server.tables.items, ConsistentRead=True,
