@@ -169,13 +169,11 @@ class LocalCollection:
                        ) -> None:
         """Create or replace many records in one transaction."""
         pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
-        ops: list[LocalOp] = []
-        for key, value in pairs:
-            check_key(key)
-            check_record(value)
-            ops.append(("put", key, value))
+        ops: list[LocalOp] = [("put", check_key(key), value) for key, value in pairs]
         if ops:
-            await write(self._session, self.decl, ops)
+            # The values are checked by write(): a big write checks them chunk by chunk,
+            # while IndexedDB stores the chunk before.
+            await write(self._session, self.decl, ops, check_puts=True)
 
     async def patch(self, key: str, fields: Record) -> None:
         """Set some top-level fields of an existing record (NotFound if there is none)."""

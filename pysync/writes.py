@@ -27,7 +27,7 @@ from pysync.rows import RecordRow, StoredRecordRow, local_write
 from pysync.schema import Collection
 from pysync.session import UNKNOWN, RecordId, Session
 from pysync.storage import Transaction
-from pysync.values import MAX_RECORD_BYTES, Record, record_size
+from pysync.values import MAX_RECORD_BYTES, Record, check_record, record_size
 from pysync.watch import Change
 
 # Batches larger than this probe which keys exist with one keys-only read.
@@ -124,10 +124,18 @@ def plan(session: Session, collection: Collection, ops: list[LocalOp], keys: lis
     return Plan(writes, changes, writer_after, {(c, k): r for k, r in stored.items()})
 
 
-async def write(session: Session, collection: Collection, ops: list[LocalOp]) -> None:
+async def write(session: Session, collection: Collection, ops: list[LocalOp], *,
+                check_puts: bool = False) -> None:
     """Apply local writes: records, outbox entries and the writer row, one transaction
-    (the fast path if it can, else the read-first path; see the module's docstring)."""
+    (the fast path if it can, else the read-first path; see the module's docstring).
+
+    `check_puts`: the puts' values are not validated yet (values.check_record): a pipelined
+    write checks each chunk just before planning it (a bad value aborts the transaction,
+    nothing written), any other write all of them before it starts."""
     keys = list(dict.fromkeys(key for _, key, _ in ops))
+    pipelined = len(keys) > PIPELINE_ABOVE and len(keys) == len(ops)
+    if check_puts and not pipelined:
+        _check_puts(ops)
     cache = session.cache
     if len(keys) <= PROBE_ABOVE and cache.writer_row is not UNKNOWN:
         planned = _speculate(session, collection, ops, keys)
@@ -145,7 +153,7 @@ async def write(session: Session, collection: Collection, ops: list[LocalOp]) ->
                 _committed(session, planned)
                 session.watchers.notify(planned.changes)
                 return
-    await _write_read_first(session, collection, ops, keys)
+    await _write_read_first(session, collection, ops, keys, check_puts and pipelined)
 
 
 def _speculate(session: Session, collection: Collection, ops: list[LocalOp],
@@ -168,8 +176,14 @@ def _speculate(session: Session, collection: Collection, ops: list[LocalOp],
     return planned
 
 
+def _check_puts(ops: list[LocalOp]) -> None:
+    for op, _, value in ops:
+        if op == "put":
+            check_record(value)
+
+
 async def _write_read_first(session: Session, collection: Collection, ops: list[LocalOp],
-                            keys: list[str]) -> None:
+                            keys: list[str], check_puts: bool = False) -> None:
     """Read the rows (and the writer row), then in the read's callback plan and write.
     One transaction, no await inside it."""
     tx = session.tx([RECORDS, OUTBOX, META], "readwrite")
@@ -178,7 +192,8 @@ async def _write_read_first(session: Session, collection: Collection, ops: list[
 
     def compute(meta: list[Any], found: dict[str, Any]) -> None:
         if len(keys) > PIPELINE_ABOVE and len(keys) == len(ops):
-            box.append(_plan_and_issue_in_chunks(session, collection, ops, meta[0], found, tx))
+            box.append(_plan_and_issue_in_chunks(session, collection, ops, meta[0], found, tx,
+                                                 check_puts))
             return
         planned = plan(session, collection, ops, keys, meta[0], found)
         tx.write(planned.writes)
@@ -207,16 +222,17 @@ async def _write_read_first(session: Session, collection: Collection, ops: list[
                 lambda r: read_rows(r[:1], [k[1] for k in r[1] if k[1] in wanted]))
     await tx.done()
     planned = box[0]
+    stored = {rec: row for rec, row in planned.rows.items() if row is not None}
     if len(keys) > PROBE_ABOVE:  # not worth caching: forget instead
         session.cache.forget(planned.rows)
         planned.rows = {}
     _committed(session, planned)
-    session.publish(planned.changes)
+    session.publish(planned.changes, stored)  # the other tabs get the stored value texts
 
 
 def _plan_and_issue_in_chunks(session: Session, collection: Collection, ops: list[LocalOp],
                               writer_row: Any, found: dict[str, StoredRecordRow],
-                              tx: Transaction) -> Plan:
+                              tx: Transaction, check_puts: bool) -> Plan:
     """A big batch of distinct keys, planned and issued PIPELINE_CHUNK records at a time, in
     one transaction: IndexedDB stores a chunk while Python plans the next (the transaction
     stays active, as nothing awaits). Each chunk continues the previous one's writer row
@@ -225,6 +241,8 @@ def _plan_and_issue_in_chunks(session: Session, collection: Collection, ops: lis
     for start in range(0, len(ops), PIPELINE_CHUNK):
         chunk = ops[start:start + PIPELINE_CHUNK]
         keys = [key for _, key, _ in chunk]
+        if check_puts:  # here, so that checking too overlaps IndexedDB's work
+            _check_puts(chunk)
         planned = plan(session, collection, chunk, keys, merged.writer_row,
                        {k: found[k] for k in keys if k in found})
         tx.write(planned.writes)

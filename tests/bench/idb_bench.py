@@ -214,7 +214,8 @@ def main() -> None:
         py_ms = pick(b[1] for b in bulks)
         print(f"  {label:6}: raw JS {raw_ms:7.1f} ms ({n / raw_ms * 1000:5.0f}/s)   "
               f"pysync {py_ms:7.1f} ms ({n / py_ms * 1000:5.0f}/s)   "
-              f"throughput ratio {raw_ms / py_ms:.2f}x  (target >= 0.8x)")
+              f"throughput ratio {raw_ms / py_ms:.2f}x"
+              + ("  (target >= 0.9x)" if label == "median" else ""))
     print(f"single-record writes, {len(py_s)} sequential transactions each:")
     for label, pct in (("p50", 50.0), ("p95", 95.0)):
         raw_ms, ours_ms = percentile(raw_s, pct), percentile(py_s, pct)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import pysync
-from pysync.errors import ConstraintViolation
+from pysync.errors import ConstraintViolation, InvalidValue
 from pysync.memdb import MemoryStorage
 from pysync.replica import Replica
 from pysync.schema import Collection, Index, Schema
@@ -51,6 +51,18 @@ def test_a_clash_in_the_last_chunk_writes_nothing_of_the_earlier_chunks() -> Non
         batch = records(N)
         batch["t99999"] = {"code": 3}  # the last record clashes with the first chunk's
         with pytest.raises(ConstraintViolation):
+            await db.collection("todos").put_many(batch)
+        assert await db.collection("todos").count() == 0
+        assert await db.pending_count() == 0
+
+    run(test)
+
+
+def test_a_bad_value_in_the_last_chunk_writes_nothing_of_the_earlier_chunks() -> None:
+    async def test(db: Database) -> None:
+        batch = list(records(N).items())
+        batch.append(("t99999", {"code": N, "_reserved": 1}))  # checked in the last chunk
+        with pytest.raises(InvalidValue):
             await db.collection("todos").put_many(batch)
         assert await db.collection("todos").count() == 0
         assert await db.pending_count() == 0
