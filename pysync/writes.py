@@ -14,6 +14,7 @@ writer meta row in one transaction: all or nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -238,8 +239,11 @@ def _plan_and_issue_in_chunks(session: Session, collection: Collection, ops: lis
     stays active, as nothing awaits). Each chunk continues the previous one's writer row
     (order, clock); a failure in any chunk aborts the whole transaction."""
     merged = Plan([], [], writer_row, {})
-    for start in range(0, len(ops), PIPELINE_CHUNK):
-        chunk = ops[start:start + PIPELINE_CHUNK]
+    # The first chunk is small: IndexedDB idles until it is issued.
+    bounds = [0, PIPELINE_CHUNK // 4, *range(PIPELINE_CHUNK // 4 + PIPELINE_CHUNK, len(ops),
+                                             PIPELINE_CHUNK), len(ops)]
+    for start, end in itertools.pairwise(bounds):
+        chunk = ops[start:end]
         keys = [key for _, key, _ in chunk]
         if check_puts:  # here, so that checking too overlaps IndexedDB's work
             _check_puts(chunk)
