@@ -444,10 +444,10 @@ db2 = await pysync.open_database("{name}", SCHEMA)
 read_first = []
 if "UNWRAPPED_READ_FIRST" not in globals():
     UNWRAPPED_READ_FIRST = pysync.writes._write_read_first
-async def counted(session, collection, ops, keys):
+async def counted(session, collection, ops, keys, *more):
     if session is db1._session:
         read_first.append(keys)
-    return await UNWRAPPED_READ_FIRST(session, collection, ops, keys)
+    return await UNWRAPPED_READ_FIRST(session, collection, ops, keys, *more)
 pysync.writes._write_read_first = counted
 """
 UNWRAP = """
